@@ -1,0 +1,159 @@
+//! The bounded write queue and the batch writer behind it.
+//!
+//! Requests take permits from a span budget before they are queued; when the budget is spent
+//! the request fails at once (the transport answers 503 / UNAVAILABLE with a retry hint), so
+//! memory stays bounded whatever the load. One writer task drains the queue: it takes every
+//! request waiting, writes them in one transaction (one fsync for all of them) and only then
+//! answers each. While a transaction commits, the next batch gathers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use loupe_store::{EncodedSpan, StoreError, TraceStore, WriteOutcome};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::IngestError;
+
+/// Queue limits.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// Spans that may wait for the writer at once (decoded and encoded, in memory).
+    pub max_queued_spans: usize,
+    /// The most spans written in one transaction.
+    pub max_batch_spans: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_queued_spans: 100_000,
+            max_batch_spans: 20_000,
+        }
+    }
+}
+
+struct Job {
+    spans: Vec<EncodedSpan>,
+    reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The sending side, shared by every transport. Cheap to clone.
+#[derive(Clone)]
+pub struct IngestQueue {
+    tx: mpsc::UnboundedSender<Job>,
+    budget: Arc<Semaphore>,
+    max_queued: u32,
+    closing: Arc<AtomicBool>,
+}
+
+/// The writer task; await [`WriterHandle::join`] after every sender is gone to flush the rest.
+pub struct WriterHandle {
+    task: JoinHandle<()>,
+    closing: Arc<AtomicBool>,
+}
+
+impl WriterHandle {
+    /// Refuses new submissions from now on; queued ones are still written.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until the writer has written everything queued and exited. The writer exits when
+    /// every [`IngestQueue`] clone has been dropped.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+impl IngestQueue {
+    /// Starts the writer task on the current runtime.
+    pub fn start(store: Arc<dyn TraceStore>, config: QueueConfig) -> (Self, WriterHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let max_queued = u32::try_from(config.max_queued_spans.max(1)).unwrap_or(u32::MAX);
+        let closing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run_writer(store, rx, config.max_batch_spans.max(1)));
+        (
+            Self {
+                tx,
+                budget: Arc::new(Semaphore::new(max_queued as usize)),
+                max_queued,
+                closing: closing.clone(),
+            },
+            WriterHandle { task, closing },
+        )
+    }
+
+    /// Spans currently queued or being written.
+    pub fn queued_spans(&self) -> usize {
+        (self.max_queued as usize).saturating_sub(self.budget.available_permits())
+    }
+
+    /// Queues spans and waits until they are committed. Fails at once when the queue is full.
+    pub async fn submit(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, IngestError> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(IngestError::ShuttingDown);
+        }
+        if spans.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        // A request larger than the whole budget takes all of it, so it can still pass alone.
+        let want = u32::try_from(spans.len()).unwrap_or(u32::MAX).min(self.max_queued);
+        let permit = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(want)
+            .map_err(|_| IngestError::Overloaded)?;
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send(Job {
+                spans,
+                reply,
+                _permit: permit,
+            })
+            .map_err(|_| IngestError::ShuttingDown)?;
+        match done.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(IngestError::Store(e)),
+            Err(_) => Err(IngestError::ShuttingDown),
+        }
+    }
+}
+
+async fn run_writer(
+    store: Arc<dyn TraceStore>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    max_batch: usize,
+) {
+    let mut jobs: Vec<Job> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut n = first.spans.len();
+        jobs.push(first);
+        while n < max_batch {
+            match rx.try_recv() {
+                Ok(job) => {
+                    n += job.spans.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut spans = Vec::with_capacity(n);
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            spans.extend(job.spans);
+            waiting.push((job.reply, job._permit));
+        }
+        let result = store.write_spans(spans).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "batch write failed");
+        }
+        let reqs = waiting.len();
+        for (reply, permit) in waiting {
+            let _ = reply.send(result.clone());
+            drop(permit);
+        }
+        tracing::trace!(spans = n, requests = reqs, "batch committed");
+    }
+}

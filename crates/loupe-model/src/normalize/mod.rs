@@ -1,0 +1,198 @@
+//! From attribute conventions to canonical LLM fields.
+//!
+//! Clients describe LLM work with different attribute vocabularies. Each convention has its own
+//! module that reads its keys; [`derive`] is the one place that decides which applies and in what
+//! order. The attributes themselves are never modified: normalization only reads them, so a
+//! mapping change can be re-applied to stored spans later.
+
+pub mod gen_ai;
+pub mod mlflow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Span types Loupe knows. Types are free strings on the wire (MLflow allows custom ones), so
+/// the canonical field is a string; these are the names the normalizers produce.
+pub mod span_type {
+    /// A completion-style LLM call.
+    pub const LLM: &str = "LLM";
+    /// A chat-model call.
+    pub const CHAT_MODEL: &str = "CHAT_MODEL";
+    /// An embedding call.
+    pub const EMBEDDING: &str = "EMBEDDING";
+    /// A retrieval step.
+    pub const RETRIEVER: &str = "RETRIEVER";
+    /// A reranking step.
+    pub const RERANKER: &str = "RERANKER";
+    /// A tool invocation.
+    pub const TOOL: &str = "TOOL";
+    /// An agent step.
+    pub const AGENT: &str = "AGENT";
+    /// A chain or pipeline step.
+    pub const CHAIN: &str = "CHAIN";
+    /// Anything else.
+    pub const UNKNOWN: &str = "UNKNOWN";
+}
+
+/// Canonical fields derived from a span's attributes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Derived {
+    /// Span type (see [`span_type`]).
+    pub span_type: String,
+    /// Model asked for.
+    pub request_model: Option<String>,
+    /// Model that answered.
+    pub response_model: Option<String>,
+    /// Provider (openai, anthropic …).
+    pub provider: Option<String>,
+    /// Input (prompt) tokens.
+    pub input_tokens: Option<u64>,
+    /// Output (completion) tokens.
+    pub output_tokens: Option<u64>,
+    /// Total tokens (input + output when the sender gives no total).
+    pub total_tokens: Option<u64>,
+    /// Which convention supplied the fields (`mlflow`, `gen_ai`, or none).
+    pub convention: Option<&'static str>,
+}
+
+impl Derived {
+    /// The model to show: the one that answered, else the one asked for.
+    pub fn model(&self) -> Option<&str> {
+        self.response_model
+            .as_deref()
+            .or(self.request_model.as_deref())
+    }
+}
+
+/// Derives the canonical fields of a span from its attributes.
+pub fn derive(attributes: &Map<String, Value>) -> Derived {
+    let mut d = Derived::default();
+    // Later conventions only fill what earlier ones left empty; MLflow's explicit keys win
+    // because the MLflow client sets them deliberately.
+    if mlflow::applies(attributes) {
+        mlflow::fill(attributes, &mut d);
+        d.convention.get_or_insert("mlflow");
+    }
+    if gen_ai::applies(attributes) {
+        gen_ai::fill(attributes, &mut d);
+        d.convention.get_or_insert("gen_ai");
+    }
+    if d.span_type.is_empty() {
+        d.span_type = if d.request_model.is_some() || d.response_model.is_some() {
+            span_type::LLM.to_string()
+        } else {
+            span_type::UNKNOWN.to_string()
+        };
+    }
+    if d.total_tokens.is_none() && (d.input_tokens.is_some() || d.output_tokens.is_some()) {
+        d.total_tokens = Some(
+            d.input_tokens
+                .unwrap_or(0)
+                .saturating_add(d.output_tokens.unwrap_or(0)),
+        );
+    }
+    d
+}
+
+/// The span's inputs, as the user logged them, if a convention carries them.
+pub fn inputs(attributes: &Map<String, Value>) -> Option<Value> {
+    mlflow::inputs(attributes).or_else(|| gen_ai::inputs(attributes))
+}
+
+/// The span's outputs, as the user logged them, if a convention carries them.
+pub fn outputs(attributes: &Map<String, Value>) -> Option<Value> {
+    mlflow::outputs(attributes).or_else(|| gen_ai::outputs(attributes))
+}
+
+/// Reads a non-negative integer that may arrive as a number or a numeric string.
+pub(crate) fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Reads a non-empty string.
+pub(crate) fn as_str(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// A value that may be JSON encoded in a string (some clients send objects that way).
+pub(crate) fn maybe_json_object(v: &Value) -> Option<Map<String, Value>> {
+    match v {
+        Value::Object(m) => Some(m.clone()),
+        Value::String(s) => match serde_json::from_str(s) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn attrs(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn mlflow_span() {
+        let a = attrs(json!({
+            "mlflow.spanType": "CHAT_MODEL",
+            "mlflow.spanInputs": {"messages": [{"role": "user", "content": "hi"}]},
+            "mlflow.spanOutputs": "hello",
+            "mlflow.chat.tokenUsage": "{\"input_tokens\": 12, \"output_tokens\": 3, \"total_tokens\": 15}",
+            "model": "gpt-4o-mini"
+        }));
+        let d = derive(&a);
+        assert_eq!(d.span_type, "CHAT_MODEL");
+        assert_eq!(
+            (d.input_tokens, d.output_tokens, d.total_tokens),
+            (Some(12), Some(3), Some(15))
+        );
+        assert_eq!(d.convention, Some("mlflow"));
+        assert_eq!(
+            inputs(&a),
+            Some(json!({"messages": [{"role": "user", "content": "hi"}]}))
+        );
+        assert_eq!(outputs(&a), Some(json!("hello")));
+    }
+
+    #[test]
+    fn gen_ai_span() {
+        let a = attrs(json!({
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.response.model": "gpt-4o-2024-08-06",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": "20"
+        }));
+        let d = derive(&a);
+        assert_eq!(d.span_type, "CHAT_MODEL");
+        assert_eq!(d.model(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(d.request_model.as_deref(), Some("gpt-4o"));
+        assert_eq!(d.provider.as_deref(), Some("openai"));
+        assert_eq!(d.total_tokens, Some(120));
+    }
+
+    #[test]
+    fn plain_span_is_unknown_and_keeps_nothing_invented() {
+        let d = derive(&attrs(json!({"http.method": "GET"})));
+        assert_eq!(d.span_type, "UNKNOWN");
+        assert_eq!(d.total_tokens, None);
+        assert_eq!(d.convention, None);
+    }
+}

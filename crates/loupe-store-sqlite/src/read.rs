@@ -1,0 +1,159 @@
+//! The read path: keyset-paginated trace lists and whole traces.
+
+use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
+use loupe_store::{Cursor, StoreError, StoredSpan, TraceDetail, TracePage, TraceQuery, decode_body};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde_json::{Map, Value};
+
+use crate::db_err;
+use crate::write::to_i64;
+
+const TRACE_COLUMNS: &str = "seq, trace_id, project, name, start_ns, end_ns, status, has_root, \
+     span_count, error_count, input_tokens, output_tokens, total_tokens, tags, metadata";
+
+fn json_map(s: &str) -> Map<String, Value> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
+    let id: Vec<u8> = r.get(1)?;
+    let trace_id = TraceId::from_slice(&id).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(e))
+    })?;
+    let tags: String = r.get(13)?;
+    let metadata: String = r.get(14)?;
+    Ok((
+        r.get(0)?,
+        TraceSummary {
+            trace_id,
+            project: r.get(2)?,
+            name: r.get(3)?,
+            start_ns: u(r.get(4)?),
+            end_ns: u(r.get(5)?),
+            status: SpanStatus::from_code(r.get(6)?),
+            has_root: r.get::<_, i64>(7)? != 0,
+            span_count: u(r.get(8)?),
+            error_count: u(r.get(9)?),
+            input_tokens: u(r.get(10)?),
+            output_tokens: u(r.get(11)?),
+            total_tokens: u(r.get(12)?),
+            tags: json_map(&tags),
+            metadata: json_map(&metadata),
+        },
+    ))
+}
+
+pub(crate) fn list_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage, StoreError> {
+    let mut sql = format!("SELECT {TRACE_COLUMNS} FROM traces WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(p) = &q.project {
+        sql.push_str(" AND project = ?");
+        args.push(SqlValue::Text(p.clone()));
+    }
+    if let Some(s) = q.status {
+        sql.push_str(" AND status = ?");
+        args.push(SqlValue::Integer(s.code()));
+    }
+    if let Some(d) = q.min_duration_ms {
+        sql.push_str(" AND duration_ms >= ?");
+        args.push(SqlValue::Integer(to_i64(d)));
+    }
+    if let Some(n) = &q.name {
+        sql.push_str(" AND name = ?");
+        args.push(SqlValue::Text(n.clone()));
+    }
+    if let Some(t) = q.start_from_ms {
+        sql.push_str(" AND start_ns >= ?");
+        args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
+    }
+    if let Some(t) = q.start_to_ms {
+        sql.push_str(" AND start_ns < ?");
+        args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
+    }
+    if let Some(c) = q.cursor {
+        sql.push_str(" AND (start_ns, seq) < (?, ?)");
+        args.push(SqlValue::Integer(c.start_ns));
+        args.push(SqlValue::Integer(c.seq));
+    }
+    let limit = q.limit.max(1);
+    sql.push_str(" ORDER BY start_ns DESC, seq DESC LIMIT ?");
+    args.push(SqlValue::Integer(limit as i64 + 1));
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut rows: Vec<(i64, TraceSummary)> = stmt
+        .query_map(rusqlite::params_from_iter(args), trace_row)
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(seq, t)| Cursor {
+            start_ns: to_i64(t.start_ns),
+            seq: *seq,
+        })
+    } else {
+        None
+    };
+    Ok(TracePage {
+        traces: rows.into_iter().map(|(_, t)| t).collect(),
+        next_cursor,
+    })
+}
+
+pub(crate) fn get_trace(
+    conn: &Connection,
+    trace_id: TraceId,
+) -> Result<Option<TraceDetail>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ?1"
+        ))
+        .map_err(db_err)?;
+    let Some((seq, summary)) = stmt
+        .query_row([&trace_id.0[..]], trace_row)
+        .optional()
+        .map_err(db_err)?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT span_id, parent_id, name, span_type, start_ns, end_ns, status, status_message, \
+             model, input_tokens, output_tokens, total_tokens, body \
+             FROM spans WHERE trace_seq = ?1 ORDER BY start_ns, span_id",
+        )
+        .map_err(db_err)?;
+    let raw = stmt
+        .query_map([seq], |r| {
+            Ok((
+                StoredSpan {
+                    span_id: SpanId::from_i64(r.get(0)?),
+                    parent_id: r.get::<_, Option<i64>>(1)?.map(SpanId::from_i64),
+                    name: r.get(2)?,
+                    span_type: r.get(3)?,
+                    start_ns: u(r.get(4)?),
+                    end_ns: u(r.get(5)?),
+                    status: SpanStatus::from_code(r.get(6)?),
+                    status_message: r.get(7)?,
+                    model: r.get(8)?,
+                    input_tokens: r.get::<_, Option<i64>>(9)?.map(u),
+                    output_tokens: r.get::<_, Option<i64>>(10)?.map(u),
+                    total_tokens: r.get::<_, Option<i64>>(11)?.map(u),
+                    body: Default::default(),
+                },
+                r.get::<_, Vec<u8>>(12)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut spans = Vec::with_capacity(usize::try_from(summary.span_count).unwrap_or(0));
+    for row in raw {
+        let (mut span, body) = row.map_err(db_err)?;
+        span.body = decode_body(&body)?;
+        spans.push(span);
+    }
+    Ok(Some(TraceDetail { summary, spans }))
+}

@@ -1,0 +1,88 @@
+//! Connection settings and versioned migrations (tracked in `PRAGMA user_version`).
+
+use loupe_store::StoreError;
+use rusqlite::Connection;
+
+use crate::db_err;
+
+/// Migrations in order; entry `i` moves the schema from version `i` to `i + 1`. Never edit a
+/// released entry: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE traces (
+    seq           INTEGER PRIMARY KEY,
+    trace_id      BLOB    NOT NULL UNIQUE,
+    project       TEXT    NOT NULL,
+    name          TEXT    NOT NULL DEFAULT '',
+    start_ns      INTEGER NOT NULL,
+    end_ns        INTEGER NOT NULL,
+    duration_ms   INTEGER NOT NULL DEFAULT 0,
+    status        INTEGER NOT NULL DEFAULT 0,
+    root_status   INTEGER,
+    has_root      INTEGER NOT NULL DEFAULT 0,
+    span_count    INTEGER NOT NULL DEFAULT 0,
+    error_count   INTEGER NOT NULL DEFAULT 0,
+    input_tokens  INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    total_tokens  INTEGER NOT NULL DEFAULT 0,
+    tags          TEXT    NOT NULL DEFAULT '{}',
+    metadata      TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX traces_by_start ON traces (start_ns, seq);
+CREATE INDEX traces_by_project_start ON traces (project, start_ns, seq);
+CREATE TABLE spans (
+    trace_seq      INTEGER NOT NULL,
+    span_id        INTEGER NOT NULL,
+    parent_id      INTEGER,
+    name           TEXT    NOT NULL,
+    span_type      TEXT    NOT NULL,
+    start_ns       INTEGER NOT NULL,
+    end_ns         INTEGER NOT NULL,
+    status         INTEGER NOT NULL,
+    status_message TEXT    NOT NULL DEFAULT '',
+    model          TEXT,
+    input_tokens   INTEGER,
+    output_tokens  INTEGER,
+    total_tokens   INTEGER,
+    body           BLOB    NOT NULL
+);
+CREATE UNIQUE INDEX spans_by_trace ON spans (trace_seq, span_id);
+"#];
+
+/// Per-connection settings. `synchronous = FULL` makes every commit durable before it returns,
+/// which is what lets the server answer 2xx only for data on disk.
+pub(crate) fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if writer {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "cache_size", -32_768)?; // 32 MiB
+    } else {
+        conn.pragma_update(None, "cache_size", -16_384)?; // 16 MiB
+    }
+    Ok(())
+}
+
+/// Applies pending migrations in one transaction; refuses a database newer than this binary.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db_err)?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::internal(format!(
+            "the database has schema version {current}, newer than this binary knows ({known}); upgrade loupe"
+        )));
+    }
+    if current == known {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(db_err)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql).map_err(db_err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)
+}

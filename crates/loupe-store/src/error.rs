@@ -1,0 +1,56 @@
+//! Store errors: a small kind to branch on, a message for humans.
+
+use std::fmt;
+
+/// What kind of failure this was; the server maps it to a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller asked for something malformed (a bad cursor, say).
+    InvalidInput,
+    /// The store is temporarily unable to serve (busy, shutting down); retry later.
+    Unavailable,
+    /// Anything else: a bug or a broken disk. Details are logged, not sent.
+    Internal,
+}
+
+/// A store failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct StoreError {
+    /// Kind.
+    pub kind: ErrorKind,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl StoreError {
+    /// An invalid-input error.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::InvalidInput,
+            message: message.into(),
+        }
+    }
+
+    /// An unavailable error.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+
+    /// An internal error.
+    pub fn internal(message: impl fmt::Display) -> Self {
+        Self {
+            kind: ErrorKind::Internal,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}

@@ -1,0 +1,84 @@
+//! The storage contract every Loupe backend implements.
+//!
+//! [`TraceStore`] is what the ingest path and the readers see; backends (SQLite, later
+//! PostgreSQL) live in their own crates. Spans travel to a store as [`EncodedSpan`]s: the indexed
+//! columns lifted out, everything else serialized once into a compressed body ([`SpanBody`]),
+//! so the single writer only binds and inserts.
+
+mod encode;
+mod error;
+mod query;
+
+use async_trait::async_trait;
+use loupe_model::{SpanStatus, TraceId, TraceSummary};
+
+pub use encode::{EncodedSpan, SpanBody, decode_body, encode_span};
+pub use error::{ErrorKind, StoreError};
+pub use query::{Cursor, TracePage, TraceQuery};
+
+/// What a committed write changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Spans that were new.
+    pub inserted: u64,
+    /// Spans already stored under the same (trace id, span id): left as they were.
+    pub duplicates: u64,
+}
+
+/// A span as read back from a store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpan {
+    /// Span id.
+    pub span_id: loupe_model::SpanId,
+    /// Parent span id, `None` for a root.
+    pub parent_id: Option<loupe_model::SpanId>,
+    /// Name.
+    pub name: String,
+    /// Canonical span type.
+    pub span_type: String,
+    /// Start, ns since the epoch.
+    pub start_ns: u64,
+    /// End, ns since the epoch.
+    pub end_ns: u64,
+    /// Status.
+    pub status: SpanStatus,
+    /// Status message.
+    pub status_message: String,
+    /// Model, when the span is an LLM call.
+    pub model: Option<String>,
+    /// Input tokens.
+    pub input_tokens: Option<u64>,
+    /// Output tokens.
+    pub output_tokens: Option<u64>,
+    /// Total tokens.
+    pub total_tokens: Option<u64>,
+    /// Attributes, events, links, resource.
+    pub body: SpanBody,
+}
+
+/// A trace with all its spans, in start order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceDetail {
+    /// The roll-up.
+    pub summary: TraceSummary,
+    /// Every span.
+    pub spans: Vec<StoredSpan>,
+}
+
+/// A durable trace store.
+///
+/// Writes are idempotent: a span is keyed by (trace id, span id) and a span already stored is
+/// left unchanged, so retried batches change nothing. Spans of a trace may arrive in any order
+/// and in any number of batches; the trace's [`TraceSummary`] stays right.
+#[async_trait]
+pub trait TraceStore: Send + Sync + 'static {
+    /// Stores spans in one transaction. Returns only after the transaction is durable on disk;
+    /// on error nothing of the batch is stored.
+    async fn write_spans(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, StoreError>;
+
+    /// Traces matching `query`, newest first.
+    async fn list_traces(&self, query: TraceQuery) -> Result<TracePage, StoreError>;
+
+    /// One trace with its spans, or `None` if unknown.
+    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError>;
+}
