@@ -1,1 +1,59 @@
-fn main(){}
+//! `loupe`: the server, the command-line client and the benchmarks, in one binary.
+
+mod bench;
+mod client;
+mod serve;
+mod tree;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Loupe: LLM tracing and observability, on your machine.
+#[derive(Debug, Parser)]
+#[command(name = "loupe", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: OTLP/HTTP, the JSON API and the UI on one port, OTLP/gRPC on another.
+    Serve(serve::ServeArgs),
+    /// Read traces from a running server.
+    Traces {
+        #[command(subcommand)]
+        command: client::TracesCommand,
+    },
+    /// Measure Loupe on this machine.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loupe: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Traces { command } => client::run(command).await,
+            Command::Bench { command } => bench::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loupe: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

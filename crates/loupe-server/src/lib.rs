@@ -1,1 +1,95 @@
-//! placeholder
+//! Loupe's front doors: one HTTP port (OTLP/HTTP, the JSON API, the web UI) and one gRPC port
+//! (OTLP/gRPC).
+//!
+//! [`app`] builds the HTTP router, testable without a socket; [`serve`] runs both servers on
+//! listeners the caller already bound, until the shutdown future resolves. Every transport calls
+//! the same ingest path (`loupe_ingest`), and every error is turned into a status code in one
+//! place per protocol ([`error`]).
+
+mod api;
+mod body;
+pub mod error;
+mod grpc;
+mod otlp_http;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use loupe_ingest::IngestQueue;
+use loupe_store::TraceStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Limits and knobs of the front doors.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest OTLP request accepted, in bytes, both as sent and after decompression.
+    pub max_request_bytes: usize,
+    /// Seconds a client is told to wait when the write queue is full.
+    pub retry_after_secs: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 32 * 1024 * 1024,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store, for reads.
+    pub store: Arc<dyn TraceStore>,
+    /// The write queue.
+    pub queue: IngestQueue,
+    /// Limits.
+    pub config: Arc<ServerConfig>,
+}
+
+/// The HTTP router: OTLP/HTTP, the JSON API, health and the home page.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(api::home))
+        .route("/healthz", get(api::healthz))
+        .route("/v1/traces", post(otlp_http::export))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/api/v1/traces", get(api::list_traces))
+        .route("/api/v1/traces/{trace_id}", get(api::get_trace))
+        .fallback(api::not_found)
+        .with_state(state)
+}
+
+/// Serves HTTP on `http` and OTLP/gRPC on `grpc` until `shutdown` resolves. Then both stop
+/// accepting connections, finish the requests they hold (each waits for its commit), and
+/// return.
+pub async fn serve(
+    http: TcpListener,
+    grpc: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let grpc_service = grpc::service(state.clone());
+    let http_server = axum::serve(http, app(state)).with_graceful_shutdown(wait(stop_rx.clone()));
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(grpc_service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            wait(stop_rx),
+        );
+    let (h, g) = tokio::join!(http_server, grpc_server);
+    h?;
+    g.map_err(std::io::Error::other)
+}

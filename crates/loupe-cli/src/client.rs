@@ -1,0 +1,129 @@
+//! `loupe traces …`: read traces from a running server, as tables and trees or as JSON.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::tree;
+
+/// Where the server is.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Base URL of the Loupe server.
+    #[arg(long, env = "LOUPE_SERVER", default_value = "http://127.0.0.1:4318", global = true)]
+    pub server: String,
+    /// Print the API's JSON instead of a table or tree.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TracesCommand {
+    /// List traces, newest first.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only this status (OK, ERROR, UNSET).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only traces at least this long (ms).
+        #[arg(long)]
+        min_duration_ms: Option<u64>,
+        /// Only traces with this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Continue from a previous page's cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one trace as a span tree.
+    Get {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The trace id (32 hex characters).
+        trace_id: String,
+    },
+}
+
+async fn get_json(url: reqwest::Url) -> anyhow::Result<Value> {
+    let resp = reqwest::get(url.clone())
+        .await
+        .with_context(|| format!("cannot reach {url}; is `loupe serve` running?"))?;
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .with_context(|| format!("{url} did not answer JSON"))?;
+    if !status.is_success() {
+        let msg = body["error"]["message"].as_str().unwrap_or("unknown error");
+        bail!("{status}: {msg}");
+    }
+    Ok(body)
+}
+
+fn url(server: &str, path: &str) -> anyhow::Result<reqwest::Url> {
+    let base = reqwest::Url::parse(server).with_context(|| format!("invalid --server {server:?}"))?;
+    base.join(path).with_context(|| format!("invalid --server {server:?}"))
+}
+
+pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TracesCommand::List {
+            server,
+            limit,
+            status,
+            project,
+            min_duration_ms,
+            name,
+            cursor,
+        } => {
+            let mut u = url(&server.server, "/api/v1/traces")?;
+            {
+                let mut q = u.query_pairs_mut();
+                q.append_pair("limit", &limit.to_string());
+                if let Some(s) = &status {
+                    q.append_pair("status", s);
+                }
+                if let Some(p) = &project {
+                    q.append_pair("project", p);
+                }
+                if let Some(d) = min_duration_ms {
+                    q.append_pair("min_duration_ms", &d.to_string());
+                }
+                if let Some(n) = &name {
+                    q.append_pair("name", n);
+                }
+                if let Some(c) = &cursor {
+                    q.append_pair("cursor", c);
+                }
+            }
+            let body = get_json(u).await?;
+            if server.json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", tree::trace_table(&body));
+            }
+        }
+        TracesCommand::Get { server, trace_id } => {
+            let id: String = trace_id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let body = get_json(url(&server.server, &format!("/api/v1/traces/{id}"))?).await?;
+            if server.json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", tree::span_tree(&body));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,108 @@
+//! `loupe serve`: configuration, wiring of the store, queue and servers, and signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use loupe_ingest::{IngestQueue, QueueConfig};
+use loupe_server::{AppState, ServerConfig};
+use loupe_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+/// Options of `loupe serve`. Flags win over environment variables, which win over defaults.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the data lives.
+    #[arg(long, env = "LOUPE_DATA_DIR", default_value = "./loupe-data")]
+    pub data_dir: PathBuf,
+    /// HTTP address: OTLP/HTTP, JSON API, UI (port 0 picks a free port).
+    #[arg(long, env = "LOUPE_HTTP", default_value = "127.0.0.1:4318")]
+    pub http: SocketAddr,
+    /// OTLP/gRPC address (port 0 picks a free port).
+    #[arg(long, env = "LOUPE_GRPC", default_value = "127.0.0.1:4317")]
+    pub grpc: SocketAddr,
+    /// Largest OTLP request accepted, in bytes, compressed or not.
+    #[arg(long, env = "LOUPE_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Spans that may wait for the writer before new requests get 503 / UNAVAILABLE.
+    #[arg(long, env = "LOUPE_MAX_QUEUED_SPANS", default_value_t = 100_000)]
+    pub max_queued_spans: usize,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOUPE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let store = SqliteStore::open(&args.data_dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let http = TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen on {} (HTTP)", args.http))?;
+    let grpc = TcpListener::bind(args.grpc)
+        .await
+        .with_context(|| format!("cannot listen on {} (gRPC)", args.grpc))?;
+    let store: Arc<dyn loupe_store::TraceStore> = Arc::new(store);
+    let (queue, writer) = IngestQueue::start(
+        store.clone(),
+        QueueConfig {
+            max_queued_spans: args.max_queued_spans,
+            ..QueueConfig::default()
+        },
+    );
+    let state = AppState {
+        store,
+        queue,
+        config: Arc::new(ServerConfig {
+            max_request_bytes: args.max_request_bytes,
+            ..ServerConfig::default()
+        }),
+    };
+    let http_addr = http.local_addr()?;
+    let grpc_addr = grpc.local_addr()?;
+    println!("loupe {} ready in {} ms", env!("CARGO_PKG_VERSION"), started.elapsed().as_millis());
+    println!("  data:      {}", args.data_dir.display());
+    println!("  HTTP:      http://{http_addr}  (OTLP/HTTP at /v1/traces, API at /api/v1, UI at /)");
+    println!("  OTLP/gRPC: {grpc_addr}");
+    loupe_server::serve(http, grpc, state, shutdown_signal()).await?;
+    // Every sender is gone with the servers: the writer flushes what it holds and stops.
+    writer.close();
+    if tokio::time::timeout(Duration::from_secs(30), writer.join())
+        .await
+        .is_err()
+    {
+        anyhow::bail!("the writer did not finish within 30 s");
+    }
+    println!("loupe stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,205 @@
+//! The JSON API (`/api/v1/...`), health, and the home page.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use loupe_model::{SpanStatus, TraceId, TraceSummary, normalize};
+use loupe_store::{Cursor, StoredSpan, TraceQuery};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Page size when the client gives none.
+const DEFAULT_LIMIT: usize = 50;
+/// Largest page size.
+const MAX_LIMIT: usize = 1000;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /healthz`
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /api/v1/openapi.json`
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Anything else: a JSON 404.
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// `GET /`: a placeholder until the web UI lands.
+pub(crate) async fn home() -> Response {
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'",
+        )],
+        Html(concat!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Loupe</title>",
+            "<style>body{font:16px system-ui,sans-serif;max-width:42rem;margin:3rem auto;padding:0 1rem}",
+            "code{background:#8882;padding:0 .2em}</style></head><body>",
+            "<h1>Loupe</h1><p>LLM tracing, on your machine. The web UI is coming; meanwhile:</p><ul>",
+            "<li>send OTLP traces to <code>POST /v1/traces</code> (HTTP) or port 4317 (gRPC);</li>",
+            "<li>read them at <a href=\"/api/v1/traces\"><code>/api/v1/traces</code></a>;</li>",
+            "<li>the API is described at <a href=\"/api/v1/openapi.json\"><code>/api/v1/openapi.json</code></a>.</li>",
+            "</ul></body></html>"
+        )),
+    )
+        .into_response()
+}
+
+fn ns_to_ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+/// The JSON form of a trace, shared by the list and the detail.
+pub(crate) fn trace_json(t: &TraceSummary) -> Value {
+    json!({
+        "trace_id": t.trace_id,
+        "name": t.name,
+        "status": t.status.as_str(),
+        "start_time_ms": ns_to_ms(t.start_ns),
+        "end_time_ms": ns_to_ms(t.end_ns),
+        "duration_ms": ns_to_ms(t.duration_ns()),
+        "span_count": t.span_count,
+        "error_count": t.error_count,
+        "input_tokens": t.input_tokens,
+        "output_tokens": t.output_tokens,
+        "total_tokens": t.total_tokens,
+        "project": t.project,
+        "tags": t.tags,
+        "metadata": t.metadata,
+    })
+}
+
+fn span_json(s: StoredSpan) -> Value {
+    let inputs = normalize::inputs(&s.body.attributes);
+    let outputs = normalize::outputs(&s.body.attributes);
+    json!({
+        "span_id": s.span_id,
+        "parent_id": s.parent_id,
+        "name": s.name,
+        "span_type": s.span_type,
+        "kind": s.body.kind,
+        "start_time_ns": s.start_ns,
+        "end_time_ns": s.end_ns,
+        "duration_ms": (s.end_ns.saturating_sub(s.start_ns)) as f64 / 1e6,
+        "status": s.status.as_str(),
+        "status_message": s.status_message,
+        "model": s.model,
+        "input_tokens": s.input_tokens,
+        "output_tokens": s.output_tokens,
+        "total_tokens": s.total_tokens,
+        "inputs": inputs,
+        "outputs": outputs,
+        "attributes": s.body.attributes,
+        "events": s.body.events.iter().map(|e| json!({
+            "name": e.name,
+            "time_ns": e.time_ns,
+            "attributes": e.attributes,
+        })).collect::<Vec<_>>(),
+        "links": s.body.links,
+        "resource": s.body.resource,
+        "scope": s.body.scope.as_ref().map(|(n, v)| json!({"name": n, "version": v})),
+    })
+}
+
+fn parse_status(s: &str) -> Result<SpanStatus, ApiError> {
+    match s.to_ascii_uppercase().as_str() {
+        "OK" => Ok(SpanStatus::Ok),
+        "ERROR" => Ok(SpanStatus::Error),
+        "UNSET" => Ok(SpanStatus::Unset),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid status {s:?}: expected OK, ERROR or UNSET"
+        ))),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(params: &HashMap<String, String>, key: &str) -> Result<Option<T>, ApiError> {
+    params
+        .get(key)
+        .map(|v| {
+            v.trim().parse::<T>().map_err(|_| {
+                ApiError::bad_request(format!("invalid {key} {v:?}: expected a non-negative integer"))
+            })
+        })
+        .transpose()
+}
+
+/// Query parameters of `GET /api/v1/traces` that the handler understands.
+const LIST_PARAMS: &[&str] = &[
+    "limit",
+    "cursor",
+    "project",
+    "status",
+    "min_duration_ms",
+    "name",
+    "start_time_from_ms",
+    "start_time_to_ms",
+];
+
+pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !LIST_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?}; known: {}",
+            LIST_PARAMS.join(", ")
+        )));
+    }
+    let limit = parse_num::<usize>(params, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: expected 1 to {MAX_LIMIT}"
+        )));
+    }
+    Ok(TraceQuery {
+        project: params.get("project").cloned(),
+        status: params.get("status").map(|s| parse_status(s)).transpose()?,
+        min_duration_ms: parse_num(params, "min_duration_ms")?,
+        name: params.get("name").cloned(),
+        start_from_ms: parse_num(params, "start_time_from_ms")?,
+        start_to_ms: parse_num(params, "start_time_to_ms")?,
+        limit,
+        cursor: params.get("cursor").map(|c| Cursor::decode(c)).transpose()?,
+    })
+}
+
+/// `GET /api/v1/traces`
+pub(crate) async fn list_traces(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let query = trace_query(&params)?;
+    let page = state.store.list_traces(query).await?;
+    Ok(Json(json!({
+        "traces": page.traces.iter().map(trace_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor.map(|c| c.encode()),
+    })))
+}
+
+/// `GET /api/v1/traces/{trace_id}`; also accepts MLflow's `tr-` prefix.
+pub(crate) async fn get_trace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let hex = id.strip_prefix("tr-").unwrap_or(&id);
+    let trace_id = TraceId::from_hex(hex)
+        .map_err(|e| ApiError::bad_request(format!("invalid trace id {id:?}: {e}")))?;
+    let detail = state
+        .store
+        .get_trace(trace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("trace {trace_id} not found")))?;
+    Ok(Json(json!({
+        "trace": trace_json(&detail.summary),
+        "spans": detail.spans.into_iter().map(span_json).collect::<Vec<_>>(),
+    })))
+}
+

@@ -1,0 +1,78 @@
+//! OTLP/gRPC `TraceService`: the same ingest path as HTTP, gzip accepted.
+
+use loupe_ingest::IngestError;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status};
+
+use crate::AppState;
+use crate::otlp_http::PROJECT_HEADERS;
+
+pub(crate) struct Otlp {
+    state: AppState,
+}
+
+pub(crate) fn service(state: AppState) -> TraceServiceServer<Otlp> {
+    let limit = state.config.max_request_bytes;
+    TraceServiceServer::new(Otlp { state })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit)
+}
+
+fn to_status(e: IngestError) -> Status {
+    match e {
+        IngestError::BadRequest(m) => Status::invalid_argument(m),
+        e @ (IngestError::Overloaded | IngestError::ShuttingDown) => Status::unavailable(e.to_string()),
+        IngestError::Store(s) if e_retryable(&s) => Status::unavailable(s.to_string()),
+        IngestError::Store(s) => {
+            tracing::error!(error = %s, "ingest write failed");
+            Status::internal("storage failed; see the server log")
+        }
+    }
+}
+
+fn e_retryable(s: &loupe_store::StoreError) -> bool {
+    s.kind == loupe_store::ErrorKind::Unavailable
+}
+
+#[tonic::async_trait]
+impl TraceService for Otlp {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let project = PROJECT_HEADERS.iter().find_map(|h| {
+            request
+                .metadata()
+                .get(*h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        });
+        let req = request.into_inner();
+        let prepared = tokio::task::spawn_blocking(move || {
+            loupe_ingest::convert_request(req, project.as_deref())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("decode task failed: {e}")))?
+        .map_err(to_status)?;
+        self.state
+            .queue
+            .submit(prepared.spans)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: (prepared.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(prepared.rejected).unwrap_or(i64::MAX),
+                error_message: prepared.reject_reason.unwrap_or_default(),
+            }),
+        }))
+    }
+}

@@ -1,0 +1,110 @@
+//! `POST /v1/traces`: OTLP over HTTP, protobuf or JSON.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use loupe_ingest::{Encoding, IngestError, Prepared};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+use serde_json::json;
+
+use crate::AppState;
+use crate::body::read_limited;
+use crate::error::OtlpError;
+
+/// Headers that name the project of an OTLP request, in order of preference.
+pub(crate) const PROJECT_HEADERS: &[&str] = &["x-loupe-project", "x-mlflow-experiment-id"];
+
+fn encoding_of(headers: &HeaderMap) -> Result<Encoding, OtlpError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        _ => Err(OtlpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported Content-Type {ct:?}: OTLP/HTTP takes application/x-protobuf or application/json"
+            ),
+            Encoding::Json,
+        )),
+    }
+}
+
+pub(crate) fn project_from(headers: &HeaderMap) -> Option<String> {
+    PROJECT_HEADERS.iter().find_map(|h| {
+        headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    })
+}
+
+/// Decodes on the blocking pool (decode, normalize and compress are CPU work), then waits for
+/// the commit, then answers in the request's encoding.
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OtlpError> {
+    let encoding = encoding_of(&headers)?;
+    let bytes = read_limited(&headers, body, state.config.max_request_bytes)
+        .await
+        .map_err(|e| OtlpError::new(e.status, e.message, encoding))?;
+    let project = project_from(&headers);
+    let retry = state.config.retry_after_secs;
+    let prepared: Prepared = tokio::task::spawn_blocking(move || {
+        loupe_ingest::prepare(&bytes, encoding, project.as_deref())
+    })
+    .await
+    .map_err(|e| {
+        OtlpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decode task failed: {e}"), encoding)
+    })?
+    .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
+    let Prepared {
+        spans,
+        rejected,
+        reject_reason,
+    } = prepared;
+    state
+        .queue
+        .submit(spans)
+        .await
+        .map_err(|e: IngestError| OtlpError::from_ingest(e, encoding, retry))?;
+    Ok(success(encoding, rejected, reject_reason))
+}
+
+fn success(encoding: Encoding, rejected: u64, reason: Option<String>) -> Response {
+    match encoding {
+        Encoding::Protobuf => {
+            let resp = ExportTraceServiceResponse {
+                partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+                    rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
+                    error_message: reason.unwrap_or_default(),
+                }),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                resp.encode_to_vec(),
+            )
+                .into_response()
+        }
+        Encoding::Json => {
+            let body = if rejected > 0 {
+                json!({"partialSuccess": {"rejectedSpans": rejected.to_string(), "errorMessage": reason.unwrap_or_default()}})
+            } else {
+                json!({})
+            };
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+    }
+}
