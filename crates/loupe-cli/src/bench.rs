@@ -21,6 +21,21 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub enum BenchCommand {
     /// OTLP/HTTP protobuf ingest throughput, latency and server memory.
     Ingest(IngestArgs),
+    /// The store's writer alone: pre-encoded spans written in batches, no HTTP.
+    Write(WriteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Spans to write.
+    #[arg(long, default_value_t = 200_000)]
+    pub spans: usize,
+    /// Spans per transaction.
+    #[arg(long, default_value_t = 2_000)]
+    pub batch: usize,
+    /// Bytes of text in each span's inputs and in its outputs.
+    #[arg(long, default_value_t = 512)]
+    pub payload_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -32,7 +47,7 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// Traces per request (5 spans each).
     #[arg(long, default_value_t = 100)]
@@ -45,23 +60,364 @@ pub struct IngestArgs {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(args) => ingest(args).await,
+        BenchCommand::Write(args) => write(args).await,
     }
 }
 
 const WORDS: &[&str] = &[
-    "the", "refund", "order", "customer", "policy", "shipping", "agent", "invoice", "please",
-    "account", "delivery", "status", "within", "days", "return", "product", "support", "issue",
-    "payment", "card", "address", "update", "question", "answer", "model", "context", "document",
-    "retrieved", "summary", "request", "response", "tool", "search", "weather", "booking", "flight",
+    "the",
+    "a",
+    "to",
+    "of",
+    "and",
+    "in",
+    "is",
+    "it",
+    "you",
+    "that",
+    "for",
+    "on",
+    "with",
+    "as",
+    "was",
+    "are",
+    "be",
+    "this",
+    "have",
+    "from",
+    "or",
+    "by",
+    "not",
+    "but",
+    "what",
+    "all",
+    "were",
+    "when",
+    "we",
+    "there",
+    "can",
+    "an",
+    "your",
+    "which",
+    "their",
+    "said",
+    "if",
+    "do",
+    "will",
+    "each",
+    "about",
+    "how",
+    "up",
+    "out",
+    "them",
+    "then",
+    "she",
+    "many",
+    "some",
+    "so",
+    "these",
+    "would",
+    "other",
+    "into",
+    "has",
+    "more",
+    "her",
+    "two",
+    "like",
+    "him",
+    "see",
+    "time",
+    "could",
+    "no",
+    "make",
+    "than",
+    "first",
+    "been",
+    "its",
+    "who",
+    "now",
+    "people",
+    "my",
+    "made",
+    "over",
+    "did",
+    "down",
+    "only",
+    "way",
+    "find",
+    "use",
+    "may",
+    "water",
+    "long",
+    "little",
+    "very",
+    "after",
+    "words",
+    "called",
+    "just",
+    "where",
+    "most",
+    "know",
+    "get",
+    "through",
+    "back",
+    "much",
+    "before",
+    "go",
+    "good",
+    "new",
+    "write",
+    "our",
+    "used",
+    "me",
+    "man",
+    "too",
+    "any",
+    "day",
+    "same",
+    "right",
+    "look",
+    "think",
+    "also",
+    "around",
+    "another",
+    "came",
+    "come",
+    "work",
+    "three",
+    "word",
+    "must",
+    "because",
+    "does",
+    "part",
+    "even",
+    "place",
+    "well",
+    "such",
+    "here",
+    "take",
+    "why",
+    "things",
+    "help",
+    "put",
+    "years",
+    "different",
+    "away",
+    "again",
+    "off",
+    "went",
+    "old",
+    "number",
+    "great",
+    "tell",
+    "men",
+    "say",
+    "small",
+    "every",
+    "found",
+    "still",
+    "between",
+    "name",
+    "should",
+    "home",
+    "big",
+    "give",
+    "air",
+    "line",
+    "set",
+    "own",
+    "under",
+    "read",
+    "last",
+    "never",
+    "us",
+    "left",
+    "end",
+    "along",
+    "while",
+    "might",
+    "next",
+    "sound",
+    "below",
+    "saw",
+    "something",
+    "thought",
+    "both",
+    "few",
+    "those",
+    "always",
+    "looked",
+    "show",
+    "large",
+    "often",
+    "together",
+    "asked",
+    "house",
+    "world",
+    "going",
+    "want",
+    "school",
+    "important",
+    "until",
+    "form",
+    "food",
+    "keep",
+    "children",
+    "feet",
+    "land",
+    "side",
+    "without",
+    "boy",
+    "once",
+    "animal",
+    "life",
+    "enough",
+    "took",
+    "sometimes",
+    "four",
+    "head",
+    "above",
+    "kind",
+    "began",
+    "almost",
+    "live",
+    "page",
+    "got",
+    "earth",
+    "need",
+    "far",
+    "hand",
+    "high",
+    "year",
+    "mother",
+    "light",
+    "parts",
+    "country",
+    "father",
+    "let",
+    "night",
+    "following",
+    "picture",
+    "being",
+    "study",
+    "second",
+    "eyes",
+    "soon",
+    "times",
+    "story",
+    "boys",
+    "since",
+    "white",
+    "days",
+    "paper",
+    "hard",
+    "near",
+    "sentence",
+    "better",
+    "best",
+    "across",
+    "during",
+    "today",
+    "others",
+    "however",
+    "sure",
+    "means",
+    "knew",
+    "try",
+    "told",
+    "young",
+    "miles",
+    "sun",
+    "ways",
+    "thing",
+    "whole",
+    "hear",
+    "example",
+    "heard",
+    "several",
+    "change",
+    "answer",
+    "room",
+    "sea",
+    "against",
+    "top",
+    "turned",
+    "learn",
+    "point",
+    "city",
+    "play",
+    "toward",
+    "five",
+    "using",
+    "himself",
+    "usually",
+    "refund",
+    "order",
+    "customer",
+    "policy",
+    "shipping",
+    "agent",
+    "invoice",
+    "account",
+    "delivery",
+    "status",
+    "payment",
+    "card",
+    "address",
+    "update",
+    "question",
+    "model",
+    "context",
+    "document",
+    "retrieved",
+    "summary",
+    "request",
+    "response",
+    "tool",
+    "search",
+    "weather",
+    "booking",
+    "flight",
 ];
 
-fn text(rng: &mut impl Rng, bytes: usize) -> String {
+/// English-like text: words drawn from a few hundred common ones, with order numbers, amounts
+/// and punctuation mixed in, so it compresses about as well as real prompts do.
+fn make_text(rng: &mut impl Rng, bytes: usize) -> String {
     let mut s = String::with_capacity(bytes + 16);
     while s.len() < bytes {
-        s.push_str(WORDS[rng.random_range(0..WORDS.len())]);
-        s.push(' ');
+        match rng.random_range(0..20) {
+            0 => s.push_str(&format!("#{} ", rng.random_range(100_000..999_999))),
+            1 => s.push_str(&format!(
+                "${}.{:02} ",
+                rng.random_range(1..500),
+                rng.random_range(0..100)
+            )),
+            2 => s.push_str(". "),
+            _ => {
+                s.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+                s.push(' ');
+            }
+        }
     }
     s
+}
+
+/// Distinct texts the client picks from, so generating requests costs the client little CPU
+/// (the server compresses each span on its own, so repeats across spans do not help it).
+const TEXT_POOL: usize = 512;
+
+fn text(rng: &mut impl Rng, bytes: usize) -> String {
+    thread_local! {
+        static POOL: std::cell::RefCell<(usize, Vec<String>)> = const { std::cell::RefCell::new((0, Vec::new())) };
+    }
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.0 != bytes || p.1.is_empty() {
+            let texts = (0..TEXT_POOL).map(|_| make_text(rng, bytes)).collect();
+            *p = (bytes, texts);
+        }
+        p.1[rng.random_range(0..TEXT_POOL)].clone()
+    })
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
@@ -98,15 +454,27 @@ fn build_request(rng: &mut impl Rng, traces: usize, payload: usize) -> ExportTra
         for (i, (name, ty, start_ms, end_ms)) in layout.iter().enumerate() {
             let mut attributes = vec![
                 sv("mlflow.spanType", (*ty).to_string()),
-                sv("mlflow.spanInputs", format!("{{\"question\": \"{}\"}}", text(rng, payload))),
+                sv(
+                    "mlflow.spanInputs",
+                    format!("{{\"question\": \"{}\"}}", text(rng, payload)),
+                ),
                 sv("mlflow.spanOutputs", text(rng, payload)),
             ];
             if *ty == "CHAT_MODEL" {
                 attributes.push(sv("gen_ai.request.model", "gpt-4o-mini".into()));
                 attributes.push(sv("gen_ai.system", "openai".into()));
-                attributes.push(kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(rng.random_range(200..4000))));
-                attributes.push(kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(rng.random_range(20..800))));
-                attributes.push(kv("gen_ai.request.temperature", any_value::Value::DoubleValue(0.2)));
+                attributes.push(kv(
+                    "gen_ai.usage.input_tokens",
+                    any_value::Value::IntValue(rng.random_range(200..4000)),
+                ));
+                attributes.push(kv(
+                    "gen_ai.usage.output_tokens",
+                    any_value::Value::IntValue(rng.random_range(20..800)),
+                ));
+                attributes.push(kv(
+                    "gen_ai.request.temperature",
+                    any_value::Value::DoubleValue(0.2),
+                ));
             }
             let failed = *ty == "TOOL" && rng.random_range(0..20) == 0;
             spans.push(Span {
@@ -120,7 +488,11 @@ fn build_request(rng: &mut impl Rng, traces: usize, payload: usize) -> ExportTra
                 attributes,
                 status: Some(Status {
                     code: if failed { 2 } else { 1 },
-                    message: if failed { "TimeoutError: order service".into() } else { String::new() },
+                    message: if failed {
+                        "TimeoutError: order service".into()
+                    } else {
+                        String::new()
+                    },
                 }),
                 ..Default::default()
             });
@@ -142,6 +514,19 @@ fn build_request(rng: &mut impl Rng, traces: usize, payload: usize) -> ExportTra
             schema_url: String::new(),
         }],
     }
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
 }
 
 fn rss_kb(pid: u32, field: &str) -> Option<u64> {
@@ -177,7 +562,14 @@ async fn start_server() -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?;
     let t0 = Instant::now();
     let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -241,15 +633,26 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let endpoint = format!("{url}/v1/traces");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
+    let cpu0 = (
+        cpu_secs("self"),
+        pid.map(|p| cpu_secs(&p.to_string())).unwrap_or(0.0),
+    );
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, endpoint, stop, acked, refused) =
-            (client.clone(), endpoint.clone(), stop.clone(), acked.clone(), refused.clone());
+        let (client, endpoint, stop, acked, refused) = (
+            client.clone(),
+            endpoint.clone(),
+            stop.clone(),
+            acked.clone(),
+            refused.clone(),
+        );
         let (traces, payload) = (args.traces_per_request, args.payload_bytes);
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -295,6 +698,10 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         latencies.extend(w.await??);
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = (
+        cpu_secs("self") - cpu0.0,
+        pid.map(|p| cpu_secs(&p.to_string())).unwrap_or(0.0) - cpu0.1,
+    );
     latencies.sort();
     let spans = acked.load(Ordering::Relaxed);
     println!(
@@ -311,10 +718,21 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    println!(
+        "cpu per span: server {:.1} µs, client {:.1} µs (server used {:.2} cores)",
+        cpu.1 * 1e6 / spans.max(1) as f64,
+        cpu.0 * 1e6 / spans.max(1) as f64,
+        cpu.1 / elapsed,
+    );
     if let (Some(c), Some(pid)) = (&mut child, pid) {
         let hwm = rss_kb(pid, "VmHWM:").unwrap_or(peak_kb);
         let db_bytes: u64 = std::fs::read_dir(&c._dir.0)
-            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0);
         println!(
             "server: ready in {:.1} ms, idle RSS {:.1} MB, peak RSS {:.1} MB, data {:.0} MB ({:.0} bytes/span)",
@@ -326,5 +744,45 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
         let _ = c.child.start_kill();
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
+    use loupe_store::TraceStore;
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("loupe-bench-write-{}", std::process::id())));
+    let store =
+        loupe_store_sqlite::SqliteStore::open(&dir.0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    let traces = args.batch.div_ceil(5);
+    let mut batches = Vec::new();
+    let mut reqs = Vec::new();
+    while reqs.len() * traces * 5 < args.spans {
+        reqs.push(build_request(&mut rng, traces, args.payload_bytes));
+    }
+    let t_enc = Instant::now();
+    for req in reqs {
+        let p = loupe_ingest::convert_request(req, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        batches.push(p.spans);
+    }
+    let n: usize = batches.iter().map(Vec::len).sum();
+    let body: usize = batches.iter().flatten().map(|s| s.body.len()).sum();
+    println!("average compressed body: {} bytes", body / n.max(1));
+    let enc = t_enc.elapsed();
+    let t0 = Instant::now();
+    for b in batches {
+        store
+            .write_spans(b)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let took = t0.elapsed();
+    println!(
+        "write: {n} spans in {:.2} s = {:.0} spans/s on the writer ({:.1} µs/span); decode+normalize+encode {:.1} µs/span",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / n as f64,
+        enc.as_secs_f64() * 1e6 / n as f64,
+    );
     Ok(ExitCode::SUCCESS)
 }

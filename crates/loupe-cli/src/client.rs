@@ -12,7 +12,12 @@ use crate::tree;
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Base URL of the Loupe server.
-    #[arg(long, env = "LOUPE_SERVER", default_value = "http://127.0.0.1:4318", global = true)]
+    #[arg(
+        long,
+        env = "LOUPE_SERVER",
+        default_value = "http://127.0.0.1:4318",
+        global = true
+    )]
     pub server: String,
     /// Print the API's JSON instead of a table or tree.
     #[arg(long, global = true)]
@@ -70,8 +75,10 @@ async fn get_json(url: reqwest::Url) -> anyhow::Result<Value> {
 }
 
 fn url(server: &str, path: &str) -> anyhow::Result<reqwest::Url> {
-    let base = reqwest::Url::parse(server).with_context(|| format!("invalid --server {server:?}"))?;
-    base.join(path).with_context(|| format!("invalid --server {server:?}"))
+    let base =
+        reqwest::Url::parse(server).with_context(|| format!("invalid --server {server:?}"))?;
+    base.join(path)
+        .with_context(|| format!("invalid --server {server:?}"))
 }
 
 pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {

@@ -90,7 +90,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let http_addr = http.local_addr()?;
     let grpc_addr = grpc.local_addr()?;
-    println!("loupe {} ready in {} ms", env!("CARGO_PKG_VERSION"), started.elapsed().as_millis());
+    println!(
+        "loupe {} ready in {} ms",
+        env!("CARGO_PKG_VERSION"),
+        started.elapsed().as_millis()
+    );
     println!("  data:      {}", args.data_dir.display());
     println!("  HTTP:      http://{http_addr}  (OTLP/HTTP at /v1/traces, API at /api/v1, UI at /)");
     println!("  OTLP/gRPC: {grpc_addr}");

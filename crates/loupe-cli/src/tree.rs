@@ -172,8 +172,14 @@ mod tests {
         });
         let text = span_tree(&body);
         assert!(text.contains("└─ agent  [AGENT]  1.50 s"), "{text}");
-        assert!(text.contains("   ├─ llm  [CHAT_MODEL]  900.5 ms  gpt-4o  tokens 30"), "{text}");
-        assert!(text.contains("   └─ tool [31m  [TOOL]  3.0 ms  ✗ ERROR boom"), "{text}");
+        assert!(
+            text.contains("   ├─ llm  [CHAT_MODEL]  900.5 ms  gpt-4o  tokens 30"),
+            "{text}"
+        );
+        assert!(
+            text.contains("   └─ tool [31m  [TOOL]  3.0 ms  ✗ ERROR boom"),
+            "{text}"
+        );
         assert!(!text.contains('\u{1b}'));
     }
 

@@ -29,7 +29,11 @@ pub enum Encoding {
 }
 
 /// Decodes, validates, normalizes and encodes one OTLP request body.
-pub fn prepare(body: &[u8], encoding: Encoding, project: Option<&str>) -> Result<Prepared, IngestError> {
+pub fn prepare(
+    body: &[u8],
+    encoding: Encoding,
+    project: Option<&str>,
+) -> Result<Prepared, IngestError> {
     let request = match encoding {
         Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
             .map_err(|e| IngestError::BadRequest(format!("invalid OTLP protobuf: {e}")))?,

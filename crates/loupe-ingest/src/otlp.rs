@@ -2,7 +2,9 @@
 
 use base64::Engine;
 use loupe_model::normalize;
-use loupe_model::{DEFAULT_PROJECT, IdError, Span, SpanEvent, SpanId, SpanLink, SpanStatus, TraceId};
+use loupe_model::{
+    DEFAULT_PROJECT, IdError, Span, SpanEvent, SpanId, SpanLink, SpanStatus, TraceId,
+};
 use loupe_store::{EncodedSpan, encode_span};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -59,7 +61,21 @@ pub fn attrs_to_json(kvs: Vec<KeyValue>) -> Map<String, Value> {
     m
 }
 
-fn bad_id(path: &str, field: &str, e: IdError) -> IngestError {
+/// Where a span sits in the request, for error messages (built only when one is needed).
+#[derive(Clone, Copy)]
+struct At(usize, usize, usize);
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resourceSpans[{}].scopeSpans[{}].spans[{}]",
+            self.0, self.1, self.2
+        )
+    }
+}
+
+fn bad_id(path: impl std::fmt::Display, field: &str, e: IdError) -> IngestError {
     IngestError::BadRequest(format!("{path}.{field}: {e}"))
 }
 
@@ -95,17 +111,17 @@ pub fn convert_request(
         for (si, ss) in rs.scope_spans.into_iter().enumerate() {
             let scope = ss.scope.map(|s| (s.name, s.version));
             for (ki, sp) in ss.spans.into_iter().enumerate() {
-                let path = format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{ki}]");
-                let trace_id = TraceId::from_slice(&sp.trace_id)
-                    .map_err(|e| bad_id(&path, "traceId", e))?;
+                let path = At(ri, si, ki);
+                let trace_id =
+                    TraceId::from_slice(&sp.trace_id).map_err(|e| bad_id(path, "traceId", e))?;
                 let span_id =
-                    SpanId::from_slice(&sp.span_id).map_err(|e| bad_id(&path, "spanId", e))?;
+                    SpanId::from_slice(&sp.span_id).map_err(|e| bad_id(path, "spanId", e))?;
                 let parent_id = if sp.parent_span_id.is_empty() {
                     None
                 } else {
                     Some(
                         SpanId::from_slice(&sp.parent_span_id)
-                            .map_err(|e| bad_id(&path, "parentSpanId", e))?,
+                            .map_err(|e| bad_id(path, "parentSpanId", e))?,
                     )
                     .filter(|p| !p.is_zero())
                 };
@@ -118,12 +134,11 @@ pub fn convert_request(
                 }
                 let mut links = Vec::with_capacity(sp.links.len());
                 for (li, l) in sp.links.into_iter().enumerate() {
-                    let lpath = format!("{path}.links[{li}]");
                     links.push(SpanLink {
                         trace_id: TraceId::from_slice(&l.trace_id)
-                            .map_err(|e| bad_id(&lpath, "traceId", e))?,
+                            .map_err(|e| bad_id(format!("{path}.links[{li}]"), "traceId", e))?,
                         span_id: SpanId::from_slice(&l.span_id)
-                            .map_err(|e| bad_id(&lpath, "spanId", e))?,
+                            .map_err(|e| bad_id(format!("{path}.links[{li}]"), "spanId", e))?,
                         attributes: attrs_to_json(l.attributes),
                     });
                 }
@@ -213,7 +228,10 @@ mod tests {
     #[test]
     fn wrong_length_ids_name_the_span() {
         let e = convert_request(
-            req(vec![pspan(vec![1; 16], vec![2; 8]), pspan(vec![1; 15], vec![2; 8])]),
+            req(vec![
+                pspan(vec![1; 16], vec![2; 8]),
+                pspan(vec![1; 15], vec![2; 8]),
+            ]),
             None,
         )
         .unwrap_err();
@@ -226,7 +244,10 @@ mod tests {
     #[test]
     fn zero_ids_are_partial_rejections() {
         let p = convert_request(
-            req(vec![pspan(vec![1; 16], vec![2; 8]), pspan(vec![0; 16], vec![2; 8])]),
+            req(vec![
+                pspan(vec![1; 16], vec![2; 8]),
+                pspan(vec![0; 16], vec![2; 8]),
+            ]),
             None,
         )
         .unwrap();

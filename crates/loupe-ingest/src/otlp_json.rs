@@ -114,10 +114,11 @@ impl Walker {
             ));
         }
         // A KeyValue inside an attribute list may omit its key (proto3 default "").
-        if parent_key == "attributes" || parent_key == "values" && m.contains_key("value") {
-            if m.contains_key("value") && !m.contains_key("key") {
-                m.insert("key".into(), Value::String(String::new()));
-            }
+        if matches!(parent_key, "attributes" | "values")
+            && m.contains_key("value")
+            && !m.contains_key("key")
+        {
+            m.insert("key".into(), Value::String(String::new()));
         }
         for (field, hex_len) in ID_FIELDS {
             if let Some(v) = m.get(*field) {
@@ -130,25 +131,32 @@ impl Walker {
                 if s.len() != *hex_len {
                     return Err(self.bad(
                         field,
-                        format!("expected {hex_len} hex characters, got {}", s.chars().count()),
+                        format!(
+                            "expected {hex_len} hex characters, got {}",
+                            s.chars().count()
+                        ),
                     ));
                 }
                 if let Some((pos, ch)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
-                    return Err(self.bad(field, format!("invalid hex character {ch:?} at position {pos}")));
+                    return Err(self.bad(
+                        field,
+                        format!("invalid hex character {ch:?} at position {pos}"),
+                    ));
                 }
             }
         }
         if let Some(Value::String(s)) = m.get("kind") {
-            let k = span_kind(s).ok_or_else(|| self.bad("kind", format!("unknown span kind {s:?}")))?;
+            let k =
+                span_kind(s).ok_or_else(|| self.bad("kind", format!("unknown span kind {s:?}")))?;
             m.insert("kind".into(), Value::from(k));
         }
-        if parent_key == "status" {
-            if let Some(Value::String(s)) = m.get("code") {
-                let c = status_code(s)
-                    .or_else(|| s.parse().ok())
-                    .ok_or_else(|| self.bad("code", format!("unknown status code {s:?}")))?;
-                m.insert("code".into(), Value::from(c));
-            }
+        if parent_key == "status"
+            && let Some(Value::String(s)) = m.get("code")
+        {
+            let c = status_code(s)
+                .or_else(|| s.parse().ok())
+                .ok_or_else(|| self.bad("code", format!("unknown status code {s:?}")))?;
+            m.insert("code".into(), Value::from(c));
         }
         for field in INT32_FIELDS {
             if let Some(Value::String(s)) = m.get(*field) {
@@ -172,7 +180,9 @@ impl Walker {
         for list in ["arrayValue", "kvlistValue"] {
             if let Some(Value::Object(inner)) = m.get_mut(list) {
                 inner.retain(|_, v| !v.is_null());
-                inner.entry("values").or_insert_with(|| Value::Array(Vec::new()));
+                inner
+                    .entry("values")
+                    .or_insert_with(|| Value::Array(Vec::new()));
             }
         }
         for (k, v) in m.iter_mut() {
@@ -197,7 +207,8 @@ pub fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, IngestError
         ));
     }
     Walker { path: Vec::new() }.value(&mut v, "")?;
-    serde_json::from_value(v).map_err(|e| IngestError::BadRequest(format!("invalid OTLP/JSON: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| IngestError::BadRequest(format!("invalid OTLP/JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -234,20 +245,59 @@ mod tests {
         let cases = vec![
             json!({}),
             json!({"resourceSpans": null}),
-            with_span(json!({"traceId": "5B8EFFF798038103D269B633813FC60C", "spanId": "EEE19B7EC3C1B174", "parentSpanId": null, "attributes": null, "kind": null})),
-            with_span({ let mut s = base_span(); s["attributes"] = json!([{"key": "a", "value": {"arrayValue": {}}}, {"key": "b", "value": {"kvlistValue": {}}}]); s }),
-            with_span({ let mut s = base_span(); s["attributes"] = json!([{"value": {"stringValue": "no key"}}]); s }),
-            with_span({ let mut s = base_span(); s["droppedAttributesCount"] = json!("3"); s["flags"] = json!("1"); s }),
-            with_span({ let mut s = base_span(); s["attributes"] = json!([{"key": "x", "value": {"doubleValue": "NaN"}}, {"key": "y", "value": {"doubleValue": "2.5"}}]); s }),
-            with_span({ let mut s = base_span(); s["kind"] = json!("SPAN_KIND_SERVER"); s["status"] = json!({"code": "STATUS_CODE_ERROR"}); s }),
-            with_span({ let mut s = base_span(); s["attributes"] = json!([{"key": "n", "value": {"doubleValue": null}}, {"key": "i", "value": {"intValue": 5}}]); s }),
-            with_span({ let mut s = base_span(); s["unknownField"] = json!(1); s["status"] = json!({}); s }),
+            with_span(
+                json!({"traceId": "5B8EFFF798038103D269B633813FC60C", "spanId": "EEE19B7EC3C1B174", "parentSpanId": null, "attributes": null, "kind": null}),
+            ),
+            with_span({
+                let mut s = base_span();
+                s["attributes"] = json!([{"key": "a", "value": {"arrayValue": {}}}, {"key": "b", "value": {"kvlistValue": {}}}]);
+                s
+            }),
+            with_span({
+                let mut s = base_span();
+                s["attributes"] = json!([{"value": {"stringValue": "no key"}}]);
+                s
+            }),
+            with_span({
+                let mut s = base_span();
+                s["droppedAttributesCount"] = json!("3");
+                s["flags"] = json!("1");
+                s
+            }),
+            with_span({
+                let mut s = base_span();
+                s["attributes"] = json!([{"key": "x", "value": {"doubleValue": "NaN"}}, {"key": "y", "value": {"doubleValue": "2.5"}}]);
+                s
+            }),
+            with_span({
+                let mut s = base_span();
+                s["kind"] = json!("SPAN_KIND_SERVER");
+                s["status"] = json!({"code": "STATUS_CODE_ERROR"});
+                s
+            }),
+            with_span({
+                let mut s = base_span();
+                s["attributes"] = json!([{"key": "n", "value": {"doubleValue": null}}, {"key": "i", "value": {"intValue": 5}}]);
+                s
+            }),
+            with_span({
+                let mut s = base_span();
+                s["unknownField"] = json!(1);
+                s["status"] = json!({});
+                s
+            }),
         ];
         for c in cases {
             let r = decode(c.clone());
             assert!(r.is_ok(), "{c}: {:?}", r.err());
         }
-        let r = decode(with_span({ let mut s = base_span(); s["kind"] = json!("SPAN_KIND_SERVER"); s["status"] = json!({"code": "STATUS_CODE_ERROR"}); s })).unwrap();
+        let r = decode(with_span({
+            let mut s = base_span();
+            s["kind"] = json!("SPAN_KIND_SERVER");
+            s["status"] = json!({"code": "STATUS_CODE_ERROR"});
+            s
+        }))
+        .unwrap();
         let sp = &r.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!((sp.kind, sp.status.as_ref().map(|s| s.code)), (2, Some(2)));
     }
@@ -255,19 +305,59 @@ mod tests {
     #[test]
     fn refusals_are_precise() {
         let cases = vec![
-            (json!({"resource_spans": []}), "at resource_spans: OTLP/JSON keys are lowerCamelCase: use \"resourceSpans\""),
-            (with_span({ let mut s = base_span(); s["traceId"] = json!("abc"); s }), "at resourceSpans[0].scopeSpans[0].spans[0].traceId: expected 32 hex characters, got 3"),
-            (with_span({ let mut s = base_span(); s["spanId"] = json!("eee19b7ec3c1b17g"); s }), "spans[0].spanId: invalid hex character 'g' at position 15"),
-            (with_span({ let mut s = base_span(); s["spanId"] = json!("7uGbfsPBsXQ="); s }), "spans[0].spanId: expected 16 hex characters, got 12"),
-            (with_span({ let mut s = base_span(); s["trace_id"] = json!("5b8efff798038103d269b633813fc60c"); s }), "use \"traceId\""),
+            (
+                json!({"resource_spans": []}),
+                "at resource_spans: OTLP/JSON keys are lowerCamelCase: use \"resourceSpans\"",
+            ),
+            (
+                with_span({
+                    let mut s = base_span();
+                    s["traceId"] = json!("abc");
+                    s
+                }),
+                "at resourceSpans[0].scopeSpans[0].spans[0].traceId: expected 32 hex characters, got 3",
+            ),
+            (
+                with_span({
+                    let mut s = base_span();
+                    s["spanId"] = json!("eee19b7ec3c1b17g");
+                    s
+                }),
+                "spans[0].spanId: invalid hex character 'g' at position 15",
+            ),
+            (
+                with_span({
+                    let mut s = base_span();
+                    s["spanId"] = json!("7uGbfsPBsXQ=");
+                    s
+                }),
+                "spans[0].spanId: expected 16 hex characters, got 12",
+            ),
+            (
+                with_span({
+                    let mut s = base_span();
+                    s["trace_id"] = json!("5b8efff798038103d269b633813fc60c");
+                    s
+                }),
+                "use \"traceId\"",
+            ),
             (json!([1, 2]), "must be a JSON object"),
-            (with_span({ let mut s = base_span(); s["kind"] = json!("SIDEWAYS"); s }), "unknown span kind"),
+            (
+                with_span({
+                    let mut s = base_span();
+                    s["kind"] = json!("SIDEWAYS");
+                    s
+                }),
+                "unknown span kind",
+            ),
         ];
         for (input, want) in cases {
             let e = decode(input.clone()).unwrap_err().to_string();
             assert!(e.contains(want), "{input}: got {e:?}, want {want:?}");
         }
-        let e = decode_json(b"{\"resourceSpans\": [").unwrap_err().to_string();
+        let e = decode_json(b"{\"resourceSpans\": [")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("invalid JSON: EOF"), "{e}");
         let e = decode_json(b"\xff\xfe").unwrap_err().to_string();
         assert!(e.starts_with("invalid JSON"), "{e}");

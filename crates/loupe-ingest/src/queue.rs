@@ -99,7 +99,9 @@ impl IngestQueue {
             return Ok(WriteOutcome::default());
         }
         // A request larger than the whole budget takes all of it, so it can still pass alone.
-        let want = u32::try_from(spans.len()).unwrap_or(u32::MAX).min(self.max_queued);
+        let want = u32::try_from(spans.len())
+            .unwrap_or(u32::MAX)
+            .min(self.max_queued);
         let permit = self
             .budget
             .clone()
@@ -121,15 +123,24 @@ impl IngestQueue {
     }
 }
 
+/// Batches written at once: one inserting while the one before it is flushed to disk.
+const WRITES_IN_FLIGHT: usize = 2;
+
 async fn run_writer(
     store: Arc<dyn TraceStore>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     max_batch: usize,
 ) {
-    let mut jobs: Vec<Job> = Vec::new();
+    let in_flight = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
+        // Wait for a write slot before gathering, so the batch takes everything that queued
+        // up meanwhile.
+        let Ok(slot) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         let mut n = first.spans.len();
-        jobs.push(first);
+        let mut jobs = vec![first];
         while n < max_batch {
             match rx.try_recv() {
                 Ok(job) => {
@@ -139,21 +150,29 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        let mut spans = Vec::with_capacity(n);
-        let mut waiting = Vec::with_capacity(jobs.len());
-        for job in jobs.drain(..) {
-            spans.extend(job.spans);
-            waiting.push((job.reply, job._permit));
-        }
-        let result = store.write_spans(spans).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "batch write failed");
-        }
-        let reqs = waiting.len();
-        for (reply, permit) in waiting {
-            let _ = reply.send(result.clone());
-            drop(permit);
-        }
-        tracing::trace!(spans = n, requests = reqs, "batch committed");
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut spans = Vec::with_capacity(n);
+            let mut waiting = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                spans.extend(job.spans);
+                waiting.push((job.reply, job._permit));
+            }
+            let started = std::time::Instant::now();
+            let result = store.write_spans(spans).await;
+            let took = started.elapsed();
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "batch write failed");
+            }
+            let reqs = waiting.len();
+            for (reply, permit) in waiting {
+                let _ = reply.send(result.clone());
+                drop(permit);
+            }
+            drop(slot);
+            tracing::debug!(spans = n, requests = reqs, ?took, "batch committed");
+        });
+        while tasks.try_join_next().is_some() {}
     }
+    while tasks.join_next().await.is_some() {}
 }

@@ -123,12 +123,17 @@ fn parse_status(s: &str) -> Result<SpanStatus, ApiError> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(params: &HashMap<String, String>, key: &str) -> Result<Option<T>, ApiError> {
+fn parse_num<T: std::str::FromStr>(
+    params: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
     params
         .get(key)
         .map(|v| {
             v.trim().parse::<T>().map_err(|_| {
-                ApiError::bad_request(format!("invalid {key} {v:?}: expected a non-negative integer"))
+                ApiError::bad_request(format!(
+                    "invalid {key} {v:?}: expected a non-negative integer"
+                ))
             })
         })
         .transpose()
@@ -167,7 +172,10 @@ pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery
         start_from_ms: parse_num(params, "start_time_from_ms")?,
         start_to_ms: parse_num(params, "start_time_to_ms")?,
         limit,
-        cursor: params.get("cursor").map(|c| Cursor::decode(c)).transpose()?,
+        cursor: params
+            .get("cursor")
+            .map(|c| Cursor::decode(c))
+            .transpose()?,
     })
 }
 
@@ -202,4 +210,3 @@ pub(crate) async fn get_trace(
         "spans": detail.spans.into_iter().map(span_json).collect::<Vec<_>>(),
     })))
 }
-

@@ -25,7 +25,11 @@ fn too_large(limit: usize, what: &str) -> BodyError {
 
 /// Reads the whole body (chunked or not), refusing more than `limit` bytes, then undoes any
 /// `Content-Encoding` (gzip, deflate), refusing output larger than `limit` too.
-pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -37,7 +41,10 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
         .unwrap_or_default();
-    if !matches!(encoding.as_str(), "" | "identity" | "gzip" | "x-gzip" | "deflate") {
+    if !matches!(
+        encoding.as_str(),
+        "" | "identity" | "gzip" | "x-gzip" | "deflate"
+    ) {
         return Err(BodyError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             message: format!(
@@ -49,7 +56,9 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 too_large(limit, "size")
             } else {
                 BodyError {

@@ -128,11 +128,11 @@ impl OtlpError {
 
     fn grpc_code(&self) -> i32 {
         match self.status {
-            StatusCode::BAD_REQUEST => 3,                                   // INVALID_ARGUMENT
-            StatusCode::PAYLOAD_TOO_LARGE => 8,                             // RESOURCE_EXHAUSTED
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => 3,                        // INVALID_ARGUMENT
+            StatusCode::BAD_REQUEST => 3,            // INVALID_ARGUMENT
+            StatusCode::PAYLOAD_TOO_LARGE => 8,      // RESOURCE_EXHAUSTED
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => 14, // UNAVAILABLE
-            _ => 13,                                                        // INTERNAL
+            _ => 13,                                 // INTERNAL
         }
     }
 

@@ -28,7 +28,9 @@ pub(crate) fn service(state: AppState) -> TraceServiceServer<Otlp> {
 fn to_status(e: IngestError) -> Status {
     match e {
         IngestError::BadRequest(m) => Status::invalid_argument(m),
-        e @ (IngestError::Overloaded | IngestError::ShuttingDown) => Status::unavailable(e.to_string()),
+        e @ (IngestError::Overloaded | IngestError::ShuttingDown) => {
+            Status::unavailable(e.to_string())
+        }
         IngestError::Store(s) if e_retryable(&s) => Status::unavailable(s.to_string()),
         IngestError::Store(s) => {
             tracing::error!(error = %s, "ingest write failed");

@@ -23,7 +23,12 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, OtlpError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
@@ -66,7 +71,11 @@ pub(crate) async fn export(
     })
     .await
     .map_err(|e| {
-        OtlpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decode task failed: {e}"), encoding)
+        OtlpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("decode task failed: {e}"),
+            encoding,
+        )
     })?
     .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
     let Prepared {

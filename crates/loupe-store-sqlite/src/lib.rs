@@ -11,6 +11,7 @@ mod schema;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -36,7 +37,78 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Held for its `Drop`: stops the thread after a last checkpoint.
+    _checkpointer: Option<Checkpointer>,
+    /// Set when the writer should complete a checkpoint (see [`Checkpointer`]).
+    rewind: Arc<AtomicBool>,
 }
+
+/// Copies committed WAL frames into the database file on its own thread and connection, so the
+/// writer's commits never pay for it (the writer's automatic checkpoints are off).
+///
+/// Under steady load a background checkpoint never catches the writer, and SQLite only rewinds
+/// the WAL when a write begins with every frame copied back. So when the WAL passes
+/// [`WAL_REWIND_FRAMES`], the checkpointer raises `rewind`, and the writer, after its next
+/// commit, copies the few frames still missing itself; its next transaction then starts the WAL
+/// from the beginning again.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// WAL length (in pages) past which the writer finishes a checkpoint itself.
+const WAL_REWIND_FRAMES: i64 = 4_096;
+
+impl Checkpointer {
+    fn start(path: PathBuf, rewind: Arc<AtomicBool>) -> Result<Self, StoreError> {
+        let conn = Connection::open(&path).map_err(db_err)?;
+        schema::configure(&conn, false).map_err(db_err)?;
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("loupe-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    match rx.recv_timeout(CHECKPOINT_EVERY) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                            });
+                            match r {
+                                Ok((log, done)) if log > WAL_REWIND_FRAMES && done > log / 2 => {
+                                    rewind.store(true, Ordering::Relaxed);
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+                            }
+                        }
+                        _ => {
+                            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| {
+                StoreError::internal(format!("cannot start the checkpoint thread: {e}"))
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How often committed WAL frames are copied into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     match &e {
@@ -56,17 +128,24 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, running any pending migrations.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::internal(format!("cannot create data directory {}: {e}", data_dir.display()))
+            StoreError::internal(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let path = data_dir.join(DB_FILE);
         let mut writer = Connection::open(&path).map_err(db_err)?;
         schema::configure(&writer, true).map_err(db_err)?;
         schema::migrate(&mut writer)?;
+        let rewind = Arc::new(AtomicBool::new(false));
+        let checkpointer = Checkpointer::start(path.clone(), rewind.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                _checkpointer: Some(checkpointer),
+                rewind,
             }),
         })
     }
@@ -74,6 +153,15 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Flushes the write-ahead log to disk (every commit made so far becomes durable).
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        let mut wal = self.inner.path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::File::open(&wal)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| StoreError::unavailable(format!("cannot flush the write-ahead log: {e}")))
     }
 
     fn with_reader<T>(
@@ -95,10 +183,10 @@ impl SqliteStore {
             }
         };
         let out = f(&conn);
-        if let Ok(mut pool) = self.inner.readers.lock() {
-            if pool.len() < MAX_IDLE_READERS {
-                pool.push(conn);
-            }
+        if let Ok(mut pool) = self.inner.readers.lock()
+            && pool.len() < MAX_IDLE_READERS
+        {
+            pool.push(conn);
         }
         out
     }
@@ -121,12 +209,27 @@ impl TraceStore for SqliteStore {
             return Ok(WriteOutcome::default());
         }
         self.blocking(move |s| {
-            let mut conn = s
-                .inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::internal("writer poisoned"))?;
-            write::write_spans(&mut conn, &spans)
+            let t0 = std::time::Instant::now();
+            let outcome = {
+                let mut conn = s
+                    .inner
+                    .writer
+                    .lock()
+                    .map_err(|_| StoreError::internal("writer poisoned"))?;
+                let outcome = write::write_spans(&mut conn, &spans)?;
+                if s.inner.rewind.swap(false, Ordering::Relaxed)
+                    && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
+                {
+                    tracing::warn!(error = %e, "writer checkpoint failed");
+                }
+                outcome
+            };
+            // The commit is in the WAL; make it durable before anyone is told it is stored.
+            // This runs outside the writer lock, so the next batch is already being inserted.
+            let t1 = std::time::Instant::now();
+            s.sync_wal()?;
+            tracing::debug!(spans = spans.len(), lock_and_insert = ?(t1 - t0), fsync = ?t1.elapsed(), "sqlite write");
+            Ok(outcome)
         })
         .await
     }

@@ -1,7 +1,9 @@
 //! The read path: keyset-paginated trace lists and whole traces.
 
 use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
-use loupe_store::{Cursor, StoreError, StoredSpan, TraceDetail, TracePage, TraceQuery, decode_body};
+use loupe_store::{
+    Cursor, StoreError, StoredSpan, TraceDetail, TracePage, TraceQuery, decode_body,
+};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};

@@ -45,18 +45,30 @@ CREATE TABLE spans (
     total_tokens   INTEGER,
     body           BLOB    NOT NULL
 );
+-- Spans append to the rowid table (full pages); this small index keys them by trace. A
+-- WITHOUT ROWID table keyed the same way left pages a third empty (1,476 against 1,131 bytes
+-- per span on disk).
 CREATE UNIQUE INDEX spans_by_trace ON spans (trace_seq, span_id);
 "#];
 
-/// Per-connection settings. `synchronous = FULL` makes every commit durable before it returns,
-/// which is what lets the server answer 2xx only for data on disk.
+/// Per-connection settings.
 pub(crate) fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     if writer {
+        // Only takes effect on a new database: rows carry ~1 KB bodies, and bigger pages mean
+        // fewer B-tree splits per span (measured: 8.1 against 10.0 µs per span at 4 KiB).
+        conn.pragma_update(None, "page_size", 16_384)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Commits write the WAL without waiting for the disk; `SqliteStore::write_spans` then
+        // fsyncs the WAL itself, outside the writer lock, before it reports success. The next
+        // batch is inserted while the previous one is being flushed (group commit), and nothing
+        // is acknowledged before it is on disk.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Checkpoints run on their own thread (see `Checkpointer`), not inside commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.pragma_update(None, "cache_size", -32_768)?; // 32 MiB
     } else {
         conn.pragma_update(None, "cache_size", -16_384)?; // 16 MiB

@@ -7,7 +7,15 @@ use serde_json::{Map, Value, json};
 
 use super::SqliteStore;
 
-fn span(trace: u8, id: u8, parent: Option<u8>, start: u64, end: u64, status: SpanStatus, tokens: Option<(u64, u64)>) -> EncodedSpan {
+fn span(
+    trace: u8,
+    id: u8,
+    parent: Option<u8>,
+    start: u64,
+    end: u64,
+    status: SpanStatus,
+    tokens: Option<(u64, u64)>,
+) -> EncodedSpan {
     let mut attributes = Map::new();
     if let Some((i, o)) = tokens {
         attributes.insert("gen_ai.request.model".into(), json!("gpt-4o"));
@@ -40,9 +48,33 @@ fn trace_spans(t: u8) -> Vec<EncodedSpan> {
     let ms = 1_000_000;
     vec![
         span(t, 1, None, 1_000 * ms, 1_100 * ms, SpanStatus::Unset, None),
-        span(t, 2, Some(1), 1_010 * ms, 1_050 * ms, SpanStatus::Ok, Some((10, 5))),
-        span(t, 3, Some(1), 1_020 * ms, 1_090 * ms, SpanStatus::Error, None),
-        span(t, 4, Some(3), 995 * ms, 1_120 * ms, SpanStatus::Unset, Some((7, 3))),
+        span(
+            t,
+            2,
+            Some(1),
+            1_010 * ms,
+            1_050 * ms,
+            SpanStatus::Ok,
+            Some((10, 5)),
+        ),
+        span(
+            t,
+            3,
+            Some(1),
+            1_020 * ms,
+            1_090 * ms,
+            SpanStatus::Error,
+            None,
+        ),
+        span(
+            t,
+            4,
+            Some(3),
+            995 * ms,
+            1_120 * ms,
+            SpanStatus::Unset,
+            Some((7, 3)),
+        ),
     ]
 }
 
@@ -53,12 +85,23 @@ async fn check_rollup(store: &SqliteStore, t: u8) {
     assert!(s.has_root);
     assert_eq!(s.span_count, 4);
     assert_eq!(s.error_count, 1);
-    assert_eq!(s.status, SpanStatus::Error, "an errored child with an unset root");
-    assert_eq!((s.input_tokens, s.output_tokens, s.total_tokens), (17, 8, 25));
+    assert_eq!(
+        s.status,
+        SpanStatus::Error,
+        "an errored child with an unset root"
+    );
+    assert_eq!(
+        (s.input_tokens, s.output_tokens, s.total_tokens),
+        (17, 8, 25)
+    );
     assert_eq!(s.start_ns, 995_000_000);
     assert_eq!(s.duration_ns(), 125_000_000);
     assert_eq!(d.spans.len(), 4);
-    assert_eq!(d.spans[0].span_id, SpanId([4; 8]), "spans come in start order");
+    assert_eq!(
+        d.spans[0].span_id,
+        SpanId([4; 8]),
+        "spans come in start order"
+    );
     assert_eq!(s.metadata.get("service.name"), Some(&json!("svc")));
 }
 
@@ -81,7 +124,10 @@ async fn rollups_out_of_order_split_and_duplicated() {
     for s in &spans {
         store.write_spans(vec![s.clone()]).await.unwrap();
         let d = store.get_trace(TraceId([2; 16])).await.unwrap().unwrap();
-        assert!(!d.summary.name.is_empty(), "a provisional name before the root arrives");
+        assert!(
+            !d.summary.name.is_empty(),
+            "a provisional name before the root arrives"
+        );
     }
     let out = store.write_spans(trace_spans(2)).await.unwrap();
     assert_eq!((out.inserted, out.duplicates), (0, 4));
@@ -100,13 +146,26 @@ async fn root_status_wins_and_provisional_name_is_earliest() {
     let earlier = span(3, 3, Some(1), 1_500, 1_600, SpanStatus::Unset, None);
     store.write_spans(vec![later]).await.unwrap();
     store.write_spans(vec![earlier]).await.unwrap();
-    let s = store.get_trace(TraceId([3; 16])).await.unwrap().unwrap().summary;
-    assert_eq!((s.name.as_str(), s.status, s.has_root), ("span-3", SpanStatus::Error, false));
+    let s = store
+        .get_trace(TraceId([3; 16]))
+        .await
+        .unwrap()
+        .unwrap()
+        .summary;
+    assert_eq!(
+        (s.name.as_str(), s.status, s.has_root),
+        ("span-3", SpanStatus::Error, false)
+    );
     store
         .write_spans(vec![span(3, 1, None, 1_000, 4_000, SpanStatus::Ok, None)])
         .await
         .unwrap();
-    let s = store.get_trace(TraceId([3; 16])).await.unwrap().unwrap().summary;
+    let s = store
+        .get_trace(TraceId([3; 16]))
+        .await
+        .unwrap()
+        .unwrap()
+        .summary;
     assert_eq!((s.name.as_str(), s.status), ("span-1", SpanStatus::Ok));
 }
 
@@ -118,7 +177,19 @@ async fn pagination_filters_and_reopen() {
         let mut all = Vec::new();
         for t in 10..35u8 {
             let base = u64::from(t) * 1_000_000_000;
-            all.push(span(t, 1, None, base, base + u64::from(t) * 1_000_000, if t % 5 == 0 { SpanStatus::Error } else { SpanStatus::Ok }, None));
+            all.push(span(
+                t,
+                1,
+                None,
+                base,
+                base + u64::from(t) * 1_000_000,
+                if t % 5 == 0 {
+                    SpanStatus::Error
+                } else {
+                    SpanStatus::Ok
+                },
+                None,
+            ));
         }
         store.write_spans(all).await.unwrap();
     }
@@ -127,7 +198,11 @@ async fn pagination_filters_and_reopen() {
     let mut cursor = None;
     loop {
         let page = store
-            .list_traces(TraceQuery { limit: 7, cursor, ..Default::default() })
+            .list_traces(TraceQuery {
+                limit: 7,
+                cursor,
+                ..Default::default()
+            })
             .await
             .unwrap();
         seen.extend(page.traces.iter().map(|t| t.trace_id.0[0]));
@@ -138,22 +213,47 @@ async fn pagination_filters_and_reopen() {
     }
     assert_eq!(seen, (10..35u8).rev().collect::<Vec<_>>());
     let errors = store
-        .list_traces(TraceQuery { status: Some(SpanStatus::Error), limit: 100, ..Default::default() })
+        .list_traces(TraceQuery {
+            status: Some(SpanStatus::Error),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(errors.traces.iter().map(|t| t.trace_id.0[0]).collect::<Vec<_>>(), vec![30, 25, 20, 15, 10]);
+    assert_eq!(
+        errors
+            .traces
+            .iter()
+            .map(|t| t.trace_id.0[0])
+            .collect::<Vec<_>>(),
+        vec![30, 25, 20, 15, 10]
+    );
     let long = store
-        .list_traces(TraceQuery { min_duration_ms: Some(30), limit: 100, ..Default::default() })
+        .list_traces(TraceQuery {
+            min_duration_ms: Some(30),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(long.traces.len(), 5);
     let window = store
-        .list_traces(TraceQuery { start_from_ms: Some(12_000), start_to_ms: Some(14_000), limit: 100, ..Default::default() })
+        .list_traces(TraceQuery {
+            start_from_ms: Some(12_000),
+            start_to_ms: Some(14_000),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(window.traces.len(), 2);
     let named = store
-        .list_traces(TraceQuery { name: Some("span-1".into()), project: Some("other".into()), limit: 100, ..Default::default() })
+        .list_traces(TraceQuery {
+            name: Some("span-1".into()),
+            project: Some("other".into()),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(named.traces.is_empty());

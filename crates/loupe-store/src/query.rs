@@ -21,7 +21,11 @@ impl Cursor {
 
     /// Parses what [`Cursor::encode`] produced.
     pub fn decode(s: &str) -> Result<Self, StoreError> {
-        let bad = || StoreError::invalid(format!("invalid cursor {s:?}: pass back a next_cursor value unchanged"));
+        let bad = || {
+            StoreError::invalid(format!(
+                "invalid cursor {s:?}: pass back a next_cursor value unchanged"
+            ))
+        };
         let (a, b) = s.split_once('.').ok_or_else(bad)?;
         Ok(Cursor {
             start_ns: i64::from_str_radix(a, 16).map_err(|_| bad())?,
@@ -71,7 +75,15 @@ mod tests {
             seq: 42,
         };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
-        for bad in ["", "x", "1.", ".1", "zz.1", "1.1.1", "'; drop table traces; --"] {
+        for bad in [
+            "",
+            "x",
+            "1.",
+            ".1",
+            "zz.1",
+            "1.1.1",
+            "'; drop table traces; --",
+        ] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
         }
     }

@@ -34,18 +34,18 @@ pub fn applies(a: &Map<String, Value>) -> bool {
 
 /// Fills what the GenAI keys say, leaving fields already set alone.
 pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
-    if d.span_type.is_empty() {
-        if let Some(op) = as_str(a.get(OPERATION_NAME)) {
-            d.span_type = match op.as_str() {
-                "chat" => span_type::CHAT_MODEL,
-                "text_completion" | "generate_content" => span_type::LLM,
-                "embeddings" => span_type::EMBEDDING,
-                "execute_tool" => span_type::TOOL,
-                "invoke_agent" | "create_agent" => span_type::AGENT,
-                _ => "",
-            }
-            .to_string();
+    if d.span_type.is_empty()
+        && let Some(op) = as_str(a.get(OPERATION_NAME))
+    {
+        d.span_type = match op.as_str() {
+            "chat" => span_type::CHAT_MODEL,
+            "text_completion" | "generate_content" => span_type::LLM,
+            "embeddings" => span_type::EMBEDDING,
+            "execute_tool" => span_type::TOOL,
+            "invoke_agent" | "create_agent" => span_type::AGENT,
+            _ => "",
         }
+        .to_string();
     }
     if d.request_model.is_none() {
         d.request_model = as_str(a.get(REQUEST_MODEL));
@@ -72,7 +72,9 @@ pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
 
 fn json_attr(a: &Map<String, Value>, key: &str) -> Option<Value> {
     match a.get(key)? {
-        Value::String(s) => Some(serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))),
+        Value::String(s) => {
+            Some(serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())))
+        }
         v => Some(v.clone()),
     }
 }

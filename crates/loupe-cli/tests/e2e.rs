@@ -1,0 +1,938 @@
+//! End-to-end tests of `loupe serve`: real OpenTelemetry exporters, raw OTLP bodies, the JSON
+//! API, the CLI, limits, overload, and durability across SIGTERM and SIGKILL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{ChildServer, Options, TestServer, all_traces, loupe_bin, signal};
+use loupe_model::TraceId;
+use loupe_store::{
+    EncodedSpan, StoreError, TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
+};
+use opentelemetry::KeyValue as OtelKv;
+use opentelemetry::trace::{
+    Span as _, Status as OtelStatus, TraceContextExt, Tracer, TracerProvider as _,
+};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn pspan(trace: [u8; 16], id: u8, parent: Option<u8>, start_ms: u64, end_ms: u64) -> Span {
+    Span {
+        trace_id: trace.to_vec(),
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: format!("span-{id}"),
+        start_time_unix_nano: 1_700_000_000_000_000_000 + start_ms * 1_000_000,
+        end_time_unix_nano: 1_700_000_000_000_000_000 + end_ms * 1_000_000,
+        attributes: vec![KeyValue {
+            key: "gen_ai.usage.input_tokens".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::IntValue(i64::from(id) * 10)),
+            }),
+            ..Default::default()
+        }],
+        status: Some(Status {
+            code: 0,
+            message: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: None,
+            scope_spans: vec![ScopeSpans {
+                scope: None,
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+async fn post(
+    url: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/v1/traces"))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    req.send().await.unwrap()
+}
+
+async fn post_pb(url: &str, req: &ExportTraceServiceRequest) -> reqwest::Response {
+    post(url, "application/x-protobuf", None, req.encode_to_vec()).await
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn rpc_status(bytes: &[u8]) -> loupe_server::error::RpcStatus {
+    loupe_server::error::RpcStatus::decode(bytes).unwrap()
+}
+
+fn resource(service: &str) -> opentelemetry_sdk::Resource {
+    opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.to_string())
+        .build()
+}
+
+/// Records an agent trace with the real OpenTelemetry SDK: a root, an LLM child with GenAI
+/// attributes, a failed tool child. Returns the trace id.
+fn record_agent_trace(provider: &opentelemetry_sdk::trace::SdkTracerProvider) -> String {
+    let tracer = provider.tracer("loupe-e2e");
+    tracer.in_span("agent", |cx| {
+        cx.span()
+            .set_attribute(OtelKv::new("mlflow.spanType", "AGENT"));
+        let mut llm = tracer.start("chat gpt-4o");
+        llm.set_attribute(OtelKv::new("gen_ai.operation.name", "chat"));
+        llm.set_attribute(OtelKv::new("gen_ai.request.model", "gpt-4o"));
+        llm.set_attribute(OtelKv::new("gen_ai.usage.input_tokens", 120i64));
+        llm.set_attribute(OtelKv::new("gen_ai.usage.output_tokens", 30i64));
+        llm.set_attribute(OtelKv::new(
+            "prompt",
+            "<script>alert(1)</script> — ¿qué? 退款",
+        ));
+        llm.end();
+        let mut tool = tracer.start("lookup_order");
+        tool.set_attribute(OtelKv::new("mlflow.spanType", "TOOL"));
+        tool.add_event(
+            "exception",
+            vec![OtelKv::new("exception.type", "TimeoutError")],
+        );
+        tool.set_status(OtelStatus::error("order service timed out"));
+        tool.end();
+        cx.span().set_status(OtelStatus::Ok);
+        cx.span().span_context().trace_id().to_string()
+    })
+}
+
+async fn check_agent_trace(server: &TestServer, trace_id: &str, service: &str) {
+    let body = server.trace(trace_id).await;
+    let t = &body["trace"];
+    assert_eq!(t["name"], "agent");
+    assert_eq!(t["status"], "OK");
+    assert_eq!(t["span_count"], 3);
+    assert_eq!(t["error_count"], 1);
+    assert_eq!(
+        (
+            t["input_tokens"].as_u64(),
+            t["output_tokens"].as_u64(),
+            t["total_tokens"].as_u64()
+        ),
+        (Some(120), Some(30), Some(150))
+    );
+    assert_eq!(t["metadata"]["service.name"], service);
+    let spans = body["spans"].as_array().unwrap();
+    let by_name: HashMap<&str, &Value> = spans
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s))
+        .collect();
+    let root = by_name["agent"];
+    assert!(root["parent_id"].is_null());
+    assert_eq!(root["span_type"], "AGENT");
+    let llm = by_name["chat gpt-4o"];
+    assert_eq!(llm["parent_id"], root["span_id"]);
+    assert_eq!(llm["span_type"], "CHAT_MODEL");
+    assert_eq!(llm["model"], "gpt-4o");
+    assert_eq!(llm["total_tokens"], 150);
+    assert_eq!(
+        llm["attributes"]["prompt"],
+        "<script>alert(1)</script> — ¿qué? 退款"
+    );
+    let tool = by_name["lookup_order"];
+    assert_eq!(tool["status"], "ERROR");
+    assert_eq!(tool["status_message"], "order service timed out");
+    assert_eq!(tool["events"][0]["name"], "exception");
+    assert_eq!(
+        tool["events"][0]["attributes"]["exception.type"],
+        "TimeoutError"
+    );
+    for s in spans {
+        assert_eq!(s["span_id"].as_str().unwrap().len(), 16);
+        assert!(s["end_time_ns"].as_u64() >= s["start_time_ns"].as_u64());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// real exporters
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_sdk_over_http_protobuf_json_and_gzip() {
+    let server = TestServer::start().await;
+    for (protocol, gzip) in [
+        (opentelemetry_otlp::Protocol::HttpBinary, false),
+        (opentelemetry_otlp::Protocol::HttpBinary, true),
+        (opentelemetry_otlp::Protocol::HttpJson, false),
+    ] {
+        let endpoint = format!("{}/v1/traces", server.url);
+        let service = format!("svc-{protocol:?}-{gzip}");
+        let svc = service.clone();
+        // The blocking HTTP client must be built and driven outside the async runtime.
+        let trace_id = tokio::task::spawn_blocking(move || {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(endpoint);
+            if gzip {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            let exporter = builder.build().unwrap();
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource(&svc))
+                .build();
+            let id = record_agent_trace(&provider);
+            provider.force_flush().unwrap();
+            provider.shutdown().unwrap();
+            id
+        })
+        .await
+        .unwrap();
+        check_agent_trace(&server, &trace_id, &service).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_sdk_over_grpc_with_gzip_and_project_header() {
+    let server = TestServer::start().await;
+    for gzip in [false, true] {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("x-loupe-project", "grpc-project".parse().unwrap());
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(format!("http://{}", server.grpc))
+            .with_metadata(metadata);
+        if gzip {
+            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
+        let exporter = builder.build().unwrap();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource("grpc-svc"))
+            .build();
+        let id = record_agent_trace(&provider);
+        tokio::task::spawn_blocking(move || {
+            provider.force_flush().unwrap();
+            provider.shutdown().unwrap();
+        })
+        .await
+        .unwrap();
+        check_agent_trace(&server, &id, "grpc-svc").await;
+        assert_eq!(server.trace(&id).await["trace"]["project"], "grpc-project");
+    }
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw OTLP/HTTP
+
+#[tokio::test]
+async fn canonical_otlp_json_sample() {
+    let server = TestServer::start().await;
+    let sample = include_bytes!("../../loupe-ingest/tests/data/otlp-canonical.json");
+    let resp = post(
+        &server.url,
+        "application/json; charset=utf-8",
+        None,
+        sample.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({}));
+    let body = server.trace("5B8EFFF798038103D269B633813FC60C").await;
+    let t = &body["trace"];
+    assert_eq!(t["trace_id"], "5b8efff798038103d269b633813fc60c");
+    assert_eq!(t["start_time_ms"], 1_544_712_660_000u64);
+    let root = body["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["parent_id"].is_null())
+        .unwrap();
+    assert_eq!(root["resource"]["process.pid"], 4242);
+    assert_eq!(root["resource"]["blob"], "aGVsbG8=");
+    assert_eq!(root["resource"]["nested"]["inner"], "x");
+    assert_eq!(root["kind"], 3);
+    // the same request as protobuf is answered in protobuf
+    let req = loupe_ingest::decode_json(sample).unwrap();
+    let resp = post_pb(&server.url, &req).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
+    let decoded = ExportTraceServiceResponse::decode(resp.bytes().await.unwrap()).unwrap();
+    assert!(decoded.partial_success.is_none());
+    assert_eq!(
+        server.trace("5b8efff798038103d269b633813fc60c").await["trace"]["span_count"],
+        2,
+        "the resend changed nothing"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_precise_400s() {
+    let server = TestServer::start().await;
+    // garbage protobuf: protobuf Status body
+    let resp = post(
+        &server.url,
+        "application/x-protobuf",
+        None,
+        vec![0xff, 0xff, 0xff, 0x0f, 0x01],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
+    let st = rpc_status(&resp.bytes().await.unwrap());
+    assert_eq!(st.code, 3);
+    assert!(
+        st.message.starts_with("invalid OTLP protobuf"),
+        "{}",
+        st.message
+    );
+    // wrong id length in protobuf
+    let mut bad = pspan([7; 16], 1, None, 0, 1);
+    bad.trace_id.truncate(12);
+    let resp = post_pb(
+        &server.url,
+        &request(vec![pspan([7; 16], 2, None, 0, 1), bad]),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let st = rpc_status(&resp.bytes().await.unwrap());
+    assert_eq!(
+        st.message,
+        "resourceSpans[0].scopeSpans[0].spans[1].traceId: expected 16 bytes (32 hex characters), got 12 bytes"
+    );
+    let (status, _) = server
+        .get("/api/v1/traces/07070707070707070707070707070707")
+        .await;
+    assert_eq!(
+        status, 404,
+        "a refused request stores nothing, not even its valid spans"
+    );
+    // JSON: bad syntax, invalid UTF-8, bad hex
+    for (body, want) in [
+        (b"{\"resourceSpans\": [".to_vec(), "invalid JSON"),
+        (b"\xff\xfe\xfd".to_vec(), "invalid JSON"),
+        (json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "0102030405060708"}]}]}]}).to_string().into_bytes(),
+         "resourceSpans[0].scopeSpans[0].spans[0].traceId: expected 32 hex characters, got 2"),
+        (json!({"resource_spans": []}).to_string().into_bytes(), "lowerCamelCase"),
+    ] {
+        let resp = post(&server.url, "application/json", None, body).await;
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["code"], 3);
+        assert_eq!(v["error"]["code"], "INVALID_ARGUMENT");
+        assert!(v["error"]["message"].as_str().unwrap().contains(want), "{v}");
+    }
+    // unsupported media type and encoding
+    let resp = post(&server.url, "text/plain", None, b"hi".to_vec()).await;
+    assert_eq!(resp.status(), 415);
+    let resp = post(&server.url, "application/json", Some("br"), b"{}".to_vec()).await;
+    assert_eq!(resp.status(), 415);
+    // a body that says gzip but is not
+    let resp = post(
+        &server.url,
+        "application/json",
+        Some("gzip"),
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn size_limits_apply_to_wire_and_decompressed_bytes() {
+    let limit = 64 * 1024;
+    let server = TestServer::with(Options {
+        max_request_bytes: limit,
+        ..Options::default()
+    })
+    .await;
+    // too large as sent
+    let resp = post(
+        &server.url,
+        "application/x-protobuf",
+        None,
+        vec![0u8; limit + 1],
+    )
+    .await;
+    assert_eq!(resp.status(), 413);
+    // chunked, no Content-Length, too large
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b' '; 8 * 1024])).collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/traces", server.url))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_stream(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    // a gzip bomb: 50 MB of zeros in ~50 KB
+    let bomb = gzip(&vec![0u8; 50 * 1024 * 1024]);
+    assert!(bomb.len() < limit);
+    let resp = post(&server.url, "application/x-protobuf", Some("gzip"), bomb).await;
+    assert_eq!(resp.status(), 413);
+    let st = rpc_status(&resp.bytes().await.unwrap());
+    assert!(st.message.contains("after decompression"), "{}", st.message);
+    // a small gzip body, chunked, passes
+    let ok = gzip(&request(vec![pspan([9; 16], 1, None, 0, 5)]).encode_to_vec());
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/traces", server.url))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(reqwest::Body::wrap_stream(futures_stream(vec![
+            Ok(ok[..10].to_vec()),
+            Ok(ok[10..].to_vec()),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        server.trace("09090909090909090909090909090909").await["trace"]["span_count"],
+        1
+    );
+    server.stop().await;
+}
+
+fn futures_stream(
+    items: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static {
+    futures_util::stream::iter(items)
+}
+
+#[tokio::test]
+async fn partial_success_for_invalid_spans() {
+    let server = TestServer::start().await;
+    let mut zero = pspan([0; 16], 3, None, 0, 1);
+    zero.trace_id = vec![0; 16];
+    let req = request(vec![pspan([4; 16], 1, None, 0, 10), zero.clone()]);
+    let resp = post_pb(&server.url, &req).await;
+    assert_eq!(resp.status(), 200);
+    let r = ExportTraceServiceResponse::decode(resp.bytes().await.unwrap()).unwrap();
+    let ps = r.partial_success.unwrap();
+    assert_eq!(ps.rejected_spans, 1);
+    assert!(
+        ps.error_message.contains("spans[1]"),
+        "{}",
+        ps.error_message
+    );
+    assert_eq!(
+        server.trace("04040404040404040404040404040404").await["trace"]["span_count"],
+        1
+    );
+    let json_req = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "00000000000000000000000000000000", "spanId": "0101010101010101", "name": "z"}]}]}]});
+    let resp = post(
+        &server.url,
+        "application/json",
+        None,
+        json_req.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_order_split_and_duplicate_spans_roll_up_right() {
+    let server = TestServer::start().await;
+    let t = [5u8; 16];
+    let mut err = pspan(t, 4, Some(2), 30, 40);
+    err.status = Some(Status {
+        code: 2,
+        message: "boom".into(),
+    });
+    // grandchild, then child, then root; then all of it again in one request
+    let batches = vec![
+        vec![err.clone()],
+        vec![pspan(t, 3, Some(2), 5, 250)],
+        vec![pspan(t, 2, Some(1), 20, 90)],
+        vec![pspan(t, 1, None, 10, 200)],
+        vec![
+            pspan(t, 1, None, 10, 200),
+            pspan(t, 2, Some(1), 20, 90),
+            pspan(t, 3, Some(2), 5, 250),
+            err,
+        ],
+    ];
+    for (i, b) in batches.into_iter().enumerate() {
+        let resp = post_pb(&server.url, &request(b)).await;
+        assert_eq!(resp.status(), 200);
+        let tr = &server.trace("05050505050505050505050505050505").await["trace"];
+        if i == 0 {
+            assert_eq!(
+                tr["name"], "span-4",
+                "provisional name before the root arrives"
+            );
+        }
+    }
+    let tr = &server.trace("05050505050505050505050505050505").await["trace"];
+    assert_eq!(tr["name"], "span-1");
+    assert_eq!(tr["span_count"], 4);
+    assert_eq!(tr["error_count"], 1);
+    assert_eq!(tr["status"], "ERROR");
+    assert_eq!(tr["input_tokens"], 100);
+    assert_eq!(tr["start_time_ms"], 1_700_000_000_005u64);
+    assert_eq!(tr["duration_ms"], 245);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// overload
+
+/// A store whose writes wait until the test opens a gate: a way to fill the queue on purpose.
+struct GatedStore {
+    inner: Arc<dyn TraceStore>,
+    open: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl TraceStore for GatedStore {
+    async fn write_spans(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, StoreError> {
+        while !self.open.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.inner.write_spans(spans).await
+    }
+    async fn list_traces(&self, q: TraceQuery) -> Result<TracePage, StoreError> {
+        self.inner.list_traces(q).await
+    }
+    async fn get_trace(&self, id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
+        self.inner.get_trace(id).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_answers_503_and_unavailable_never_buffers() {
+    let open = Arc::new(AtomicBool::new(false));
+    let gate = open.clone();
+    let server = TestServer::with(Options {
+        max_queued_spans: 4,
+        wrap: Some(Box::new(move |inner| {
+            Arc::new(GatedStore { inner, open: gate })
+        })),
+        ..Options::default()
+    })
+    .await;
+    let t = [6u8; 16];
+    let first = {
+        let url = server.url.clone();
+        let req = request(
+            (1..=4)
+                .map(|i| pspan(t, i, if i == 1 { None } else { Some(1) }, 0, 10))
+                .collect(),
+        );
+        tokio::spawn(async move { post_pb(&url, &req).await.status() })
+    };
+    // wait until the first request holds the whole budget
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = post_pb(&server.url, &request(vec![pspan([7; 16], 1, None, 0, 1)])).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let st = rpc_status(&resp.bytes().await.unwrap());
+    assert_eq!(st.code, 14);
+    let resp = post(&server.url, "application/json", None, json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "08080808080808080808080808080808", "spanId": "0101010101010101", "name": "x"}]}]}]}).to_string().into_bytes()).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "UNAVAILABLE"
+    );
+    // gRPC says UNAVAILABLE
+    let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+    let err = client
+        .export(request(vec![pspan([7; 16], 1, None, 0, 1)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    // open the gate: the first request is committed and acknowledged; the refused ones are not stored
+    open.store(true, Ordering::SeqCst);
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(
+        server.trace("06060606060606060606060606060606").await["trace"]["span_count"],
+        4
+    );
+    assert_eq!(
+        server
+            .get("/api/v1/traces/07070707070707070707070707070707")
+            .await
+            .0,
+        404
+    );
+    // and the queue takes work again
+    assert_eq!(
+        post_pb(&server.url, &request(vec![pspan([7; 16], 1, None, 0, 1)]))
+            .await
+            .status(),
+        200
+    );
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON API
+
+#[tokio::test]
+async fn json_api_lists_filters_paginates_and_errors_in_json() {
+    let server = TestServer::start().await;
+    let mut spans = Vec::new();
+    for i in 0..30u8 {
+        let mut s = pspan(
+            [100 + i; 16],
+            1,
+            None,
+            u64::from(i) * 1000,
+            u64::from(i) * 1000 + u64::from(i) * 10,
+        );
+        s.name = if i % 2 == 0 {
+            "even".into()
+        } else {
+            "odd".into()
+        };
+        if i % 3 == 0 {
+            s.status = Some(Status {
+                code: 2,
+                message: "x".into(),
+            });
+        }
+        spans.push(s);
+    }
+    assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
+    let (status, page) = server.get("/api/v1/traces?limit=10").await;
+    assert_eq!(status, 200);
+    let traces = page["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 10);
+    assert_eq!(traces[0]["trace_id"], hex(&[129; 16]), "newest first");
+    for key in [
+        "trace_id",
+        "name",
+        "status",
+        "start_time_ms",
+        "duration_ms",
+        "span_count",
+        "error_count",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "project",
+        "tags",
+    ] {
+        assert!(traces[0].get(key).is_some(), "{key} missing");
+    }
+    let all = all_traces(&server.url).await;
+    assert_eq!(all.len(), 30);
+    let mut ids = HashSet::new();
+    let mut cursor = page["next_cursor"].as_str().unwrap().to_string();
+    ids.extend(
+        traces
+            .iter()
+            .map(|t| t["trace_id"].as_str().unwrap().to_string()),
+    );
+    loop {
+        let (_, p) = server
+            .get(&format!("/api/v1/traces?limit=10&cursor={cursor}"))
+            .await;
+        ids.extend(
+            p["traces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["trace_id"].as_str().unwrap().to_string()),
+        );
+        match p["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 30, "pages neither skip nor repeat");
+    let (_, p) = server
+        .get("/api/v1/traces?status=ERROR&name=even&min_duration_ms=100")
+        .await;
+    let got: Vec<u64> = p["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["duration_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, vec![240, 180, 120]);
+    let from = 1_700_000_000_000u64 + 10_000;
+    let (_, p) = server
+        .get(&format!(
+            "/api/v1/traces?start_time_from_ms={from}&start_time_to_ms={}",
+            from + 5_000
+        ))
+        .await;
+    assert_eq!(p["traces"].as_array().unwrap().len(), 5);
+    // errors
+    for (path, status, code) in [
+        ("/api/v1/traces/not-hex", 400, "INVALID_ARGUMENT"),
+        (
+            "/api/v1/traces/00112233445566778899aabbccddeeff",
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "/api/v1/traces?cursor=%27%3B%20drop%20table%20traces",
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        ("/api/v1/traces?limit=0", 400, "INVALID_ARGUMENT"),
+        ("/api/v1/traces?status=BROKEN", 400, "INVALID_ARGUMENT"),
+        ("/api/v1/traces?min_duration_ms=-5", 400, "INVALID_ARGUMENT"),
+        ("/api/v1/traces?colour=red", 400, "INVALID_ARGUMENT"),
+        ("/api/v1/nothing", 404, "NOT_FOUND"),
+    ] {
+        let (s, body) = server.get(path).await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let (s, doc) = server.get("/api/v1/openapi.json").await;
+    assert_eq!(s, 200);
+    for path in [
+        "/v1/traces",
+        "/api/v1/traces",
+        "/api/v1/traces/{trace_id}",
+        "/healthz",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
+    }
+    let (s, health) = server.get("/healthz").await;
+    assert_eq!((s, health["status"].as_str()), (200, Some("ok")));
+    let home = reqwest::get(format!("{}/", server.url)).await.unwrap();
+    assert!(
+        home.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    server.stop().await;
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// the binary: CLI, signals, durability
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_lists_and_draws_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path()).await;
+    let t = [0x42u8; 16];
+    let mut err = pspan(t, 3, Some(2), 30, 40);
+    err.status = Some(Status {
+        code: 2,
+        message: "boom".into(),
+    });
+    let mut root = pspan(t, 1, None, 0, 100);
+    root.name = "agent".into();
+    let req = request(vec![root, pspan(t, 2, Some(1), 10, 90), err]);
+    assert_eq!(post_pb(&server.url, &req).await.status(), 200);
+    let out = tokio::process::Command::new(loupe_bin())
+        .args(["traces", "list", "--server", &server.url])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    assert!(
+        text.contains(&hex(&t)) && text.contains("agent") && text.contains("ERROR"),
+        "{text}"
+    );
+    let out = tokio::process::Command::new(loupe_bin())
+        .args(["traces", "get", &hex(&t), "--server", &server.url])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("└─ agent  [UNKNOWN]  100.0 ms"), "{text}");
+    assert!(
+        text.contains("   └─ span-2  [UNKNOWN]  80.0 ms  tokens 20"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      └─ span-3  [UNKNOWN]  10.0 ms  tokens 30  ✗ ERROR boom"),
+        "{text}"
+    );
+    let out = tokio::process::Command::new(loupe_bin())
+        .args(["traces", "get", &hex(&t), "--json", "--server", &server.url])
+        .output()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["spans"].as_array().unwrap().len(), 3);
+    let out = tokio::process::Command::new(loupe_bin())
+        .args([
+            "traces",
+            "get",
+            "00000000000000000000000000000001",
+            "--server",
+            &server.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_acknowledged_work_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ChildServer::start(dir.path()).await;
+    let t = [0x55u8; 16];
+    assert_eq!(
+        post_pb(&server.url, &request(vec![pspan(t, 1, None, 0, 5)]))
+            .await
+            .status(),
+        200
+    );
+    signal(server.pid(), "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let server = ChildServer::start(dir.path()).await;
+    let body: Value = reqwest::get(format!("{}/api/v1/traces/{}", server.url, hex(&t)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["trace"]["span_count"], 1);
+}
+
+/// Clients ingest at full speed; the server is killed with SIGKILL; every span whose request was
+/// acknowledged must be there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path()).await;
+    let acked: Arc<std::sync::Mutex<Vec<[u8; 16]>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4u32 {
+        let (url, acked, stop) = (server.url.clone(), acked.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut n = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                // 20 traces of 5 spans per request, ids unique per client and request
+                let mut ids = Vec::new();
+                let mut spans = Vec::new();
+                for k in 0..20u32 {
+                    let mut t = [0u8; 16];
+                    t[..4].copy_from_slice(&c.to_be_bytes());
+                    t[4..8].copy_from_slice(&n.to_be_bytes());
+                    t[8..12].copy_from_slice(&k.to_be_bytes());
+                    t[15] = 1;
+                    ids.push(t);
+                    for s in 1..=5u8 {
+                        spans.push(pspan(t, s, (s > 1).then_some(1), u64::from(s), 100));
+                    }
+                }
+                n += 1;
+                let sent = http
+                    .post(format!("{url}/v1/traces"))
+                    .header("content-type", "application/x-protobuf")
+                    .body(request(spans).encode_to_vec())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => acked.lock().unwrap().extend(ids),
+                    Ok(_) => {}
+                    Err(_) => break, // the server is gone
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(server.pid(), "KILL");
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 100,
+        "the clients got {} traces acknowledged before the kill",
+        acked.len()
+    );
+    drop(server);
+    let server = ChildServer::start(dir.path()).await;
+    let stored: HashMap<String, u64> = all_traces(&server.url)
+        .await
+        .into_iter()
+        .map(|t| {
+            (
+                t["trace_id"].as_str().unwrap().to_string(),
+                t["span_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut missing = 0;
+    for t in &acked {
+        match stored.get(&hex(t)) {
+            Some(5) => {}
+            _ => missing += 1,
+        }
+    }
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged traces lost or incomplete",
+        acked.len()
+    );
+    eprintln!(
+        "sigkill: {} acknowledged traces all present ({} stored)",
+        acked.len(),
+        stored.len()
+    );
+}
