@@ -58,6 +58,16 @@ pub enum TracesCommand {
     },
 }
 
+/// Writes to stdout; a closed pipe (`loupe traces list | head`) ends quietly instead of panicking.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 async fn get_json(url: reqwest::Url) -> anyhow::Result<Value> {
     let resp = reqwest::get(url.clone())
         .await
@@ -114,9 +124,9 @@ pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
             }
             let body = get_json(u).await?;
             if server.json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
             } else {
-                print!("{}", tree::trace_table(&body));
+                emit(&tree::trace_table(&body))?;
             }
         }
         TracesCommand::Get { server, trace_id } => {
@@ -126,9 +136,9 @@ pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
                 .collect();
             let body = get_json(url(&server.server, &format!("/api/v1/traces/{id}"))?).await?;
             if server.json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
             } else {
-                print!("{}", tree::span_tree(&body));
+                emit(&tree::span_tree(&body))?;
             }
         }
     }
