@@ -754,6 +754,7 @@ async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
     let store =
         loupe_store_sqlite::SqliteStore::open(&dir.0).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    let prices = loupe_model::pricing::PriceBook::builtin();
     let traces = args.batch.div_ceil(5);
     let mut batches = Vec::new();
     let mut reqs = Vec::new();
@@ -762,7 +763,8 @@ async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
     }
     let t_enc = Instant::now();
     for req in reqs {
-        let p = loupe_ingest::convert_request(req, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let p = loupe_ingest::convert_request(req, None, &prices)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         batches.push(p.spans);
     }
     let n: usize = batches.iter().map(Vec::len).sum();

@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod maintain;
 mod serve;
 mod tree;
 
@@ -30,6 +31,11 @@ enum Command {
         #[command(subcommand)]
         command: client::TracesCommand,
     },
+    /// Re-derive span types, models, tokens, sessions and costs from the stored attributes
+    /// (after a mapping change), without re-ingesting.
+    Reindex(maintain::MaintainArgs),
+    /// Recompute stored costs from the price book (after a price change).
+    Reprice(maintain::MaintainArgs),
     /// Measure Loupe on this machine.
     Bench {
         #[command(subcommand)]
@@ -54,6 +60,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Traces { command } => client::run(command).await,
             Command::Bench { command } => bench::run(command).await,
+            Command::Reindex(args) => maintain::run(args, maintain::What::Reindex).await,
+            Command::Reprice(args) => maintain::run(args, maintain::What::Reprice).await,
         }
     });
     match result {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use loupe_ingest::{IngestQueue, QueueConfig};
+use loupe_model::pricing::PriceBook;
 use loupe_server::{AppState, ServerConfig};
 use loupe_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -31,6 +32,22 @@ pub struct ServeArgs {
     /// Spans that may wait for the writer before new requests get 503 / UNAVAILABLE.
     #[arg(long, env = "LOUPE_MAX_QUEUED_SPANS", default_value_t = 100_000)]
     pub max_queued_spans: usize,
+    /// A price book (JSON, the shape of the built-in one) whose models replace or add to the
+    /// built-in prices.
+    #[arg(long, env = "LOUPE_PRICES")]
+    pub prices: Option<PathBuf>,
+}
+
+/// The built-in price book, with the user's file on top.
+pub fn load_prices(path: Option<&std::path::Path>) -> anyhow::Result<PriceBook> {
+    let book = PriceBook::builtin();
+    let Some(path) = path else {
+        return Ok(book);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the price book {}", path.display()))?;
+    let user = PriceBook::parse(&text).with_context(|| format!("in {}", path.display()))?;
+    Ok(book.merged(user))
 }
 
 async fn shutdown_signal() {
@@ -56,6 +73,7 @@ async fn shutdown_signal() {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let prices = Arc::new(load_prices(args.prices.as_deref())?);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LOUPE_LOG")
@@ -87,6 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_request_bytes: args.max_request_bytes,
             ..ServerConfig::default()
         }),
+        prices,
     };
     let http_addr = http.local_addr()?;
     let grpc_addr = grpc.local_addr()?;

@@ -14,7 +14,8 @@ use std::time::Duration;
 use common::{ChildServer, Options, TestServer, all_traces, loupe_bin, signal};
 use loupe_model::TraceId;
 use loupe_store::{
-    EncodedSpan, StoreError, TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
+    EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery, SessionSummary, StoreError,
+    TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
 };
 use opentelemetry::KeyValue as OtelKv;
 use opentelemetry::trace::{
@@ -541,6 +542,19 @@ impl TraceStore for GatedStore {
     async fn get_trace(&self, id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
         self.inner.get_trace(id).await
     }
+    async fn list_sessions(&self, q: SessionQuery) -> Result<SessionPage, StoreError> {
+        self.inner.list_sessions(q).await
+    }
+    async fn get_session(
+        &self,
+        id: String,
+        limit: usize,
+    ) -> Result<Option<(SessionSummary, Vec<loupe_model::TraceSummary>)>, StoreError> {
+        self.inner.get_session(id, limit).await
+    }
+    async fn recompute(&self, how: Recompute) -> Result<RecomputeStats, StoreError> {
+        self.inner.recompute(how).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -934,5 +948,194 @@ async fn sigkill_loses_nothing_acknowledged() {
         "sigkill: {} acknowledged traces all present ({} stored)",
         acked.len(),
         stored.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// conventions: cost, sessions, reprice, reindex
+
+fn llm_span(trace: [u8; 16], id: u8, parent: Option<u8>, session: &str, start_ms: u64) -> Span {
+    let kv = |k: &str, v: any_value::Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let mut s = pspan(trace, id, parent, start_ms, start_ms + 100);
+    s.attributes = vec![
+        kv(
+            "gen_ai.operation.name",
+            any_value::Value::StringValue("chat".into()),
+        ),
+        kv(
+            "gen_ai.request.model",
+            any_value::Value::StringValue("gpt-4o-mini".into()),
+        ),
+        kv(
+            "gen_ai.usage.input_tokens",
+            any_value::Value::IntValue(1000),
+        ),
+        kv(
+            "gen_ai.usage.output_tokens",
+            any_value::Value::IntValue(500),
+        ),
+        kv(
+            "gen_ai.conversation.id",
+            any_value::Value::StringValue(session.into()),
+        ),
+    ];
+    s
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+async fn loupe(args: &[&str]) -> String {
+    let out = tokio::process::Command::new(loupe_bin())
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_sessions_reprice_and_reindex() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path()).await;
+    let (a, b, c) = ([0xa1u8; 16], [0xb2u8; 16], [0xc3u8; 16]);
+    let req = request(vec![
+        llm_span(a, 1, None, "s-1", 0),
+        llm_span(b, 1, None, "s-1", 1_000),
+        llm_span(b, 2, Some(1), "s-1", 1_010),
+        llm_span(c, 1, None, "s-2", 500),
+    ]);
+    assert_eq!(post_pb(&server.url, &req).await.status(), 200);
+    let get = |id: [u8; 16]| {
+        let url = format!("{}/api/v1/traces/{}", server.url, hex(&id));
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let one = 1000.0 * 0.15e-6 + 500.0 * 0.6e-6;
+    let t = get(b).await;
+    assert!(
+        close(t["trace"]["cost_usd"].as_f64().unwrap(), 2.0 * one),
+        "{}",
+        t["trace"]
+    );
+    assert_eq!(t["trace"]["session_id"], "s-1");
+    assert!(close(t["spans"][0]["cost_usd"].as_f64().unwrap(), one));
+    assert_eq!(t["spans"][0]["provider"], Value::Null);
+    assert_eq!(t["spans"][0]["span_type"], "CHAT_MODEL");
+    let sessions: Value = reqwest::get(format!("{}/api/v1/sessions", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = sessions["sessions"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["session_id"], "s-1", "most recently active first");
+    assert_eq!(list[0]["trace_count"], 2);
+    assert!(close(list[0]["cost_usd"].as_f64().unwrap(), 3.0 * one));
+    assert_eq!(list[0]["total_tokens"], 4500);
+    let s1: Value = reqwest::get(format!("{}/api/v1/sessions/s-1", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = s1["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![hex(&a), hex(&b)], "a conversation in order");
+    let missing = reqwest::get(format!("{}/api/v1/sessions/nope", server.url))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let page: Value = reqwest::get(format!("{}/api/v1/sessions?limit=1", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let page2: Value = reqwest::get(format!(
+        "{}/api/v1/sessions?limit=1&cursor={cursor}",
+        server.url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(page2["sessions"][0]["session_id"], "s-2");
+    assert!(page2["next_cursor"].is_null());
+
+    // New prices: reprice while the server runs.
+    let prices = dir.path().join("prices.json");
+    std::fs::write(&prices, r#"{"version": "test", "models": [{"model": "gpt-4o-mini", "prices": [{"effective": "2000-01-01", "input": 1.0, "output": 2.0}]}]}"#).unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = loupe(&[
+        "reprice",
+        "--data-dir",
+        data,
+        "--prices",
+        prices.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        out.starts_with("reprice: 4 spans read, 4 changed, 3 traces"),
+        "{out}"
+    );
+    let new_one = 1000.0 * 1e-6 + 500.0 * 2e-6;
+    assert!(close(
+        get(b).await["trace"]["cost_usd"].as_f64().unwrap(),
+        2.0 * new_one
+    ));
+
+    // A stale mapping: wipe the derived columns, then reindex from the raw attributes.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("loupe.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(5)).unwrap();
+        db.execute_batch(
+            "UPDATE spans SET span_type = 'UNKNOWN', model = NULL, input_tokens = NULL, output_tokens = NULL, \
+             total_tokens = NULL, cost_usd = NULL; UPDATE traces SET input_tokens = 0, total_tokens = 0, cost_usd = 0, session_id = NULL;",
+        )
+        .unwrap();
+    }
+    assert_eq!(get(c).await["trace"]["total_tokens"], 0);
+    let out = loupe(&["reindex", "--data-dir", data]).await;
+    assert!(
+        out.starts_with("reindex: 4 spans read, 4 changed, 3 traces"),
+        "{out}"
+    );
+    let t = get(c).await;
+    assert_eq!(t["trace"]["total_tokens"], 1500);
+    assert_eq!(t["trace"]["session_id"], "s-2");
+    assert!(
+        close(t["trace"]["cost_usd"].as_f64().unwrap(), one),
+        "built-in prices again"
+    );
+    assert_eq!(t["spans"][0]["span_type"], "CHAT_MODEL");
+    assert_eq!(t["spans"][0]["model"], "gpt-4o-mini");
+    let out = loupe(&["reindex", "--data-dir", data]).await;
+    assert!(
+        out.starts_with("reindex: 4 spans read, 0 changed"),
+        "idempotent: {out}"
     );
 }

@@ -33,11 +33,12 @@ pub fn prepare(
     body: &[u8],
     encoding: Encoding,
     project: Option<&str>,
+    prices: &loupe_model::pricing::PriceBook,
 ) -> Result<Prepared, IngestError> {
     let request = match encoding {
         Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
             .map_err(|e| IngestError::BadRequest(format!("invalid OTLP protobuf: {e}")))?,
         Encoding::Json => decode_json(body)?,
     };
-    convert_request(request, project)
+    convert_request(request, project, prices)
 }

@@ -2,6 +2,7 @@
 
 use base64::Engine;
 use loupe_model::normalize;
+use loupe_model::pricing::PriceBook;
 use loupe_model::{
     DEFAULT_PROJECT, IdError, Span, SpanEvent, SpanId, SpanLink, SpanStatus, TraceId,
 };
@@ -84,6 +85,7 @@ fn bad_id(path: impl std::fmt::Display, field: &str, e: IdError) -> IngestError 
 pub fn convert_request(
     req: ExportTraceServiceRequest,
     project: Option<&str>,
+    prices: &PriceBook,
 ) -> Result<Prepared, IngestError> {
     let total: usize = req
         .resource_spans
@@ -143,7 +145,8 @@ pub fn convert_request(
                     });
                 }
                 let attributes = attrs_to_json(sp.attributes);
-                let derived = normalize::derive(&attributes);
+                let mut derived = normalize::derive(&attributes);
+                derived.cost_usd = prices.cost(&derived, sp.start_time_unix_nano);
                 let (status, status_message) = match sp.status {
                     Some(s) => (SpanStatus::from_code(i64::from(s.code)), s.message),
                     None => (SpanStatus::Unset, String::new()),
@@ -217,7 +220,12 @@ mod tests {
 
     #[test]
     fn converts_and_clamps() {
-        let p = convert_request(req(vec![pspan(vec![1; 16], vec![2; 8])]), Some("proj")).unwrap();
+        let p = convert_request(
+            req(vec![pspan(vec![1; 16], vec![2; 8])]),
+            Some("proj"),
+            &PriceBook::builtin(),
+        )
+        .unwrap();
         assert_eq!(p.spans.len(), 1);
         let s = &p.spans[0];
         assert_eq!((s.start_ns, s.end_ns), (10, 10));
@@ -233,6 +241,7 @@ mod tests {
                 pspan(vec![1; 15], vec![2; 8]),
             ]),
             None,
+            &PriceBook::builtin(),
         )
         .unwrap_err();
         assert_eq!(
@@ -249,6 +258,7 @@ mod tests {
                 pspan(vec![0; 16], vec![2; 8]),
             ]),
             None,
+            &PriceBook::builtin(),
         )
         .unwrap();
         assert_eq!((p.spans.len(), p.rejected), (1, 1));

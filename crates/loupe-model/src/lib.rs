@@ -8,6 +8,7 @@
 
 mod ids;
 pub mod normalize;
+pub mod pricing;
 mod span;
 
 pub use ids::{IdError, SpanId, TraceId};

@@ -149,6 +149,12 @@ pub struct TraceSummary {
     pub output_tokens: u64,
     /// Sum of total tokens over all spans.
     pub total_tokens: u64,
+    /// Sum of the spans' cost, US dollars.
+    pub cost_usd: f64,
+    /// Session (conversation) the trace belongs to.
+    pub session_id: Option<String>,
+    /// End user the trace served.
+    pub user_id: Option<String>,
     /// Whether the root span has arrived.
     pub has_root: bool,
     /// User-set, mutable tags.

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use loupe_model::{SpanStatus, TraceId, TraceSummary, normalize};
-use loupe_store::{Cursor, StoredSpan, TraceQuery};
+use loupe_store::{Cursor, SessionQuery, SessionSummary, StoredSpan, TraceQuery};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -74,6 +74,9 @@ pub(crate) fn trace_json(t: &TraceSummary) -> Value {
         "input_tokens": t.input_tokens,
         "output_tokens": t.output_tokens,
         "total_tokens": t.total_tokens,
+        "cost_usd": t.cost_usd,
+        "session_id": t.session_id,
+        "user_id": t.user_id,
         "project": t.project,
         "tags": t.tags,
         "metadata": t.metadata,
@@ -81,8 +84,7 @@ pub(crate) fn trace_json(t: &TraceSummary) -> Value {
 }
 
 fn span_json(s: StoredSpan) -> Value {
-    let inputs = normalize::inputs(&s.body.attributes);
-    let outputs = normalize::outputs(&s.body.attributes);
+    let view = normalize::view(&s.body.attributes, &s.body.events);
     json!({
         "span_id": s.span_id,
         "parent_id": s.parent_id,
@@ -95,11 +97,21 @@ fn span_json(s: StoredSpan) -> Value {
         "status": s.status.as_str(),
         "status_message": s.status_message,
         "model": s.model,
+        "provider": s.provider,
         "input_tokens": s.input_tokens,
         "output_tokens": s.output_tokens,
         "total_tokens": s.total_tokens,
-        "inputs": inputs,
-        "outputs": outputs,
+        "cache_read_tokens": s.cache_read_tokens,
+        "cache_write_tokens": s.cache_write_tokens,
+        "reasoning_tokens": s.reasoning_tokens,
+        "cost_usd": s.cost_usd,
+        "input_messages": view.input_messages,
+        "output_messages": view.output_messages,
+        "tool_calls": view.tool_calls,
+        "request_params": view.request_params,
+        "documents": view.documents,
+        "inputs": view.inputs,
+        "outputs": view.outputs,
         "attributes": s.body.attributes,
         "events": s.body.events.iter().map(|e| json!({
             "name": e.name,
@@ -208,5 +220,96 @@ pub(crate) async fn get_trace(
     Ok(Json(json!({
         "trace": trace_json(&detail.summary),
         "spans": detail.spans.into_iter().map(span_json).collect::<Vec<_>>(),
+    })))
+}
+
+fn session_json(s: &SessionSummary) -> Value {
+    json!({
+        "session_id": s.session_id,
+        "project": s.project,
+        "user_id": s.user_id,
+        "trace_count": s.trace_count,
+        "error_count": s.error_count,
+        "first_start_time_ms": ns_to_ms(s.first_start_ns),
+        "last_start_time_ms": ns_to_ms(s.last_start_ns),
+        "input_tokens": s.input_tokens,
+        "output_tokens": s.output_tokens,
+        "total_tokens": s.total_tokens,
+        "cost_usd": s.cost_usd,
+    })
+}
+
+fn session_cursor(c: &str) -> Result<(i64, String), ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid cursor {c:?}: pass back a next_cursor value unchanged"
+        ))
+    };
+    let (t, id) = c.split_once('.').ok_or_else(bad)?;
+    let t = i64::from_str_radix(t, 16).map_err(|_| bad())?;
+    let bytes = (0..id.len())
+        .step_by(2)
+        .map(|i| {
+            id.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    Ok((t, String::from_utf8(bytes).map_err(|_| bad())?))
+}
+
+/// `GET /api/v1/sessions`
+pub(crate) async fn list_sessions(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    const KNOWN: &[&str] = &["limit", "cursor", "project"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?}; known: {}",
+            KNOWN.join(", ")
+        )));
+    }
+    let limit = parse_num::<usize>(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: expected 1 to {MAX_LIMIT}"
+        )));
+    }
+    let query = SessionQuery {
+        project: params.get("project").cloned(),
+        limit,
+        cursor: params
+            .get("cursor")
+            .map(|c| session_cursor(c))
+            .transpose()?,
+    };
+    let page = state.store.list_sessions(query).await?;
+    let next = page.next_cursor.map(|(t, id)| {
+        let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{t:x}.{hex}")
+    });
+    Ok(Json(json!({
+        "sessions": page.sessions.iter().map(session_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+/// Most traces returned with one session.
+const MAX_SESSION_TRACES: usize = 5_000;
+
+/// `GET /api/v1/sessions/{session_id}`: the conversation's traces in order, with totals.
+pub(crate) async fn get_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (summary, traces) = state
+        .store
+        .get_session(id.clone(), MAX_SESSION_TRACES)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("session {id:?} not found")))?;
+    Ok(Json(json!({
+        "session": session_json(&summary),
+        "traces": traces.iter().map(trace_json).collect::<Vec<_>>(),
     })))
 }

@@ -59,8 +59,9 @@ impl TraceService for Otlp {
                 .map(str::to_string)
         });
         let req = request.into_inner();
+        let prices = self.state.prices.clone();
         let prepared = tokio::task::spawn_blocking(move || {
-            loupe_ingest::convert_request(req, project.as_deref())
+            loupe_ingest::convert_request(req, project.as_deref(), &prices)
         })
         .await
         .map_err(|e| Status::internal(format!("decode task failed: {e}")))?

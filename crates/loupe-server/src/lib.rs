@@ -49,6 +49,8 @@ pub struct AppState {
     pub queue: IngestQueue,
     /// Limits.
     pub config: Arc<ServerConfig>,
+    /// Prices for the cost of LLM spans.
+    pub prices: Arc<loupe_model::pricing::PriceBook>,
 }
 
 /// The HTTP router: OTLP/HTTP, the JSON API, health and the home page.
@@ -60,6 +62,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/traces", get(api::list_traces))
         .route("/api/v1/traces/{trace_id}", get(api::get_trace))
+        .route("/api/v1/sessions", get(api::list_sessions))
+        .route("/api/v1/sessions/{session_id}", get(api::get_session))
         .fallback(api::not_found)
         .with_state(state)
 }

@@ -66,8 +66,9 @@ pub(crate) async fn export(
         .map_err(|e| OtlpError::new(e.status, e.message, encoding))?;
     let project = project_from(&headers);
     let retry = state.config.retry_after_secs;
+    let prices = state.prices.clone();
     let prepared: Prepared = tokio::task::spawn_blocking(move || {
-        loupe_ingest::prepare(&bytes, encoding, project.as_deref())
+        loupe_ingest::prepare(&bytes, encoding, project.as_deref(), &prices)
     })
     .await
     .map_err(|e| {

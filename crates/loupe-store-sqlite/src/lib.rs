@@ -7,7 +7,9 @@
 //! random points in them.
 
 mod read;
+mod recompute;
 mod schema;
+mod sessions;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -16,8 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use loupe_model::TraceId;
+use loupe_model::TraceSummary;
 use loupe_store::{
-    EncodedSpan, StoreError, TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
+    EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery, SessionSummary, StoreError,
+    TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
 };
 use rusqlite::Connection;
 
@@ -242,6 +246,45 @@ impl TraceStore for SqliteStore {
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
         self.blocking(move |s| s.with_reader(|c| read::get_trace(c, trace_id)))
             .await
+    }
+
+    async fn list_sessions(&self, query: SessionQuery) -> Result<SessionPage, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| sessions::list_sessions(c, &query)))
+            .await
+    }
+
+    async fn get_session(
+        &self,
+        session_id: String,
+        limit: usize,
+    ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| sessions::get_session(c, &session_id, limit)))
+            .await
+    }
+
+    async fn recompute(&self, how: Recompute) -> Result<RecomputeStats, StoreError> {
+        self.blocking(move |s| {
+            let mut stats = RecomputeStats::default();
+            let mut after = 0i64;
+            loop {
+                // Take the writer lock per chunk, so ingest batches interleave.
+                let next = {
+                    let mut conn = s
+                        .inner
+                        .writer
+                        .lock()
+                        .map_err(|_| StoreError::internal("writer poisoned"))?;
+                    recompute::recompute_chunk(&mut conn, &how, after, &mut stats)?
+                };
+                match next {
+                    Some(last) => after = last,
+                    None => break,
+                }
+            }
+            s.sync_wal()?;
+            Ok(stats)
+        })
+        .await
     }
 }
 

@@ -11,18 +11,19 @@ use serde_json::{Map, Value};
 use crate::db_err;
 use crate::write::to_i64;
 
-const TRACE_COLUMNS: &str = "seq, trace_id, project, name, start_ns, end_ns, status, has_root, \
-     span_count, error_count, input_tokens, output_tokens, total_tokens, tags, metadata";
+pub(crate) const TRACE_COLUMNS: &str = "seq, trace_id, project, name, start_ns, end_ns, status, \
+     has_root, span_count, error_count, input_tokens, output_tokens, total_tokens, tags, metadata, \
+     cost_usd, session_id, user_id";
 
 fn json_map(s: &str) -> Map<String, Value> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-fn u(v: i64) -> u64 {
+pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
+pub(crate) fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
     let id: Vec<u8> = r.get(1)?;
     let trace_id = TraceId::from_slice(&id).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(e))
@@ -46,6 +47,9 @@ fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
             total_tokens: u(r.get(12)?),
             tags: json_map(&tags),
             metadata: json_map(&metadata),
+            cost_usd: r.get(15)?,
+            session_id: r.get(16)?,
+            user_id: r.get(17)?,
         },
     ))
 }
@@ -125,7 +129,8 @@ pub(crate) fn get_trace(
     let mut stmt = conn
         .prepare_cached(
             "SELECT span_id, parent_id, name, span_type, start_ns, end_ns, status, status_message, \
-             model, input_tokens, output_tokens, total_tokens, body \
+             model, input_tokens, output_tokens, total_tokens, provider, cache_read_tokens, \
+             cache_write_tokens, reasoning_tokens, cost_usd, body \
              FROM spans WHERE trace_seq = ?1 ORDER BY start_ns, span_id",
         )
         .map_err(db_err)?;
@@ -145,9 +150,14 @@ pub(crate) fn get_trace(
                     input_tokens: r.get::<_, Option<i64>>(9)?.map(u),
                     output_tokens: r.get::<_, Option<i64>>(10)?.map(u),
                     total_tokens: r.get::<_, Option<i64>>(11)?.map(u),
+                    provider: r.get(12)?,
+                    cache_read_tokens: r.get::<_, Option<i64>>(13)?.map(u),
+                    cache_write_tokens: r.get::<_, Option<i64>>(14)?.map(u),
+                    reasoning_tokens: r.get::<_, Option<i64>>(15)?.map(u),
+                    cost_usd: r.get(16)?,
                     body: Default::default(),
                 },
-                r.get::<_, Vec<u8>>(12)?,
+                r.get::<_, Vec<u8>>(17)?,
             ))
         })
         .map_err(db_err)?;

@@ -24,11 +24,15 @@ CREATE TABLE traces (
     input_tokens  INTEGER NOT NULL DEFAULT 0,
     output_tokens INTEGER NOT NULL DEFAULT 0,
     total_tokens  INTEGER NOT NULL DEFAULT 0,
+    cost_usd      REAL    NOT NULL DEFAULT 0,
+    session_id    TEXT,
+    user_id       TEXT,
     tags          TEXT    NOT NULL DEFAULT '{}',
     metadata      TEXT    NOT NULL DEFAULT '{}'
 );
 CREATE INDEX traces_by_start ON traces (start_ns, seq);
 CREATE INDEX traces_by_project_start ON traces (project, start_ns, seq);
+CREATE INDEX traces_by_session ON traces (session_id, start_ns) WHERE session_id IS NOT NULL;
 CREATE TABLE spans (
     trace_seq      INTEGER NOT NULL,
     span_id        INTEGER NOT NULL,
@@ -43,6 +47,11 @@ CREATE TABLE spans (
     input_tokens   INTEGER,
     output_tokens  INTEGER,
     total_tokens   INTEGER,
+    provider       TEXT,
+    cache_read_tokens  INTEGER,
+    cache_write_tokens INTEGER,
+    reasoning_tokens   INTEGER,
+    cost_usd       REAL,
     body           BLOB    NOT NULL
 );
 -- Spans append to the rowid table (full pages); this small index keys them by trace. A

@@ -25,6 +25,9 @@ struct Delta {
     input_tokens: i64,
     output_tokens: i64,
     total_tokens: i64,
+    cost_usd: f64,
+    session_id: Option<String>,
+    user_id: Option<String>,
     root: Option<(String, SpanStatus)>,
     /// The earliest non-root span, naming traces whose root has not arrived.
     earliest: Option<(i64, String)>,
@@ -40,6 +43,9 @@ impl Delta {
             input_tokens: 0,
             output_tokens: 0,
             total_tokens: 0,
+            cost_usd: 0.0,
+            session_id: None,
+            user_id: None,
             root: None,
             earliest: None,
         }
@@ -60,6 +66,13 @@ impl Delta {
         self.total_tokens = self
             .total_tokens
             .saturating_add(s.total_tokens.map_or(0, to_i64));
+        self.cost_usd += s.cost_usd.unwrap_or(0.0);
+        if self.session_id.is_none() {
+            self.session_id.clone_from(&s.session_id);
+        }
+        if self.user_id.is_none() {
+            self.user_id.clone_from(&s.user_id);
+        }
         if s.parent_id.is_none() {
             self.root = Some((s.name.clone(), s.status));
         } else if self.earliest.as_ref().is_none_or(|(t, _)| start < *t) {
@@ -74,14 +87,15 @@ impl Delta {
 }
 
 const INSERT_SPAN: &str = "INSERT INTO spans (trace_seq, span_id, parent_id, name, span_type, \
-     start_ns, end_ns, status, status_message, model, input_tokens, output_tokens, total_tokens, body) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+     start_ns, end_ns, status, status_message, model, input_tokens, output_tokens, total_tokens, \
+     provider, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, body) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
      ON CONFLICT (trace_seq, span_id) DO NOTHING";
 
 const INSERT_TRACE: &str = "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, \
      duration_ms, status, root_status, has_root, span_count, error_count, input_tokens, \
-     output_tokens, total_tokens, metadata) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+     output_tokens, total_tokens, metadata, cost_usd, session_id, user_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 const UPDATE_TRACE: &str = "UPDATE traces SET \
      start_ns = min(start_ns, ?2), \
@@ -98,7 +112,10 @@ const UPDATE_TRACE: &str = "UPDATE traces SET \
      has_root = has_root OR (?9 IS NOT NULL), \
      root_status = coalesce(?12, root_status), \
      status = CASE coalesce(?12, root_status) WHEN 1 THEN 1 WHEN 2 THEN 2 \
-                   ELSE CASE WHEN error_count + ?5 > 0 THEN 2 ELSE 0 END END \
+                   ELSE CASE WHEN error_count + ?5 > 0 THEN 2 ELSE 0 END END, \
+     cost_usd = cost_usd + ?13, \
+     session_id = coalesce(session_id, ?14), \
+     user_id = coalesce(user_id, ?15) \
      WHERE seq = ?1";
 
 fn insert_span(stmt: &mut Statement<'_>, seq: i64, s: &EncodedSpan) -> Result<bool, StoreError> {
@@ -117,6 +134,11 @@ fn insert_span(stmt: &mut Statement<'_>, seq: i64, s: &EncodedSpan) -> Result<bo
             s.input_tokens.map(to_i64),
             s.output_tokens.map(to_i64),
             s.total_tokens.map(to_i64),
+            s.provider,
+            s.cache_read_tokens.map(to_i64),
+            s.cache_write_tokens.map(to_i64),
+            s.reasoning_tokens.map(to_i64),
+            s.cost_usd,
             s.body,
         ])
         .map_err(db_err)?;
@@ -209,6 +231,9 @@ fn write_trace(
                     delta.output_tokens,
                     delta.total_tokens,
                     meta,
+                    delta.cost_usd,
+                    delta.session_id,
+                    delta.user_id,
                 ])
                 .map_err(db_err)?;
             let seq = tx.last_insert_rowid();
@@ -243,6 +268,9 @@ fn write_trace(
                         delta.earliest.as_ref().map(|(_, n)| n.as_str()),
                         delta.earliest.as_ref().map(|(t, _)| *t),
                         delta.root_status(),
+                        delta.cost_usd,
+                        delta.session_id,
+                        delta.user_id,
                     ])
                     .map_err(db_err)?;
             }

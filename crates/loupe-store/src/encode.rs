@@ -58,6 +58,20 @@ pub struct EncodedSpan {
     pub output_tokens: Option<u64>,
     /// Total tokens.
     pub total_tokens: Option<u64>,
+    /// Provider.
+    pub provider: Option<String>,
+    /// Cached input tokens.
+    pub cache_read_tokens: Option<u64>,
+    /// Input tokens written to a cache.
+    pub cache_write_tokens: Option<u64>,
+    /// Reasoning tokens.
+    pub reasoning_tokens: Option<u64>,
+    /// Cost, US dollars.
+    pub cost_usd: Option<f64>,
+    /// Session id the span names.
+    pub session_id: Option<String>,
+    /// User id the span names.
+    pub user_id: Option<String>,
     /// Project.
     pub project: String,
     /// Trace metadata this span contributes when it is the first of its trace.
@@ -113,6 +127,13 @@ pub fn encode_span(span: Span) -> EncodedSpan {
         input_tokens: span.derived.input_tokens,
         output_tokens: span.derived.output_tokens,
         total_tokens: span.derived.total_tokens,
+        provider: span.derived.provider,
+        cache_read_tokens: span.derived.cache_read_tokens,
+        cache_write_tokens: span.derived.cache_write_tokens,
+        reasoning_tokens: span.derived.reasoning_tokens,
+        cost_usd: span.derived.cost_usd,
+        session_id: span.derived.session_id,
+        user_id: span.derived.user_id,
         project: span.project,
         trace_metadata,
         body: compress(&json),

@@ -9,12 +9,41 @@ mod encode;
 mod error;
 mod query;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use loupe_model::normalize::Derived;
 use loupe_model::{SpanStatus, TraceId, TraceSummary};
 
 pub use encode::{EncodedSpan, SpanBody, decode_body, encode_span};
 pub use error::{ErrorKind, StoreError};
-pub use query::{Cursor, TracePage, TraceQuery};
+pub use query::{Cursor, SessionPage, SessionQuery, SessionSummary, TracePage, TraceQuery};
+
+/// Derives a span's canonical fields from its stored body and start time (ns).
+pub type ReindexFn = dyn Fn(&SpanBody, u64) -> Derived + Send + Sync;
+
+/// Prices a span from its stored columns and start time (ns).
+pub type RepriceFn = dyn Fn(&Derived, u64) -> Option<f64> + Send + Sync;
+
+/// How [`TraceStore::recompute`] re-derives stored spans.
+#[derive(Clone)]
+pub enum Recompute {
+    /// Re-run the normalizers (and pricing) over each span's stored attributes.
+    Reindex(Arc<ReindexFn>),
+    /// Recompute only the cost, from the stored model and token counts.
+    Reprice(Arc<RepriceFn>),
+}
+
+/// What a recompute changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecomputeStats {
+    /// Spans visited.
+    pub spans: u64,
+    /// Spans whose derived columns changed.
+    pub changed: u64,
+    /// Traces whose roll-ups were recomputed.
+    pub traces: u64,
+}
 
 /// What a committed write changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +81,16 @@ pub struct StoredSpan {
     pub output_tokens: Option<u64>,
     /// Total tokens.
     pub total_tokens: Option<u64>,
+    /// Provider.
+    pub provider: Option<String>,
+    /// Cached input tokens.
+    pub cache_read_tokens: Option<u64>,
+    /// Input tokens written to a cache.
+    pub cache_write_tokens: Option<u64>,
+    /// Reasoning tokens.
+    pub reasoning_tokens: Option<u64>,
+    /// Cost, US dollars.
+    pub cost_usd: Option<f64>,
     /// Attributes, events, links, resource.
     pub body: SpanBody,
 }
@@ -81,4 +120,18 @@ pub trait TraceStore: Send + Sync + 'static {
 
     /// One trace with its spans, or `None` if unknown.
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError>;
+
+    /// Sessions, most recently active first.
+    async fn list_sessions(&self, query: SessionQuery) -> Result<SessionPage, StoreError>;
+
+    /// One session's traces in start order (at most `limit`), or `None` if unknown.
+    async fn get_session(
+        &self,
+        session_id: String,
+        limit: usize,
+    ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError>;
+
+    /// Re-derives the canonical columns of every stored span and the roll-ups of their traces,
+    /// in small transactions that let ingest go on.
+    async fn recompute(&self, how: Recompute) -> Result<RecomputeStats, StoreError>;
 }

@@ -88,3 +88,50 @@ mod tests {
         }
     }
 }
+
+/// Filters for listing sessions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionQuery {
+    /// Only this project.
+    pub project: Option<String>,
+    /// Page size.
+    pub limit: usize,
+    /// Continue after this point (`start_ns` is the last activity, `seq` unused).
+    pub cursor: Option<(i64, String)>,
+}
+
+/// A session's roll-up over its traces.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionSummary {
+    /// Session id.
+    pub session_id: String,
+    /// Traces in the session.
+    pub trace_count: u64,
+    /// Traces with errors.
+    pub error_count: u64,
+    /// Start of the first trace, ns.
+    pub first_start_ns: u64,
+    /// Start of the last trace, ns.
+    pub last_start_ns: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Total tokens.
+    pub total_tokens: u64,
+    /// Cost, US dollars.
+    pub cost_usd: f64,
+    /// A user id seen in the session.
+    pub user_id: Option<String>,
+    /// Project.
+    pub project: String,
+}
+
+/// One page of sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPage {
+    /// Most recently active first.
+    pub sessions: Vec<SessionSummary>,
+    /// Set when more may follow: (last activity ns, session id) of the last one.
+    pub next_cursor: Option<(i64, String)>,
+}

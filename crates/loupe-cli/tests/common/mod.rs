@@ -68,6 +68,7 @@ impl TestServer {
                 max_request_bytes: opts.max_request_bytes,
                 retry_after_secs: 1,
             }),
+            prices: Arc::new(loupe_model::pricing::PriceBook::builtin()),
         };
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

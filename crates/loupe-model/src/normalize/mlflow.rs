@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use super::view::{LlmView, PARAM_KEYS, json_value, openai_message};
 use super::{Derived, as_str, as_u64, maybe_json_object};
 
 /// The span type MLflow assigned.
@@ -10,19 +11,18 @@ pub const SPAN_TYPE: &str = "mlflow.spanType";
 pub const SPAN_INPUTS: &str = "mlflow.spanInputs";
 /// The span's outputs, any JSON.
 pub const SPAN_OUTPUTS: &str = "mlflow.spanOutputs";
-/// `{"input_tokens","output_tokens","total_tokens"}`.
+/// `{"input_tokens","output_tokens","total_tokens", cache_read_input_tokens …}`.
 pub const TOKEN_USAGE: &str = "mlflow.chat.tokenUsage";
 /// The model, when an integration sets it.
 pub const LLM_MODEL: &str = "mlflow.llm.model";
 /// The provider, when an integration sets it.
 pub const LLM_PROVIDER: &str = "mlflow.llm.provider";
+/// How to read messages in inputs and outputs: `openai`, `anthropic` …
+pub const MESSAGE_FORMAT: &str = "mlflow.message.format";
 
 /// Whether any MLflow key is present.
 pub fn applies(a: &Map<String, Value>) -> bool {
-    a.contains_key(SPAN_TYPE)
-        || a.contains_key(SPAN_INPUTS)
-        || a.contains_key(SPAN_OUTPUTS)
-        || a.contains_key(TOKEN_USAGE)
+    a.keys().any(|k| k.starts_with("mlflow."))
 }
 
 /// Fills what MLflow's keys say.
@@ -35,12 +35,38 @@ pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
         d.input_tokens = usage.get("input_tokens").and_then(as_u64);
         d.output_tokens = usage.get("output_tokens").and_then(as_u64);
         d.total_tokens = usage.get("total_tokens").and_then(as_u64);
+        d.cache_read_tokens = usage.get("cache_read_input_tokens").and_then(as_u64);
+        d.cache_write_tokens = usage.get("cache_creation_input_tokens").and_then(as_u64);
     }
     if d.request_model.is_none() {
-        d.request_model = as_str(a.get(LLM_MODEL));
+        d.request_model = as_str(a.get(LLM_MODEL))
+            .or_else(|| as_str(a.get("model")))
+            .or_else(|| {
+                a.get(SPAN_INPUTS)
+                    .and_then(maybe_json_object)
+                    .and_then(|i| as_str(i.get("model")))
+            });
+    }
+    if d.response_model.is_none() {
+        d.response_model = a
+            .get(SPAN_OUTPUTS)
+            .and_then(maybe_json_object)
+            .and_then(|o| as_str(o.get("model")));
     }
     if d.provider.is_none() {
-        d.provider = as_str(a.get(LLM_PROVIDER));
+        d.provider = as_str(a.get(LLM_PROVIDER)).or_else(|| {
+            // The OpenAI autolog marks its spans with the OpenAI message format.
+            (as_str(a.get(MESSAGE_FORMAT)).as_deref() == Some("openai")
+                && d.request_model.is_some())
+            .then(|| "openai".to_string())
+        });
+    }
+    if d.session_id.is_none() {
+        d.session_id =
+            as_str(a.get("session.id")).or_else(|| as_str(a.get("mlflow.trace.session")));
+    }
+    if d.user_id.is_none() {
+        d.user_id = as_str(a.get("user.id")).or_else(|| as_str(a.get("mlflow.trace.user")));
     }
 }
 
@@ -52,4 +78,42 @@ pub fn inputs(a: &Map<String, Value>) -> Option<Value> {
 /// The logged outputs.
 pub fn outputs(a: &Map<String, Value>) -> Option<Value> {
     a.get(SPAN_OUTPUTS).cloned()
+}
+
+/// Fills the read-time view: OpenAI-format messages inside inputs and outputs.
+pub fn view(a: &Map<String, Value>, v: &mut LlmView) {
+    if v.inputs.is_none() {
+        v.inputs = inputs(a);
+    }
+    if v.outputs.is_none() {
+        v.outputs = outputs(a);
+    }
+    let inputs = a.get(SPAN_INPUTS).map(json_value);
+    let outputs = a.get(SPAN_OUTPUTS).map(json_value);
+    if v.input_messages.is_empty()
+        && let Some(Value::Array(msgs)) = inputs.as_ref().and_then(|i| i.get("messages"))
+    {
+        v.input_messages = msgs.iter().filter_map(openai_message).collect();
+    }
+    if v.output_messages.is_empty()
+        && let Some(out) = &outputs
+    {
+        // chat.completions: {"choices": [{"message": {...}}]}; a bare message also works.
+        if let Some(Value::Array(choices)) = out.get("choices") {
+            v.output_messages = choices
+                .iter()
+                .filter_map(|c| c.get("message").and_then(openai_message))
+                .collect();
+        } else if let Some(m) = openai_message(out) {
+            v.output_messages = vec![m];
+        }
+    }
+    if v.request_params.is_empty() {
+        let source = inputs.as_ref().and_then(Value::as_object);
+        for key in PARAM_KEYS {
+            if let Some(val) = source.and_then(|i| i.get(*key)).or_else(|| a.get(*key)) {
+                v.request_params.insert((*key).to_string(), val.clone());
+            }
+        }
+    }
 }

@@ -5,11 +5,23 @@
 //! order. The attributes themselves are never modified: normalization only reads them, so a
 //! mapping change can be re-applied to stored spans later.
 
+mod flat;
 pub mod gen_ai;
 pub mod mlflow;
+pub mod openinference;
+pub mod openllmetry;
+pub mod vercel_ai;
+mod view;
+
+#[cfg(test)]
+mod conventions_tests;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+pub use view::{Document, LlmView, Message, ToolCall};
+
+use crate::SpanEvent;
 
 /// Span types Loupe knows. Types are free strings on the wire (MLflow allows custom ones), so
 /// the canonical field is a string; these are the names the normalizers produce.
@@ -34,7 +46,77 @@ pub mod span_type {
     pub const UNKNOWN: &str = "UNKNOWN";
 }
 
-/// Canonical fields derived from a span's attributes.
+/// The conventions, in the order they are consulted. Earlier ones win a field; later ones only
+/// fill what is still empty. MLflow's explicit keys come first because its client sets them
+/// deliberately; the generic GenAI keys come last because the others often emit them too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    /// `mlflow.*`
+    Mlflow,
+    /// OpenInference
+    OpenInference,
+    /// Vercel AI SDK `ai.*`
+    VercelAi,
+    /// OpenLLMetry / Traceloop
+    OpenLlmetry,
+    /// OpenTelemetry GenAI `gen_ai.*`
+    GenAi,
+}
+
+impl Convention {
+    /// All of them, in precedence order.
+    pub const ALL: [Convention; 5] = [
+        Convention::Mlflow,
+        Convention::OpenInference,
+        Convention::VercelAi,
+        Convention::OpenLlmetry,
+        Convention::GenAi,
+    ];
+
+    /// Stable name, stored in trace metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Convention::Mlflow => "mlflow",
+            Convention::OpenInference => "openinference",
+            Convention::VercelAi => "vercel_ai",
+            Convention::OpenLlmetry => "openllmetry",
+            Convention::GenAi => "gen_ai",
+        }
+    }
+
+    /// Whether the span carries this convention's keys.
+    pub fn applies(self, a: &Map<String, Value>) -> bool {
+        match self {
+            Convention::Mlflow => mlflow::applies(a),
+            Convention::OpenInference => openinference::applies(a),
+            Convention::VercelAi => vercel_ai::applies(a),
+            Convention::OpenLlmetry => openllmetry::applies(a),
+            Convention::GenAi => gen_ai::applies(a),
+        }
+    }
+
+    fn fill(self, a: &Map<String, Value>, d: &mut Derived) {
+        match self {
+            Convention::Mlflow => mlflow::fill(a, d),
+            Convention::OpenInference => openinference::fill(a, d),
+            Convention::VercelAi => vercel_ai::fill(a, d),
+            Convention::OpenLlmetry => openllmetry::fill(a, d),
+            Convention::GenAi => gen_ai::fill(a, d),
+        }
+    }
+
+    fn view(self, a: &Map<String, Value>, events: &[SpanEvent], v: &mut LlmView) {
+        match self {
+            Convention::Mlflow => mlflow::view(a, v),
+            Convention::OpenInference => openinference::view(a, v),
+            Convention::VercelAi => vercel_ai::view(a, v),
+            Convention::OpenLlmetry => openllmetry::view(a, v),
+            Convention::GenAi => gen_ai::view(a, events, v),
+        }
+    }
+}
+
+/// Canonical fields derived from a span's attributes, stored in indexed columns.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Derived {
     /// Span type (see [`span_type`]).
@@ -45,14 +127,29 @@ pub struct Derived {
     pub response_model: Option<String>,
     /// Provider (openai, anthropic …).
     pub provider: Option<String>,
-    /// Input (prompt) tokens.
+    /// Input (prompt) tokens, cached ones included.
     pub input_tokens: Option<u64>,
-    /// Output (completion) tokens.
+    /// Output (completion) tokens, reasoning included.
     pub output_tokens: Option<u64>,
     /// Total tokens (input + output when the sender gives no total).
     pub total_tokens: Option<u64>,
-    /// Which convention supplied the fields (`mlflow`, `gen_ai`, or none).
+    /// Input tokens read from a prompt cache.
+    pub cache_read_tokens: Option<u64>,
+    /// Input tokens written to a prompt cache.
+    pub cache_write_tokens: Option<u64>,
+    /// Reasoning tokens (part of the output tokens).
+    pub reasoning_tokens: Option<u64>,
+    /// Cost in US dollars, from the price book (set by the ingest path, not by [`derive`]).
+    pub cost_usd: Option<f64>,
+    /// Session (conversation) id.
+    pub session_id: Option<String>,
+    /// End-user id.
+    pub user_id: Option<String>,
+    /// Which convention supplied the fields.
     pub convention: Option<&'static str>,
+    /// Set by a convention whose span repeats usage its children already report.
+    #[serde(skip)]
+    pub suppress_usage: bool,
 }
 
 impl Derived {
@@ -67,15 +164,19 @@ impl Derived {
 /// Derives the canonical fields of a span from its attributes.
 pub fn derive(attributes: &Map<String, Value>) -> Derived {
     let mut d = Derived::default();
-    // Later conventions only fill what earlier ones left empty; MLflow's explicit keys win
-    // because the MLflow client sets them deliberately.
-    if mlflow::applies(attributes) {
-        mlflow::fill(attributes, &mut d);
-        d.convention.get_or_insert("mlflow");
+    for c in Convention::ALL {
+        if c.applies(attributes) {
+            c.fill(attributes, &mut d);
+            d.convention.get_or_insert(c.name());
+        }
     }
-    if gen_ai::applies(attributes) {
-        gen_ai::fill(attributes, &mut d);
-        d.convention.get_or_insert("gen_ai");
+    if d.suppress_usage {
+        d.input_tokens = None;
+        d.output_tokens = None;
+        d.total_tokens = None;
+        d.cache_read_tokens = None;
+        d.cache_write_tokens = None;
+        d.reasoning_tokens = None;
     }
     if d.span_type.is_empty() {
         d.span_type = if d.request_model.is_some() || d.response_model.is_some() {
@@ -94,14 +195,30 @@ pub fn derive(attributes: &Map<String, Value>) -> Derived {
     d
 }
 
+/// The read-time view of a span: messages, tool calls, parameters, documents, inputs, outputs.
+pub fn view(attributes: &Map<String, Value>, events: &[SpanEvent]) -> LlmView {
+    let mut v = LlmView::default();
+    for c in Convention::ALL {
+        if c.applies(attributes) {
+            c.view(attributes, events, &mut v);
+        }
+    }
+    if v.input_messages.is_empty() && v.output_messages.is_empty() {
+        // Events alone can carry GenAI messages.
+        gen_ai::view(attributes, events, &mut v);
+    }
+    v.finish();
+    v
+}
+
 /// The span's inputs, as the user logged them, if a convention carries them.
 pub fn inputs(attributes: &Map<String, Value>) -> Option<Value> {
-    mlflow::inputs(attributes).or_else(|| gen_ai::inputs(attributes))
+    view(attributes, &[]).inputs
 }
 
 /// The span's outputs, as the user logged them, if a convention carries them.
 pub fn outputs(attributes: &Map<String, Value>) -> Option<Value> {
-    mlflow::outputs(attributes).or_else(|| gen_ai::outputs(attributes))
+    view(attributes, &[]).outputs
 }
 
 /// Reads a non-negative integer that may arrive as a number or a numeric string.

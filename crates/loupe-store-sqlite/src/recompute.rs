@@ -1,0 +1,149 @@
+//! Re-deriving stored spans after a mapping or price change, in small transactions.
+
+use std::collections::HashMap;
+
+use loupe_model::normalize::Derived;
+use loupe_store::{Recompute, RecomputeStats, StoreError, decode_body};
+use rusqlite::{Connection, params};
+
+use crate::db_err;
+use crate::read::u;
+use crate::write::to_i64;
+
+/// Spans per transaction: small enough that ingest waits at most a few milliseconds.
+const CHUNK: i64 = 2_000;
+
+type Row = (i64, i64, u64, Option<Vec<u8>>, Derived, Option<f64>);
+
+/// Processes the spans after `after` (a rowid); returns the last rowid seen, or `None` at the end.
+pub(crate) fn recompute_chunk(
+    conn: &mut Connection,
+    how: &Recompute,
+    after: i64,
+    stats: &mut RecomputeStats,
+) -> Result<Option<i64>, StoreError> {
+    let tx = conn.transaction().map_err(db_err)?;
+    let rows: Vec<Row> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT rowid, trace_seq, start_ns, span_type, model, provider, input_tokens, \
+                 output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, \
+                 reasoning_tokens, cost_usd, CASE WHEN ?2 THEN body END \
+                 FROM spans WHERE rowid > ?1 ORDER BY rowid LIMIT ?3",
+            )
+            .map_err(db_err)?;
+        let want_body = matches!(how, Recompute::Reindex(_));
+        stmt.query_map(params![after, want_body, CHUNK], |r| {
+            let opt = |i: usize| -> rusqlite::Result<Option<u64>> {
+                Ok(r.get::<_, Option<i64>>(i)?.map(u))
+            };
+            let d = Derived {
+                span_type: r.get(3)?,
+                request_model: r.get(4)?,
+                provider: r.get(5)?,
+                input_tokens: opt(6)?,
+                output_tokens: opt(7)?,
+                total_tokens: opt(8)?,
+                cache_read_tokens: opt(9)?,
+                cache_write_tokens: opt(10)?,
+                reasoning_tokens: opt(11)?,
+                ..Derived::default()
+            };
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                u(r.get(2)?),
+                r.get(13)?,
+                d,
+                r.get(12)?,
+            ))
+        })
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?
+    };
+    let Some(last) = rows.last().map(|r| r.0) else {
+        return Ok(None);
+    };
+    let mut touched: HashMap<i64, (Option<String>, Option<String>)> = HashMap::new();
+    {
+        let mut update = tx
+            .prepare_cached(
+                "UPDATE spans SET span_type = ?2, model = ?3, provider = ?4, input_tokens = ?5, \
+                 output_tokens = ?6, total_tokens = ?7, cache_read_tokens = ?8, \
+                 cache_write_tokens = ?9, reasoning_tokens = ?10, cost_usd = ?11 WHERE rowid = ?1",
+            )
+            .map_err(db_err)?;
+        for (rowid, seq, start_ns, body, old, old_cost) in rows {
+            stats.spans += 1;
+            let (new, cost) = match how {
+                Recompute::Reindex(f) => {
+                    let body = decode_body(body.as_deref().unwrap_or_default())?;
+                    let d = f(&body, start_ns);
+                    let c = d.cost_usd;
+                    (d, c)
+                }
+                Recompute::Reprice(f) => {
+                    let c = f(&old, start_ns);
+                    (old.clone(), c)
+                }
+            };
+            let entry = touched.entry(seq).or_default();
+            if entry.0.is_none() {
+                entry.0.clone_from(&new.session_id);
+            }
+            if entry.1.is_none() {
+                entry.1.clone_from(&new.user_id);
+            }
+            let same = new.span_type == old.span_type
+                && new.model() == old.request_model.as_deref()
+                && new.provider == old.provider
+                && new.input_tokens == old.input_tokens
+                && new.output_tokens == old.output_tokens
+                && new.total_tokens == old.total_tokens
+                && new.cache_read_tokens == old.cache_read_tokens
+                && new.cache_write_tokens == old.cache_write_tokens
+                && new.reasoning_tokens == old.reasoning_tokens
+                && cost == old_cost;
+            if same {
+                continue;
+            }
+            stats.changed += 1;
+            update
+                .execute(params![
+                    rowid,
+                    new.span_type,
+                    new.model(),
+                    new.provider,
+                    new.input_tokens.map(to_i64),
+                    new.output_tokens.map(to_i64),
+                    new.total_tokens.map(to_i64),
+                    new.cache_read_tokens.map(to_i64),
+                    new.cache_write_tokens.map(to_i64),
+                    new.reasoning_tokens.map(to_i64),
+                    cost,
+                ])
+                .map_err(db_err)?;
+        }
+        let mut rollup = tx
+            .prepare_cached(
+                "UPDATE traces SET \
+                 input_tokens = (SELECT coalesce(sum(input_tokens), 0) FROM spans WHERE trace_seq = ?1), \
+                 output_tokens = (SELECT coalesce(sum(output_tokens), 0) FROM spans WHERE trace_seq = ?1), \
+                 total_tokens = (SELECT coalesce(sum(total_tokens), 0) FROM spans WHERE trace_seq = ?1), \
+                 cost_usd = (SELECT coalesce(sum(cost_usd), 0) FROM spans WHERE trace_seq = ?1), \
+                 session_id = coalesce(?2, session_id), \
+                 user_id = coalesce(?3, user_id) \
+                 WHERE seq = ?1",
+            )
+            .map_err(db_err)?;
+        for (seq, (session, user)) in &touched {
+            rollup
+                .execute(params![seq, session, user])
+                .map_err(db_err)?;
+        }
+        stats.traces += touched.len() as u64;
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(Some(last))
+}
