@@ -555,6 +555,12 @@ impl TraceStore for GatedStore {
     async fn recompute(&self, how: Recompute) -> Result<RecomputeStats, StoreError> {
         self.inner.recompute(how).await
     }
+    async fn write_events(
+        &self,
+        events: Vec<loupe_store::EncodedEvent>,
+    ) -> Result<u64, StoreError> {
+        self.inner.write_events(events).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1138,4 +1144,70 @@ async fn cost_sessions_reprice_and_reindex() {
         out.starts_with("reindex: 4 spans read, 0 changed"),
         "idempotent: {out}"
     );
+}
+
+/// GenAI message events sent as OTLP log records join their span, whichever arrives first.
+#[tokio::test]
+async fn log_records_become_span_events_and_messages() {
+    let server = TestServer::start().await;
+    let trace = "0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d";
+    let logs = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"timeUnixNano": "1700000000001000000", "eventName": "gen_ai.user.message", "traceId": trace, "spanId": "0101010101010101",
+         "body": {"kvlistValue": {"values": [{"key": "content", "value": {"stringValue": "Weather in Paris?"}}]}},
+         "attributes": [{"key": "gen_ai.system", "value": {"stringValue": "openai"}}]},
+        {"timeUnixNano": "1700000000002000000", "traceId": trace, "spanId": "0101010101010101",
+         "attributes": [{"key": "event.name", "value": {"stringValue": "gen_ai.choice"}}],
+         "body": {"kvlistValue": {"values": [{"key": "index", "value": {"intValue": "0"}},
+            {"key": "message", "value": {"kvlistValue": {"values": [{"key": "role", "value": {"stringValue": "assistant"}}, {"key": "content", "value": {"stringValue": "Sunny."}}]}}}]}}},
+        {"timeUnixNano": "1700000000003000000", "body": {"stringValue": "no span context"}}
+    ]}]}]});
+    // logs first, then the span
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/logs", server.url))
+        .header("content-type", "application/json")
+        .body(logs.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedLogRecords"], "1");
+    assert!(
+        v["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("logRecords[2]")
+    );
+    let mut s = pspan([0x0d; 16], 1, None, 0, 10);
+    s.attributes = vec![KeyValue {
+        key: "gen_ai.operation.name".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue("chat".into())),
+        }),
+        ..Default::default()
+    }];
+    assert_eq!(post_pb(&server.url, &request(vec![s])).await.status(), 200);
+    let body = server.trace(trace).await;
+    let span = &body["spans"][0];
+    assert_eq!(span["events"].as_array().unwrap().len(), 2);
+    assert_eq!(span["events"][0]["name"], "gen_ai.user.message");
+    assert_eq!(
+        span["input_messages"],
+        json!([{"role": "user", "content": "Weather in Paris?"}])
+    );
+    assert_eq!(
+        span["output_messages"],
+        json!([{"role": "assistant", "content": "Sunny."}])
+    );
+    // malformed ids in a log record: 400
+    let bad = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "abc", "spanId": "0101010101010101"}]}]}]});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/logs", server.url))
+        .header("content-type", "application/json")
+        .body(bad.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    server.stop().await;
 }

@@ -7,13 +7,15 @@
 //! it is spent, submissions fail at once with [`IngestError::Overloaded`] instead of buffering.
 
 mod error;
+mod logs;
 mod otlp;
 mod otlp_json;
 mod queue;
 
 pub use error::IngestError;
+pub use logs::{PreparedLogs, convert_logs};
 pub use otlp::{Prepared, convert_request};
-pub use otlp_json::decode_json;
+pub use otlp_json::{decode_json, decode_json_as};
 pub use queue::{IngestQueue, QueueConfig, WriterHandle};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -41,4 +43,16 @@ pub fn prepare(
         Encoding::Json => decode_json(body)?,
     };
     convert_request(request, project, prices)
+}
+
+/// Decodes and converts one OTLP logs request body.
+pub fn prepare_logs(body: &[u8], encoding: Encoding) -> Result<PreparedLogs, IngestError> {
+    let request = match encoding {
+        Encoding::Protobuf => {
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(body)
+                .map_err(|e| IngestError::BadRequest(format!("invalid OTLP protobuf: {e}")))?
+        }
+        Encoding::Json => decode_json_as(body)?,
+    };
+    convert_logs(request)
 }

@@ -14,6 +14,12 @@ use crate::IngestError;
 /// snake_case spellings of OTLP fields: proto field names, which OTLP/JSON forbids.
 const SNAKE_KEYS: &[(&str, &str)] = &[
     ("resource_spans", "resourceSpans"),
+    ("resource_logs", "resourceLogs"),
+    ("scope_logs", "scopeLogs"),
+    ("log_records", "logRecords"),
+    ("observed_time_unix_nano", "observedTimeUnixNano"),
+    ("severity_number", "severityNumber"),
+    ("event_name", "eventName"),
     ("scope_spans", "scopeSpans"),
     ("instrumentation_library_spans", "scopeSpans"),
     ("trace_id", "traceId"),
@@ -125,7 +131,9 @@ impl Walker {
                 let Value::String(s) = v else {
                     return Err(self.bad(field, "an id must be a hex string"));
                 };
-                if *field == "parentSpanId" && s.is_empty() {
+                // Empty means unset: a root's parent, or a log record outside any span. Spans
+                // without ids are refused later, with their position.
+                if s.is_empty() {
                     continue;
                 }
                 if s.len() != *hex_len {
@@ -199,11 +207,16 @@ impl Walker {
 
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
 pub fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, IngestError> {
+    decode_json_as(body)
+}
+
+/// Decodes any OTLP/JSON export request (traces or logs).
+pub fn decode_json_as<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
     let mut v: Value = serde_json::from_slice(body)
         .map_err(|e| IngestError::BadRequest(format!("invalid JSON: {e}")))?;
     if !v.is_object() {
         return Err(IngestError::BadRequest(
-            "invalid OTLP/JSON: the body must be a JSON object with a resourceSpans list".into(),
+            "invalid OTLP/JSON: the body must be a JSON object".into(),
         ));
     }
     Walker { path: Vec::new() }.value(&mut v, "")?;

@@ -1,6 +1,12 @@
 //! OTLP/gRPC `TraceService`: the same ingest path as HTTP, gzip accepted.
 
 use loupe_ingest::IngestError;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -31,16 +37,14 @@ fn to_status(e: IngestError) -> Status {
         e @ (IngestError::Overloaded | IngestError::ShuttingDown) => {
             Status::unavailable(e.to_string())
         }
-        IngestError::Store(s) if e_retryable(&s) => Status::unavailable(s.to_string()),
+        IngestError::Store(s) if s.kind == loupe_store::ErrorKind::Unavailable => {
+            Status::unavailable(s.to_string())
+        }
         IngestError::Store(s) => {
             tracing::error!(error = %s, "ingest write failed");
             Status::internal("storage failed; see the server log")
         }
     }
-}
-
-fn e_retryable(s: &loupe_store::StoreError) -> bool {
-    s.kind == loupe_store::ErrorKind::Unavailable
 }
 
 #[tonic::async_trait]
@@ -74,6 +78,43 @@ impl TraceService for Otlp {
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: (prepared.rejected > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: i64::try_from(prepared.rejected).unwrap_or(i64::MAX),
+                error_message: prepared.reject_reason.unwrap_or_default(),
+            }),
+        }))
+    }
+}
+
+pub(crate) struct OtlpLogs {
+    state: AppState,
+}
+
+pub(crate) fn logs_service(state: AppState) -> LogsServiceServer<OtlpLogs> {
+    let limit = state.config.max_request_bytes;
+    LogsServiceServer::new(OtlpLogs { state })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit)
+}
+
+#[tonic::async_trait]
+impl LogsService for OtlpLogs {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let req = request.into_inner();
+        let prepared = tokio::task::spawn_blocking(move || loupe_ingest::convert_logs(req))
+            .await
+            .map_err(|e| Status::internal(format!("decode task failed: {e}")))?
+            .map_err(to_status)?;
+        self.state
+            .store
+            .write_events(prepared.events)
+            .await
+            .map_err(|e| to_status(IngestError::Store(e)))?;
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: (prepared.rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: i64::try_from(prepared.rejected).unwrap_or(i64::MAX),
                 error_message: prepared.reject_reason.unwrap_or_default(),
             }),
         }))

@@ -1,5 +1,5 @@
-//! Loupe's front doors: one HTTP port (OTLP/HTTP, the JSON API, the web UI) and one gRPC port
-//! (OTLP/gRPC).
+//! Loupe's front doors: one HTTP port (OTLP/HTTP traces and logs, the JSON API, the web UI)
+//! and one gRPC port (OTLP/gRPC traces and logs).
 //!
 //! [`app`] builds the HTTP router, testable without a socket; [`serve`] runs both servers on
 //! listeners the caller already bound, until the shutdown future resolves. Every transport calls
@@ -59,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(api::home))
         .route("/healthz", get(api::healthz))
         .route("/v1/traces", post(otlp_http::export))
+        .route("/v1/logs", post(otlp_http::export_logs))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/traces", get(api::list_traces))
         .route("/api/v1/traces/{trace_id}", get(api::get_trace))
@@ -86,9 +87,11 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let grpc_service = grpc::service(state.clone());
+    let logs_service = grpc::logs_service(state.clone());
     let http_server = axum::serve(http, app(state)).with_graceful_shutdown(wait(stop_rx.clone()));
     let grpc_server = tonic::transport::Server::builder()
         .add_service(grpc_service)
+        .add_service(logs_service)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             wait(stop_rx),

@@ -5,6 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loupe_ingest::{Encoding, IngestError, Prepared};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -117,4 +120,59 @@ fn success(encoding: Encoding, rejected: u64, reason: Option<String>) -> Respons
             (StatusCode::OK, axum::Json(body)).into_response()
         }
     }
+}
+
+/// `POST /v1/logs`: log records tied to a span become events of that span (GenAI message
+/// events arrive this way); the response waits for the commit.
+pub(crate) async fn export_logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OtlpError> {
+    let encoding = encoding_of(&headers)?;
+    let bytes = read_limited(&headers, body, state.config.max_request_bytes)
+        .await
+        .map_err(|e| OtlpError::new(e.status, e.message, encoding))?;
+    let retry = state.config.retry_after_secs;
+    let prepared =
+        tokio::task::spawn_blocking(move || loupe_ingest::prepare_logs(&bytes, encoding))
+            .await
+            .map_err(|e| {
+                OtlpError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("decode task failed: {e}"),
+                    encoding,
+                )
+            })?
+            .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
+    state
+        .store
+        .write_events(prepared.events)
+        .await
+        .map_err(|e| OtlpError::from_ingest(IngestError::Store(e), encoding, retry))?;
+    let (rejected, reason) = (prepared.rejected, prepared.reject_reason);
+    Ok(match encoding {
+        Encoding::Protobuf => {
+            let resp = ExportLogsServiceResponse {
+                partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+                    rejected_log_records: i64::try_from(rejected).unwrap_or(i64::MAX),
+                    error_message: reason.unwrap_or_default(),
+                }),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                resp.encode_to_vec(),
+            )
+                .into_response()
+        }
+        Encoding::Json => {
+            let body = if rejected > 0 {
+                json!({"partialSuccess": {"rejectedLogRecords": rejected.to_string(), "errorMessage": reason.unwrap_or_default()}})
+            } else {
+                json!({})
+            };
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+    })
 }

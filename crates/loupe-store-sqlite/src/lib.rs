@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use loupe_model::TraceId;
 use loupe_model::TraceSummary;
 use loupe_store::{
-    EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery, SessionSummary, StoreError,
-    TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
+    EncodedEvent, EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery,
+    SessionSummary, StoreError, TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
 };
 use rusqlite::Connection;
 
@@ -260,6 +260,25 @@ impl TraceStore for SqliteStore {
     ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError> {
         self.blocking(move |s| s.with_reader(|c| sessions::get_session(c, &session_id, limit)))
             .await
+    }
+
+    async fn write_events(&self, events: Vec<EncodedEvent>) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.blocking(move |s| {
+            let n = {
+                let mut conn = s
+                    .inner
+                    .writer
+                    .lock()
+                    .map_err(|_| StoreError::internal("writer poisoned"))?;
+                write::write_events(&mut conn, &events)?
+            };
+            s.sync_wal()?;
+            Ok(n)
+        })
+        .await
     }
 
     async fn recompute(&self, how: Recompute) -> Result<RecomputeStats, StoreError> {

@@ -167,5 +167,29 @@ pub(crate) fn get_trace(
         span.body = decode_body(&body)?;
         spans.push(span);
     }
+    // Events that arrived as log records join their spans.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT span_id, event FROM span_events WHERE trace_id = ?1 ORDER BY span_id, time_ns",
+        )
+        .map_err(db_err)?;
+    let extra = stmt
+        .query_map([&trace_id.0[..]], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(db_err)?;
+    for row in extra {
+        let (span_id, json) = row.map_err(db_err)?;
+        let span_id = SpanId::from_i64(span_id);
+        let Ok(event) = serde_json::from_str(&json) else {
+            continue;
+        };
+        if let Some(span) = spans.iter_mut().find(|s| s.span_id == span_id) {
+            span.body.events.push(event);
+        }
+    }
+    for span in &mut spans {
+        span.body.events.sort_by_key(|e| e.time_ns);
+    }
     Ok(Some(TraceDetail { summary, spans }))
 }

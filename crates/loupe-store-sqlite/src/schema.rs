@@ -58,6 +58,15 @@ CREATE TABLE spans (
 -- WITHOUT ROWID table keyed the same way left pages a third empty (1,476 against 1,131 bytes
 -- per span on disk).
 CREATE UNIQUE INDEX spans_by_trace ON spans (trace_seq, span_id);
+-- Span events that arrive as OTLP log records (GenAI message events …), keyed by the trace id
+-- because they may come before their span does.
+CREATE TABLE span_events (
+    trace_id BLOB    NOT NULL,
+    span_id  INTEGER NOT NULL,
+    time_ns  INTEGER NOT NULL,
+    event    TEXT    NOT NULL
+);
+CREATE INDEX span_events_by_trace ON span_events (trace_id, span_id, time_ns);
 "#];
 
 /// Per-connection settings.

@@ -278,3 +278,30 @@ fn write_trace(
     }
     Ok(())
 }
+
+pub(crate) fn write_events(
+    conn: &mut Connection,
+    events: &[loupe_store::EncodedEvent],
+) -> Result<u64, StoreError> {
+    let tx = conn.transaction().map_err(db_err)?;
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO span_events (trace_id, span_id, time_ns, event) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(db_err)?;
+        for e in events {
+            let json = serde_json::to_string(&e.event).map_err(StoreError::internal)?;
+            insert
+                .execute(params![
+                    &e.trace_id.0[..],
+                    e.span_id.to_i64(),
+                    to_i64(e.event.time_ns),
+                    json
+                ])
+                .map_err(db_err)?;
+        }
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(events.len() as u64)
+}

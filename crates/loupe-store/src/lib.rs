@@ -95,6 +95,17 @@ pub struct StoredSpan {
     pub body: SpanBody,
 }
 
+/// An event for a span, received apart from the span (an OTLP log record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedEvent {
+    /// Trace.
+    pub trace_id: TraceId,
+    /// Span.
+    pub span_id: loupe_model::SpanId,
+    /// The event (log attributes, with the body under `body`).
+    pub event: loupe_model::SpanEvent,
+}
+
 /// A trace with all its spans, in start order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceDetail {
@@ -130,6 +141,11 @@ pub trait TraceStore: Send + Sync + 'static {
         session_id: String,
         limit: usize,
     ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError>;
+
+    /// Stores span events that arrived separately (OTLP log records with a span context, such as
+    /// GenAI message events). They join their span's events when read, whichever comes first.
+    /// Returns after the write is durable.
+    async fn write_events(&self, events: Vec<EncodedEvent>) -> Result<u64, StoreError>;
 
     /// Re-derives the canonical columns of every stored span and the roll-ups of their traces,
     /// in small transactions that let ingest go on.
