@@ -20,6 +20,25 @@ pub const LLM_PROVIDER: &str = "mlflow.llm.provider";
 /// How to read messages in inputs and outputs: `openai`, `anthropic` …
 pub const MESSAGE_FORMAT: &str = "mlflow.message.format";
 
+/// Whether the span's attribute values are JSON text, as MLflow's own OTLP exporter writes them
+/// (`mlflow.spanType` = `"\"LLM\""`); the tracking-server path sends typed values instead.
+pub fn json_encoded(a: &Map<String, Value>) -> bool {
+    matches!(a.get(SPAN_TYPE), Some(Value::String(s)) if s.starts_with('"'))
+}
+
+/// The attributes with every JSON-text value decoded (see [`json_encoded`]).
+pub fn decoded(a: &Map<String, Value>) -> Map<String, Value> {
+    a.iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
+                other => other.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 /// Whether any MLflow key is present.
 pub fn applies(a: &Map<String, Value>) -> bool {
     a.keys().any(|k| k.starts_with("mlflow."))
@@ -38,16 +57,36 @@ pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
         d.cache_read_tokens = usage.get("cache_read_input_tokens").and_then(as_u64);
         d.cache_write_tokens = usage.get("cache_creation_input_tokens").and_then(as_u64);
     }
-    if d.request_model.is_none() {
-        d.request_model = as_str(a.get(LLM_MODEL))
-            .or_else(|| as_str(a.get("model")))
-            .or_else(|| {
-                a.get(SPAN_INPUTS)
-                    .and_then(maybe_json_object)
-                    .and_then(|i| as_str(i.get("model")))
-            });
+    // Only model calls carry a provider response; a chain may return one inside its own output.
+    let model_call = matches!(d.span_type.as_str(), "CHAT_MODEL" | "LLM" | "EMBEDDING");
+    if model_call
+        && d.input_tokens.is_none()
+        && d.output_tokens.is_none()
+        && let Some(usage) = a
+            .get(SPAN_OUTPUTS)
+            .and_then(maybe_json_object)
+            .and_then(|o| o.get("usage").and_then(Value::as_object).cloned())
+    {
+        // No tokenUsage attribute (embeddings, say): the provider response's own usage.
+        let get = |k: &str| usage.get(k).and_then(as_u64);
+        d.input_tokens = get("prompt_tokens").or_else(|| get("input_tokens"));
+        d.output_tokens = get("completion_tokens").or_else(|| get("output_tokens"));
+        d.total_tokens = get("total_tokens");
     }
-    if d.response_model.is_none() {
+    if d.request_model.is_none() {
+        d.request_model = as_str(a.get(LLM_MODEL)).or_else(|| {
+            model_call
+                .then(|| {
+                    as_str(a.get("model")).or_else(|| {
+                        a.get(SPAN_INPUTS)
+                            .and_then(maybe_json_object)
+                            .and_then(|i| as_str(i.get("model")))
+                    })
+                })
+                .flatten()
+        });
+    }
+    if model_call && d.response_model.is_none() {
         d.response_model = a
             .get(SPAN_OUTPUTS)
             .and_then(maybe_json_object)

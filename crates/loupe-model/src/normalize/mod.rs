@@ -161,14 +161,31 @@ impl Derived {
     }
 }
 
+/// MLflow's OTLP exporter writes every value as JSON text; read those decoded.
+fn readable(attributes: &Map<String, Value>) -> std::borrow::Cow<'_, Map<String, Value>> {
+    if mlflow::json_encoded(attributes) {
+        std::borrow::Cow::Owned(mlflow::decoded(attributes))
+    } else {
+        std::borrow::Cow::Borrowed(attributes)
+    }
+}
+
 /// Derives the canonical fields of a span from its attributes.
 pub fn derive(attributes: &Map<String, Value>) -> Derived {
+    let attributes = &*readable(attributes);
     let mut d = Derived::default();
     for c in Convention::ALL {
         if c.applies(attributes) {
             c.fill(attributes, &mut d);
             d.convention.get_or_insert(c.name());
         }
+    }
+    // Session and user ids in the generic spelling many SDKs use.
+    if d.session_id.is_none() {
+        d.session_id = as_str(attributes.get("session.id"));
+    }
+    if d.user_id.is_none() {
+        d.user_id = as_str(attributes.get("user.id"));
     }
     if d.suppress_usage {
         d.input_tokens = None;
@@ -197,6 +214,7 @@ pub fn derive(attributes: &Map<String, Value>) -> Derived {
 
 /// The read-time view of a span: messages, tool calls, parameters, documents, inputs, outputs.
 pub fn view(attributes: &Map<String, Value>, events: &[SpanEvent]) -> LlmView {
+    let attributes = &*readable(attributes);
     let mut v = LlmView::default();
     for c in Convention::ALL {
         if c.applies(attributes) {
