@@ -27,7 +27,7 @@ pub struct QueueConfig {
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
-            max_queued_spans: 100_000,
+            max_queued_spans: 50_000,
             max_batch_spans: 20_000,
         }
     }
