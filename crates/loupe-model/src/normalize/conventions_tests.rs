@@ -207,6 +207,8 @@ fn vercel_ai_counts_usage_once() {
         "ai.usage.inputTokens": 40,
         "ai.usage.outputTokens": 10,
         "ai.settings.temperature": 0.2,
+        "ai.settings.maxOutputTokens": 50,
+        "ai.settings.topP": 0.9,
         "gen_ai.usage.input_tokens": 40,
         "gen_ai.usage.output_tokens": 10,
         "gen_ai.response.model": "gpt-4o-mini-2024-07-18"
@@ -230,6 +232,8 @@ fn vercel_ai_counts_usage_once() {
         Some("It is 21 degrees.")
     );
     assert_eq!(v.request_params.get("temperature"), Some(&json!(0.2)));
+    assert_eq!(v.request_params.get("max_tokens"), Some(&json!(50)));
+    assert_eq!(v.request_params.get("top_p"), Some(&json!(0.9)));
     let tool = attrs(
         json!({"ai.operationId": "ai.toolCall", "ai.toolCall.name": "get_weather", "ai.toolCall.args": "{\"city\":\"Paris\"}", "ai.toolCall.result": "{\"temp\":21}"}),
     );

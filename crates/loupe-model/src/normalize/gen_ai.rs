@@ -60,6 +60,7 @@ pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
             "embeddings" => span_type::EMBEDDING,
             "execute_tool" => span_type::TOOL,
             "invoke_agent" | "create_agent" => span_type::AGENT,
+            "invoke_workflow" => span_type::CHAIN,
             _ => "",
         }
         .to_string();

@@ -166,6 +166,26 @@ fn tool_calls(v: &Value) -> Vec<ToolCall> {
         .unwrap_or_default()
 }
 
+/// The SDK's camelCase setting names in the snake_case the other conventions use.
+fn param_name(setting: &str) -> String {
+    match setting {
+        "maxOutputTokens" | "maxTokens" => "max_tokens".to_string(),
+        "stopSequences" => "stop".to_string(),
+        other => {
+            let mut out = String::with_capacity(other.len() + 4);
+            for c in other.chars() {
+                if c.is_ascii_uppercase() {
+                    out.push('_');
+                    out.push(c.to_ascii_lowercase());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    }
+}
+
 /// Fills the read-time view.
 pub fn view(a: &Map<String, Value>, v: &mut LlmView) {
     if v.input_messages.is_empty() {
@@ -212,7 +232,7 @@ pub fn view(a: &Map<String, Value>, v: &mut LlmView) {
     if v.request_params.is_empty() {
         for (k, val) in a {
             if let Some(p) = k.strip_prefix("ai.settings.") {
-                v.request_params.insert(p.to_string(), val.clone());
+                v.request_params.insert(param_name(p), val.clone());
             }
         }
     }

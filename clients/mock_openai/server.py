@@ -1,0 +1,557 @@
+#!/usr/bin/env python3
+"""A small, deterministic OpenAI-compatible mock server (Python standard library only).
+
+Every Loupe client suite (Python instrumentors, the Vercel AI SDK) talks to this server instead
+of a real LLM provider. Run it as
+
+    python server.py --port 0          # prints MOCK_OPENAI_URL=http://127.0.0.1:PORT/v1
+
+or import it and call ``start()``, which returns ``(url, stop)``.
+
+Endpoints
+---------
+``POST /v1/chat/completions``  non-streaming, or ``"stream": true`` as server-sent events
+                               (``data: {...}\\n\\n`` chunks, then ``data: [DONE]``); with
+                               ``stream_options.include_usage`` a last chunk carries ``usage``
+                               and an empty ``choices`` list, as OpenAI does.
+``POST /v1/completions``       the legacy text completion API (non-streaming and streaming).
+``POST /v1/embeddings``        deterministic small vectors (``encoding_format`` float or base64).
+``GET  /v1/models``            a fixed model list.
+``GET  /mock/requests``        (test helper) every request body received so far, in order.
+
+Deterministic answers (tests compute the expected numbers from these rules)
+--------------------------------------------------------------------------
+``words(s)`` is ``len(s.split())``: the number of whitespace-separated words. The text of a
+message is its ``content`` when that is a string, or its text parts joined by a single space
+when it is a list of parts; ``None`` (an assistant message carrying only tool calls) is "".
+
+Chat completions:
+  * The reply text is ``"Mock answer to: " + <text of the last message whose role is "user">``.
+  * When the request has ``tools`` and the LAST message has role ``user``, the reply is instead
+    ONE tool call to the first tool: id ``call_mock_1``, type ``function``, arguments the JSON
+    string ``{"city": "Paris"}`` when that tool is named ``get_weather``, else ``{}``;
+    ``content`` is null and ``finish_reason`` is ``tool_calls``.
+  * When the last message is a ``tool`` message the reply is the text reply above.
+  * prompt_tokens     = sum(words(text of m) for m in messages) + 10
+  * completion_tokens = words(reply text) for a text reply; TOOL_CALL_COMPLETION_TOKENS (= 7)
+                        for a tool-call reply
+  * total_tokens      = prompt_tokens + completion_tokens
+  * Streaming sends the reply text one word per chunk (each word but the first preceded by a
+    space), so the concatenated deltas equal the non-streaming reply.
+Legacy completions:
+  * reply ``"Mock answer to: " + prompt``; prompt_tokens = words(prompt) + 10 (summed over a
+    list of prompts); completion_tokens = words(reply text).
+Embeddings:
+  * ``input`` a string or a list of strings (a list of token ids counts one token per id);
+    prompt_tokens = total_tokens = sum(words(s) for s in inputs).
+  * each vector has EMBEDDING_DIMENSIONS (= 8) floats, or ``dimensions`` if the request sets it,
+    derived from the SHA-256 of the input text: value i = (byte_i - 127.5) / 127.5.
+All responses echo the requested ``model``; ``created`` is the constant CREATED (1700000000);
+ids are ``chatcmpl-mock-N`` / ``cmpl-mock-N`` with N counting from 1 per server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import struct
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CREATED = 1700000000
+PROMPT_OVERHEAD_TOKENS = 10
+TOOL_CALL_COMPLETION_TOKENS = 7
+TOOL_CALL_ID = "call_mock_1"
+EMBEDDING_DIMENSIONS = 8
+SYSTEM_FINGERPRINT = "fp_mock"
+MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "gpt-3.5-turbo-instruct"]
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def message_text(message: dict) -> str:
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+        return " ".join(parts)
+    return str(content)
+
+
+def last_user_text(messages: list) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return message_text(message)
+    return ""
+
+
+def tool_name(tool: dict) -> str:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if isinstance(function, dict) and function.get("name"):
+        return str(function["name"])
+    return str(tool.get("name", "tool")) if isinstance(tool, dict) else "tool"
+
+
+def plan_chat_reply(body: dict) -> dict:
+    """Decides the reply of a chat completion request (shared by streaming and not)."""
+    messages = body.get("messages") or []
+    tools = body.get("tools") or []
+    prompt_tokens = sum(words(message_text(m)) for m in messages if isinstance(m, dict))
+    prompt_tokens += PROMPT_OVERHEAD_TOKENS
+    last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else None
+    if tools and last_role == "user":
+        name = tool_name(tools[0])
+        arguments = json.dumps({"city": "Paris"}) if name == "get_weather" else "{}"
+        tool_call = {
+            "id": TOOL_CALL_ID,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        completion_tokens = TOOL_CALL_COMPLETION_TOKENS
+        return {
+            "text": None,
+            "tool_calls": [tool_call],
+            "finish_reason": "tool_calls",
+            "usage": usage(prompt_tokens, completion_tokens),
+        }
+    text = "Mock answer to: " + last_user_text(messages)
+    return {
+        "text": text,
+        "tool_calls": None,
+        "finish_reason": "stop",
+        "usage": usage(prompt_tokens, words(text)),
+    }
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def embedding_inputs(body: dict) -> list:
+    raw = body.get("input", "")
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
+        return [raw]  # one input given as token ids
+    return list(raw) if isinstance(raw, list) else [str(raw)]
+
+
+def embedding_usage(body: dict) -> dict:
+    """The usage an embeddings request gets (see the module docstring)."""
+    tokens = 0
+    for item in embedding_inputs(body):
+        tokens += len(item) if isinstance(item, list) else words(str(item))
+    return {"prompt_tokens": tokens, "total_tokens": tokens}
+
+
+def embedding_vector(text: str, dimensions: int) -> list[float]:
+    digest = b""
+    counter = 0
+    while len(digest) < dimensions:
+        digest += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        counter += 1
+    return [round((b - 127.5) / 127.5, 6) for b in digest[:dimensions]]
+
+
+def word_chunks(text: str) -> list[str]:
+    pieces = text.split(" ")
+    return [pieces[0]] + [" " + p for p in pieces[1:]]
+
+
+class MockState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counter = 0
+        self.requests: list[dict] = []
+
+    def next_id(self) -> int:
+        with self.lock:
+            self.counter += 1
+            return self.counter
+
+    def record(self, method: str, path: str, body) -> None:
+        with self.lock:
+            self.requests.append({"method": method, "path": path, "body": body})
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "LoupeMockOpenAI/1.0"
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def state(self) -> MockState:
+        return self.server.state  # type: ignore[attr-defined]
+
+    def log_message(self, format, *args):  # noqa: A002 - keep the stdout/stderr quiet
+        if getattr(self.server, "verbose", False):
+            sys.stderr.write("mock_openai: " + (format % args) + "\n")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _path(self) -> str:
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/v1/v1/"):
+            path = path[3:]
+        return path.rstrip("/") or "/"
+
+    def _send_json(self, status: int, payload) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", f"req_mock_{self.state.counter}")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        self._send_json(
+            status, {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        )
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return bytes(body)
+                body += self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after each chunk
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _read_json(self):
+        raw = self._read_body()
+        if not raw:
+            return {}
+        return json.loads(raw)
+
+    def _start_sse(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def _sse(self, payload) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+    # -- routes ----------------------------------------------------------------------------
+    def do_GET(self):  # noqa: N802
+        path = self._path()
+        if path == "/v1/models":
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": CREATED, "owned_by": "mock"}
+                        for m in MODELS
+                    ],
+                },
+            )
+        elif path.startswith("/v1/models/"):
+            model = path[len("/v1/models/") :]
+            self._send_json(
+                200, {"id": model, "object": "model", "created": CREATED, "owned_by": "mock"}
+            )
+        elif path == "/mock/requests":
+            with self.state.lock:
+                self._send_json(200, {"requests": list(self.state.requests)})
+        elif path in ("/", "/healthz", "/v1"):
+            self._send_json(200, {"status": "ok"})
+        else:
+            self._error(404, f"unknown path {path}")
+
+    def do_POST(self):  # noqa: N802
+        path = self._path()
+        try:
+            body = self._read_json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._error(400, f"request body is not JSON: {exc}")
+            return
+        if not isinstance(body, dict):
+            self._error(400, "request body must be a JSON object")
+            return
+        self.state.record("POST", path, body)
+        if path == "/v1/chat/completions":
+            self._chat(body)
+        elif path == "/v1/completions":
+            self._completions(body)
+        elif path == "/v1/embeddings":
+            self._embeddings(body)
+        else:
+            self._error(404, f"unknown path {path}")
+
+    def do_DELETE(self):  # noqa: N802
+        if self._path() == "/mock/requests":
+            with self.state.lock:
+                self.state.requests.clear()
+            self._send_json(200, {"status": "ok"})
+        else:
+            self._error(404, "unknown path")
+
+    def _chat(self, body: dict) -> None:
+        model = body.get("model") or "gpt-4o-mini"
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            self._error(400, "messages must be a non-empty list")
+            return
+        plan = plan_chat_reply(body)
+        completion_id = f"chatcmpl-mock-{self.state.next_id()}"
+        if body.get("stream"):
+            self._chat_stream(body, model, completion_id, plan)
+            return
+        message = {"role": "assistant", "content": plan["text"], "refusal": None}
+        if plan["tool_calls"]:
+            message["tool_calls"] = plan["tool_calls"]
+        self._send_json(
+            200,
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": CREATED,
+                "model": model,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": plan["finish_reason"],
+                    }
+                ],
+                "usage": plan["usage"],
+            },
+        )
+
+    def _chat_stream(self, body: dict, model: str, completion_id: str, plan: dict) -> None:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict, finish_reason=None) -> dict:
+            payload = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": model,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": delta,
+                        "logprobs": None,
+                        "finish_reason": finish_reason,
+                    }
+                ],
+            }
+            if include_usage:
+                payload["usage"] = None
+            return payload
+
+        self._start_sse()
+        if plan["tool_calls"]:
+            self._sse(chunk({"role": "assistant", "content": None}))
+            for index, call in enumerate(plan["tool_calls"]):
+                self._sse(
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": {"name": call["function"]["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                )
+                self._sse(
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "function": {"arguments": call["function"]["arguments"]},
+                                }
+                            ]
+                        }
+                    )
+                )
+        else:
+            self._sse(chunk({"role": "assistant", "content": ""}))
+            for piece in word_chunks(plan["text"]):
+                self._sse(chunk({"content": piece}))
+        self._sse(chunk({}, plan["finish_reason"]))
+        if include_usage:
+            self._sse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": CREATED,
+                    "model": model,
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
+                    "choices": [],
+                    "usage": plan["usage"],
+                }
+            )
+        self._sse("[DONE]")
+
+    def _completions(self, body: dict) -> None:
+        model = body.get("model") or "gpt-3.5-turbo-instruct"
+        prompt = body.get("prompt", "")
+        prompts = prompt if isinstance(prompt, list) else [prompt]
+        prompts = [p if isinstance(p, str) else " ".join(map(str, p)) for p in prompts]
+        completion_id = f"cmpl-mock-{self.state.next_id()}"
+        texts = ["Mock answer to: " + p for p in prompts]
+        prompt_tokens = sum(words(p) + PROMPT_OVERHEAD_TOKENS for p in prompts)
+        completion_tokens = sum(words(t) for t in texts)
+        use = usage(prompt_tokens, completion_tokens)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._start_sse()
+            for index, text in enumerate(texts):
+                for piece in word_chunks(text):
+                    self._sse(
+                        {
+                            "id": completion_id,
+                            "object": "text_completion",
+                            "created": CREATED,
+                            "model": model,
+                            "choices": [
+                                {"index": index, "text": piece, "logprobs": None, "finish_reason": None}
+                            ],
+                        }
+                    )
+                self._sse(
+                    {
+                        "id": completion_id,
+                        "object": "text_completion",
+                        "created": CREATED,
+                        "model": model,
+                        "choices": [
+                            {"index": index, "text": "", "logprobs": None, "finish_reason": "stop"}
+                        ],
+                    }
+                )
+            if include_usage:
+                self._sse(
+                    {
+                        "id": completion_id,
+                        "object": "text_completion",
+                        "created": CREATED,
+                        "model": model,
+                        "choices": [],
+                        "usage": use,
+                    }
+                )
+            self._sse("[DONE]")
+            return
+        self._send_json(
+            200,
+            {
+                "id": completion_id,
+                "object": "text_completion",
+                "created": CREATED,
+                "model": model,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [
+                    {"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
+                    for i, t in enumerate(texts)
+                ],
+                "usage": use,
+            },
+        )
+
+    def _embeddings(self, body: dict) -> None:
+        model = body.get("model") or "text-embedding-3-small"
+        inputs = embedding_inputs(body)
+        dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        encoding = body.get("encoding_format") or "float"
+        data = []
+        for index, item in enumerate(inputs):
+            text = " ".join(map(str, item)) if isinstance(item, list) else str(item)
+            vector = embedding_vector(text, dimensions)
+            if encoding == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            else:
+                embedding = vector
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": embedding_usage(body),
+            },
+        )
+
+
+def start(port: int = 0, host: str = "127.0.0.1", verbose: bool = False):
+    """Starts the mock in a background thread. Returns ``(url, stop)``; url ends with ``/v1``."""
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    server.state = MockState()  # type: ignore[attr-defined]
+    server.verbose = verbose  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name="mock-openai", daemon=True)
+    thread.start()
+    url = f"http://{host}:{server.server_address[1]}/v1"
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return url, stop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    server.state = MockState()  # type: ignore[attr-defined]
+    server.verbose = args.verbose  # type: ignore[attr-defined]
+    print(f"MOCK_OPENAI_URL=http://{args.host}:{server.server_address[1]}/v1", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    import signal
+
+    def _on_sigterm(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.exit(main())
