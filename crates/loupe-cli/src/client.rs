@@ -49,6 +49,20 @@ pub enum TracesCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// Search traces with the query language, newest first:
+    /// `loupe traces search "status = 'ERROR' AND span.model LIKE 'gpt-4%' AND start > now - 1d"`
+    Search {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The query.
+        query: String,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Continue from a previous page's cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Show one trace as a span tree.
     Get {
         #[command(flatten)]
@@ -118,6 +132,28 @@ pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
                 if let Some(n) = &name {
                     q.append_pair("name", n);
                 }
+                if let Some(c) = &cursor {
+                    q.append_pair("cursor", c);
+                }
+            }
+            let body = get_json(u).await?;
+            if server.json {
+                emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
+            } else {
+                emit(&tree::trace_table(&body))?;
+            }
+        }
+        TracesCommand::Search {
+            server,
+            query,
+            limit,
+            cursor,
+        } => {
+            let mut u = url(&server.server, "/api/v1/traces")?;
+            {
+                let mut q = u.query_pairs_mut();
+                q.append_pair("q", &query);
+                q.append_pair("limit", &limit.to_string());
                 if let Some(c) = &cursor {
                     q.append_pair("cursor", c);
                 }

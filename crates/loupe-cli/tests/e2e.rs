@@ -1211,3 +1211,138 @@ async fn log_records_become_span_events_and_messages() {
     assert_eq!(resp.status(), 400);
     server.stop().await;
 }
+
+/// The query language through the API and `loupe traces search`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_language_over_api_and_cli() {
+    let server = TestServer::start().await;
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let mut spans = Vec::new();
+    // 0x31: fast OK trace with a gpt-4o-mini chat span; 0x32: slow ERROR trace with a tool span;
+    // 0x33: OK trace with a claude span in session s-q.
+    let mut root = pspan([0x31; 16], 1, None, 0, 100);
+    root.name = "agent".into();
+    let mut llm = llm_span([0x31; 16], 2, Some(1), "s-other", 10);
+    llm.attributes.push(kv("mlflow.spanType", "CHAT_MODEL"));
+    spans.extend([root, llm]);
+    let mut slow = pspan([0x32; 16], 1, None, 0, 9_000);
+    slow.name = "batch job".into();
+    slow.status = Some(Status {
+        code: 2,
+        message: "boom".into(),
+    });
+    let mut tool = pspan([0x32; 16], 2, Some(1), 10, 20);
+    tool.attributes = vec![kv("mlflow.spanType", "TOOL")];
+    spans.extend([slow, tool]);
+    let mut other = pspan([0x33; 16], 1, None, 0, 50);
+    other.name = "退款 agent".into();
+    other.attributes = vec![
+        kv("gen_ai.request.model", "claude-3-5-sonnet-20241022"),
+        kv("session.id", "s-q"),
+    ];
+    spans.push(other);
+    assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
+    let ids = |v: &Value| -> Vec<String> {
+        v["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["trace_id"].as_str().unwrap()[..2].to_string())
+            .collect()
+    };
+    let q = |query: &str| {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/api/v1/traces", server.url),
+            &[("q", query)],
+        )
+        .unwrap();
+        async move {
+            let resp = reqwest::get(url).await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    for (query, want) in [
+        ("status = 'ERROR'", vec!["32"]),
+        ("duration_ms > 5s", vec!["32"]),
+        (
+            "duration_ms < 1s AND NOT status = 'ERROR'",
+            vec!["33", "31"],
+        ),
+        ("span.type = 'TOOL'", vec!["32"]),
+        ("span.model LIKE 'gpt-4o%'", vec!["31"]),
+        ("span.model LIKE 'GPT%'", vec![]),
+        ("span.model ILIKE 'GPT%'", vec!["31"]),
+        (
+            "span.type = 'CHAT_MODEL' AND span.model LIKE 'claude%'",
+            vec![],
+        ),
+        (
+            "span.type = 'CHAT_MODEL' OR span.model LIKE 'claude%'",
+            vec!["33", "31"],
+        ),
+        ("session_id = 's-q'", vec!["33"]),
+        ("session_id IS NULL", vec!["32"]),
+        ("total_tokens > 1000 AND cost_usd > 0", vec!["31"]),
+        ("name IN ('agent', 'batch job')", vec!["32", "31"]),
+        ("name = '退款 agent'", vec!["33"]),
+        (
+            "start > '2023-01-01' AND start < now",
+            vec!["33", "32", "31"],
+        ),
+        (
+            "trace_id = 'tr-32323232323232323232323232323232'",
+            vec!["32"],
+        ),
+        ("tags.env = 'prod'", vec![]),
+        ("name = 'x'' OR 1=1 --'", vec![]),
+    ] {
+        let (status, body) = q(query).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        let mut got = ids(&body);
+        got.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(got, want, "{query}");
+    }
+    let (status, body) = q("status = 'OK' AND").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "INVALID_QUERY");
+    assert_eq!(
+        body["error"]["message"],
+        "invalid query: expected a field name, found the end of the query at position 18"
+    );
+    let out = tokio::process::Command::new(loupe_bin())
+        .args([
+            "traces",
+            "search",
+            "span.type = 'TOOL'",
+            "--server",
+            &server.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("batch job") && !text.contains("agent"),
+        "{text}"
+    );
+    let out = tokio::process::Command::new(loupe_bin())
+        .args([
+            "traces",
+            "search",
+            "colour = 'red'",
+            "--server",
+            &server.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `colour`"));
+    server.stop().await;
+}

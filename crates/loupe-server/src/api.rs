@@ -110,6 +110,7 @@ fn span_json(s: StoredSpan) -> Value {
         "tool_calls": view.tool_calls,
         "request_params": view.request_params,
         "documents": view.documents,
+        "exceptions": view.exceptions,
         "inputs": view.inputs,
         "outputs": view.outputs,
         "attributes": s.body.attributes,
@@ -153,6 +154,7 @@ fn parse_num<T: std::str::FromStr>(
 
 /// Query parameters of `GET /api/v1/traces` that the handler understands.
 const LIST_PARAMS: &[&str] = &[
+    "q",
     "limit",
     "cursor",
     "project",
@@ -187,6 +189,21 @@ pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery
         cursor: params
             .get("cursor")
             .map(|c| Cursor::decode(c))
+            .transpose()?,
+        filter: params
+            .get("q")
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    .unwrap_or(0);
+                loupe_query::parse(q, now_ms).map_err(|e| ApiError {
+                    status: axum::http::StatusCode::BAD_REQUEST,
+                    code: "INVALID_QUERY",
+                    message: format!("invalid query: {e}"),
+                })
+            })
             .transpose()?,
     })
 }

@@ -55,7 +55,7 @@ pub(crate) fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
 }
 
 pub(crate) fn list_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage, StoreError> {
-    let mut sql = format!("SELECT {TRACE_COLUMNS} FROM traces WHERE 1 = 1");
+    let mut sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(p) = &q.project {
         sql.push_str(" AND project = ?");
@@ -80,6 +80,16 @@ pub(crate) fn list_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
     if let Some(t) = q.start_to_ms {
         sql.push_str(" AND start_ns < ?");
         args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
+    }
+    if let Some(filter) = &q.filter {
+        let lowered = loupe_query::sql::sqlite(filter);
+        sql.push_str(" AND ");
+        sql.push_str(&lowered.sql);
+        args.extend(lowered.params.into_iter().map(|p| match p {
+            loupe_query::sql::Param::Text(s) => SqlValue::Text(s),
+            loupe_query::sql::Param::Int(i) => SqlValue::Integer(i),
+            loupe_query::sql::Param::Real(r) => SqlValue::Real(r),
+        }));
     }
     if let Some(c) = q.cursor {
         sql.push_str(" AND (start_ns, seq) < (?, ?)");

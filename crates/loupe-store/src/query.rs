@@ -49,6 +49,8 @@ pub struct TraceQuery {
     pub start_from_ms: Option<i64>,
     /// Only traces starting before this time, ms since the epoch.
     pub start_to_ms: Option<i64>,
+    /// Only traces matching this query-language filter.
+    pub filter: Option<loupe_query::Expr>,
     /// Page size.
     pub limit: usize,
     /// Continue after this point.

@@ -171,7 +171,18 @@ fn gen_ai_latest_messages_and_events() {
             ),
         },
     ];
+    let mut events = events;
+    events.push(SpanEvent {
+        name: "exception".into(),
+        time_ns: 3,
+        attributes: attrs(
+            json!({"exception.type": "RateLimitError", "exception.message": "slow down"}),
+        ),
+    });
     let v = view(&plain, &events);
+    assert_eq!(v.exceptions.len(), 1);
+    assert_eq!(v.exceptions[0].kind.as_deref(), Some("RateLimitError"));
+    assert_eq!(v.exceptions[0].message.as_deref(), Some("slow down"));
     assert_eq!(v.input_messages[0].content.as_deref(), Some("Hi"));
     assert_eq!(v.output_messages[0].content.as_deref(), Some("Hello"));
 }

@@ -19,7 +19,7 @@ mod conventions_tests;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use view::{Document, LlmView, Message, ToolCall};
+pub use view::{Document, Exception, LlmView, Message, ToolCall};
 
 use crate::SpanEvent;
 
@@ -225,6 +225,19 @@ pub fn view(attributes: &Map<String, Value>, events: &[SpanEvent]) -> LlmView {
         // Events alone can carry GenAI messages.
         gen_ai::view(attributes, events, &mut v);
     }
+    v.exceptions = events
+        .iter()
+        .filter(|e| e.name == "exception")
+        .map(|e| {
+            let get = |k: &str| as_str(e.attributes.get(k));
+            Exception {
+                kind: get("exception.type"),
+                message: get("exception.message"),
+                stacktrace: get("exception.stacktrace"),
+                time_ns: e.time_ns,
+            }
+        })
+        .collect();
     v.finish();
     v
 }

@@ -47,6 +47,21 @@ pub struct Document {
     pub metadata: Option<Value>,
 }
 
+/// An exception recorded on a span (the OTel `exception` event).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Exception {
+    /// Exception type, e.g. `ValueError`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Message.
+    pub message: Option<String>,
+    /// Stack trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacktrace: Option<String>,
+    /// When, ns since the epoch.
+    pub time_ns: u64,
+}
+
 /// What a reader sees of an LLM span beyond its columns.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LlmView {
@@ -60,6 +75,8 @@ pub struct LlmView {
     pub request_params: Map<String, Value>,
     /// Retrieved documents.
     pub documents: Vec<Document>,
+    /// Exceptions recorded on the span.
+    pub exceptions: Vec<Exception>,
     /// Inputs as logged (any JSON).
     pub inputs: Option<Value>,
     /// Outputs as logged (any JSON).

@@ -1,0 +1,265 @@
+//! The typed query tree and the field catalog.
+
+use serde::{Deserialize, Serialize};
+
+/// A field of the trace itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TraceField {
+    /// `OK`, `ERROR`, `UNSET`.
+    Status,
+    /// Root span name.
+    Name,
+    /// Duration, ms.
+    DurationMs,
+    /// Start time, ms since the epoch.
+    Start,
+    /// End time, ms since the epoch.
+    End,
+    /// Token totals.
+    TotalTokens,
+    /// Input tokens.
+    InputTokens,
+    /// Output tokens.
+    OutputTokens,
+    /// Cost, US dollars.
+    CostUsd,
+    /// Project.
+    Project,
+    /// Session id.
+    SessionId,
+    /// User id.
+    UserId,
+    /// Trace id (32 hex).
+    TraceId,
+    /// Number of spans.
+    SpanCount,
+    /// Number of failed spans.
+    ErrorCount,
+}
+
+/// A field of a span; a condition on one means "some span of the trace".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpanField {
+    /// Span type.
+    Type,
+    /// Span name.
+    Name,
+    /// Model.
+    Model,
+    /// Provider.
+    Provider,
+    /// Status.
+    Status,
+    /// Duration, ms.
+    DurationMs,
+    /// Total tokens.
+    TotalTokens,
+    /// Cost, US dollars.
+    CostUsd,
+}
+
+/// What a condition is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Field {
+    /// A trace column.
+    Trace(TraceField),
+    /// A trace tag (mutable, user-set).
+    Tag(String),
+    /// A trace metadata key (set at ingest).
+    Metadata(String),
+    /// A span column.
+    Span(SpanField),
+}
+
+/// The kind of value a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text.
+    Text,
+    /// An integer.
+    Int,
+    /// A real number.
+    Real,
+    /// A duration in ms (accepts unit suffixes).
+    Duration,
+    /// A time, ms since the epoch (accepts `now - 1h`, dates).
+    Time,
+    /// A status (`OK`, `ERROR`, `UNSET`).
+    Status,
+}
+
+impl Field {
+    /// The kind of value this field holds.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Field::Trace(t) => match t {
+                TraceField::Status => Kind::Status,
+                TraceField::DurationMs => Kind::Duration,
+                TraceField::Start | TraceField::End => Kind::Time,
+                TraceField::TotalTokens
+                | TraceField::InputTokens
+                | TraceField::OutputTokens
+                | TraceField::SpanCount
+                | TraceField::ErrorCount => Kind::Int,
+                TraceField::CostUsd => Kind::Real,
+                _ => Kind::Text,
+            },
+            Field::Span(s) => match s {
+                SpanField::Status => Kind::Status,
+                SpanField::DurationMs => Kind::Duration,
+                SpanField::TotalTokens => Kind::Int,
+                SpanField::CostUsd => Kind::Real,
+                _ => Kind::Text,
+            },
+            Field::Tag(_) | Field::Metadata(_) => Kind::Text,
+        }
+    }
+}
+
+/// A typed value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Literal {
+    /// Text.
+    Str(String),
+    /// An integer (counts, ms, times in ms, status codes).
+    Int(i64),
+    /// A real number.
+    Real(f64),
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl CmpOp {
+    /// SQL spelling.
+    pub fn sql(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// A query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Expr {
+    /// All must hold.
+    And(Vec<Expr>),
+    /// One must hold.
+    Or(Vec<Expr>),
+    /// Must not hold.
+    Not(Box<Expr>),
+    /// `field op value`
+    Cmp {
+        /// Field.
+        field: Field,
+        /// Operator.
+        op: CmpOp,
+        /// Value.
+        value: Literal,
+    },
+    /// `field [NOT] IN (v, …)`
+    In {
+        /// Field.
+        field: Field,
+        /// Values.
+        values: Vec<Literal>,
+        /// `NOT IN`.
+        negated: bool,
+    },
+    /// `field [NOT] LIKE|ILIKE 'pattern'` (`%` and `_` wildcards).
+    Like {
+        /// Field.
+        field: Field,
+        /// Pattern.
+        pattern: String,
+        /// `NOT LIKE`.
+        negated: bool,
+        /// `ILIKE`.
+        case_insensitive: bool,
+    },
+    /// `field IS [NOT] NULL`
+    IsNull {
+        /// Field.
+        field: Field,
+        /// `IS NOT NULL`.
+        negated: bool,
+    },
+}
+
+/// Resolves a field path, in Loupe's or MLflow's spelling.
+pub fn resolve(path: &[String]) -> Option<Field> {
+    let lower: Vec<String> = path.iter().map(|p| p.to_ascii_lowercase()).collect();
+    let parts: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let trace = |name: &str| -> Option<TraceField> {
+        Some(match name {
+            "status" | "state" => TraceField::Status,
+            "name" | "trace_name" => TraceField::Name,
+            "duration_ms" | "duration" | "latency" | "latency_ms" | "execution_time_ms"
+            | "execution_time" => TraceField::DurationMs,
+            "start" | "start_time" | "start_time_ms" | "timestamp" | "timestamp_ms"
+            | "request_time" => TraceField::Start,
+            "end" | "end_time" | "end_time_ms" => TraceField::End,
+            "total_tokens" | "tokens" => TraceField::TotalTokens,
+            "input_tokens" => TraceField::InputTokens,
+            "output_tokens" => TraceField::OutputTokens,
+            "cost" | "cost_usd" => TraceField::CostUsd,
+            "project" | "experiment_id" => TraceField::Project,
+            "session_id" | "session" => TraceField::SessionId,
+            "user_id" | "user" => TraceField::UserId,
+            "trace_id" | "request_id" => TraceField::TraceId,
+            "span_count" => TraceField::SpanCount,
+            "error_count" => TraceField::ErrorCount,
+            _ => return None,
+        })
+    };
+    let span = |name: &str| -> Option<SpanField> {
+        Some(match name {
+            "type" | "span_type" => SpanField::Type,
+            "name" => SpanField::Name,
+            "model" => SpanField::Model,
+            "provider" => SpanField::Provider,
+            "status" => SpanField::Status,
+            "duration_ms" | "duration" | "latency" => SpanField::DurationMs,
+            "total_tokens" | "tokens" => SpanField::TotalTokens,
+            "cost" | "cost_usd" => SpanField::CostUsd,
+            _ => return None,
+        })
+    };
+    let rest = |n: usize| path[n..].join(".");
+    match parts.as_slice() {
+        [one] => trace(one).map(Field::Trace),
+        ["tokens", "total"] => Some(Field::Trace(TraceField::TotalTokens)),
+        ["tokens", "input"] => Some(Field::Trace(TraceField::InputTokens)),
+        ["tokens", "output"] => Some(Field::Trace(TraceField::OutputTokens)),
+        ["trace" | "attributes" | "attribute" | "attr", one] => trace(one).map(Field::Trace),
+        ["tags" | "tag", ..] if path.len() >= 2 => Some(Field::Tag(rest(1))),
+        ["metadata" | "request_metadata", ..] if path.len() >= 2 => Some(Field::Metadata(rest(1))),
+        ["span" | "spans", one] => span(one).map(Field::Span),
+        _ => None,
+    }
+}
+
+/// The field names the parser knows, for error messages.
+pub const KNOWN_FIELDS: &str = "status, name, duration_ms, start, end, total_tokens, input_tokens, \
+     output_tokens, cost_usd, project, session_id, user_id, trace_id, span_count, error_count, \
+     tags.<key>, metadata.<key>, span.type, span.name, span.model, span.provider, span.status, \
+     span.duration_ms, span.total_tokens, span.cost_usd";
