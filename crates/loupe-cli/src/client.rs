@@ -82,6 +82,41 @@ fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Options of `loupe stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Only traces matching this query.
+    query: Option<String>,
+    /// Group by: model, provider, span_type, project, time, tags.<key>, metadata.<key> (comma-separated).
+    #[arg(long, default_value = "model")]
+    group_by: String,
+    /// Time bucket when grouping by time (e.g. 15m, 1h, 1d).
+    #[arg(long, default_value = "1h")]
+    bucket: String,
+}
+
+/// `loupe stats`: count, error rate, latency percentiles, tokens and cost per group.
+pub async fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let mut u = url(&args.server.server, "/api/v1/stats")?;
+    {
+        let mut q = u.query_pairs_mut();
+        if let Some(query) = &args.query {
+            q.append_pair("q", query);
+        }
+        q.append_pair("group_by", &args.group_by);
+        q.append_pair("bucket", &args.bucket);
+    }
+    let body = get_json(u).await?;
+    if args.server.json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
+    } else {
+        emit(&tree::stats_table(&body))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn get_json(url: reqwest::Url) -> anyhow::Result<Value> {
     let resp = reqwest::get(url.clone())
         .await

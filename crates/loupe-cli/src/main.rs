@@ -31,6 +31,9 @@ enum Command {
         #[command(subcommand)]
         command: client::TracesCommand,
     },
+    /// Aggregate: count, error rate, latency percentiles, tokens and cost per model, span type,
+    /// project, tag or time bucket.
+    Stats(client::StatsArgs),
     /// Re-derive span types, models, tokens, sessions and costs from the stored attributes
     /// (after a mapping change), without re-ingesting.
     Reindex(maintain::MaintainArgs),
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Traces { command } => client::run(command).await,
             Command::Bench { command } => bench::run(command).await,
+            Command::Stats(args) => client::stats(args).await,
             Command::Reindex(args) => maintain::run(args, maintain::What::Reindex).await,
             Command::Reprice(args) => maintain::run(args, maintain::What::Reprice).await,
         }

@@ -87,6 +87,50 @@ pub fn trace_table(body: &Value) -> String {
     out
 }
 
+/// Statistics as a table: one row per group.
+pub fn stats_table(body: &Value) -> String {
+    let mut out = String::new();
+    let empty = Vec::new();
+    let names: Vec<&str> = body["group_by"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for n in &names {
+        let _ = write!(out, "{:<28}  ", n.to_uppercase());
+    }
+    let _ = writeln!(
+        out,
+        "{:>8}  {:>6}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}",
+        "COUNT", "ERR%", "P50", "P95", "P99", "TOKENS", "COST $"
+    );
+    for g in body["groups"].as_array().unwrap_or(&empty) {
+        for n in &names {
+            let v = &g["key"][*n];
+            let text = match (n, v) {
+                (&"time", Value::Number(ms)) => fmt_time(ms.as_u64().unwrap_or(0)),
+                (_, Value::String(s)) => clean(s, 28),
+                (_, Value::Null) => "(none)".to_string(),
+                (_, other) => clean(&other.to_string(), 28),
+            };
+            let _ = write!(out, "{text:<28}  ");
+        }
+        let _ = writeln!(
+            out,
+            "{:>8}  {:>5.1}%  {:>10}  {:>10}  {:>10}  {:>10}  {:>10.4}",
+            n(&g["count"]),
+            g["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            fmt_ms(g["p50_ms"].as_f64().unwrap_or(0.0)),
+            fmt_ms(g["p95_ms"].as_f64().unwrap_or(0.0)),
+            fmt_ms(g["p99_ms"].as_f64().unwrap_or(0.0)),
+            n(&g["total_tokens"]),
+            g["cost_usd"].as_f64().unwrap_or(0.0),
+        );
+    }
+    out
+}
+
 /// One trace as an indented tree: names, types, durations, models, tokens and errors.
 pub fn span_tree(body: &Value) -> String {
     let t = &body["trace"];

@@ -561,6 +561,20 @@ impl TraceStore for GatedStore {
     ) -> Result<u64, StoreError> {
         self.inner.write_events(events).await
     }
+    async fn stats(
+        &self,
+        q: loupe_store::StatsQuery,
+    ) -> Result<Vec<loupe_store::StatsGroup>, StoreError> {
+        self.inner.stats(q).await
+    }
+    async fn list_spans(
+        &self,
+        filter: Option<loupe_query::Expr>,
+        limit: usize,
+        before: Option<(i64, i64)>,
+    ) -> Result<loupe_store::SpanPage, StoreError> {
+        self.inner.list_spans(filter, limit, before).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1344,5 +1358,143 @@ async fn query_language_over_api_and_cli() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `colour`"));
+    server.stop().await;
+}
+
+/// Aggregations per model, span type and time, span search, and `loupe stats`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_and_span_search() {
+    let server = TestServer::start().await;
+    let kv = |k: &str, v: any_value::Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let s = |v: &str| any_value::Value::StringValue(v.into());
+    let mut spans = Vec::new();
+    // Ten traces one minute apart; each a root and one chat span: even traces gpt-4o-mini with
+    // 100 ms calls, odd ones claude with 1000 ms calls and an error on the 9th.
+    for i in 0..10u8 {
+        let t = [0x50 + i; 16];
+        let base = u64::from(i) * 60_000;
+        spans.push(pspan(t, 1, None, base, base + 2_000));
+        let (model, dur) = if i % 2 == 0 {
+            ("gpt-4o-mini", 100)
+        } else {
+            ("claude-3-5-haiku", 1_000)
+        };
+        let mut llm = pspan(t, 2, Some(1), base + 10, base + 10 + dur);
+        llm.attributes = vec![
+            kv("gen_ai.operation.name", s("chat")),
+            kv("gen_ai.request.model", s(model)),
+            kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(100)),
+            kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(10)),
+        ];
+        if i == 9 {
+            llm.status = Some(Status {
+                code: 2,
+                message: "overloaded".into(),
+            });
+        }
+        spans.push(llm);
+    }
+    assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
+    let get = |path: String| async move {
+        let r = reqwest::get(path).await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let (st, by_model) = get(format!("{}/api/v1/stats?group_by=model", server.url)).await;
+    assert_eq!(st, 200, "{by_model}");
+    let groups = by_model["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let claude = &groups[0];
+    assert_eq!(claude["key"]["model"], "claude-3-5-haiku");
+    assert_eq!(
+        (claude["count"].as_u64(), claude["error_count"].as_u64()),
+        (Some(5), Some(1))
+    );
+    assert!(close(claude["error_rate"].as_f64().unwrap(), 0.2));
+    assert_eq!(claude["p95_ms"], 1000.0);
+    assert_eq!(claude["total_tokens"], 550);
+    assert!(close(
+        claude["cost_usd"].as_f64().unwrap(),
+        5.0 * (100.0 * 0.8e-6 + 10.0 * 4.0e-6)
+    ));
+    assert_eq!(groups[1]["key"]["model"], "gpt-4o-mini");
+    assert_eq!(groups[1]["p50_ms"], 100.0);
+    // per model per 2-minute bucket, with a filter
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/api/v1/stats", server.url),
+        &[
+            ("group_by", "model,time"),
+            ("bucket", "2m"),
+            ("q", "span.model LIKE 'gpt%'"),
+        ],
+    )
+    .unwrap();
+    let (_, by_time) = get(url.to_string()).await;
+    let g = by_time["groups"].as_array().unwrap();
+    assert_eq!(g.len(), 5, "{by_time}");
+    assert_eq!(
+        g[0]["key"]["time"],
+        1_700_000_000_000u64 - 1_700_000_000_000u64 % 120_000
+    );
+    assert!(
+        g.iter()
+            .all(|x| x["key"]["model"] == "gpt-4o-mini" && x["count"] == 1)
+    );
+    // trace-level, no grouping
+    let (_, all) = get(format!("{}/api/v1/stats", server.url)).await;
+    assert_eq!(all["groups"][0]["count"], 10);
+    assert_eq!(all["groups"][0]["error_count"], 1);
+    assert_eq!(all["groups"][0]["p50_ms"], 2000.0);
+    let (st, bad) = get(format!("{}/api/v1/stats?group_by=colour", server.url)).await;
+    assert_eq!(
+        (st, bad["error"]["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    // span search: span fields are about the span itself
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/api/v1/spans", server.url),
+        &[("q", "span.status = 'ERROR'"), ("limit", "5")],
+    )
+    .unwrap();
+    let (st, found) = get(url.to_string()).await;
+    assert_eq!(st, 200, "{found}");
+    let list = found["spans"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["model"], "claude-3-5-haiku");
+    assert_eq!(list[0]["trace_id"], hex(&[0x59; 16]));
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/api/v1/spans", server.url),
+        &[("q", "span.type = 'CHAT_MODEL'"), ("limit", "4")],
+    )
+    .unwrap();
+    let (_, page) = get(url.to_string()).await;
+    assert_eq!(page["spans"].as_array().unwrap().len(), 4);
+    let next = page["next_cursor"].as_str().unwrap().to_string();
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/api/v1/spans", server.url),
+        &[
+            ("q", "span.type = 'CHAT_MODEL'"),
+            ("limit", "100"),
+            ("cursor", next.as_str()),
+        ],
+    )
+    .unwrap();
+    let (_, rest) = get(url.to_string()).await;
+    assert_eq!(rest["spans"].as_array().unwrap().len(), 6);
+    // the CLI
+    let out = tokio::process::Command::new(loupe_bin())
+        .args(["stats", "--group-by", "model", "--server", &server.url])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("MODEL"), "{text}");
+    assert!(
+        text.contains("claude-3-5-haiku") && text.contains("20.0%"),
+        "{text}"
+    );
     server.stop().await;
 }

@@ -44,7 +44,16 @@ pub fn sqlite(expr: &Expr) -> Lowered {
     out
 }
 
-fn json_path(key: &str) -> String {
+/// Lowers `expr` for a query over spans (`spans s JOIN traces t`): span fields are about the
+/// span itself, trace fields about its trace.
+pub fn sqlite_spans(expr: &Expr) -> Lowered {
+    let mut out = Lowered::default();
+    lower(expr, true, &mut out);
+    out
+}
+
+/// A JSON path for a tag or metadata key, as SQLite's `json_extract` reads it.
+pub fn json_path(key: &str) -> String {
     format!("$.\"{key}\"")
 }
 

@@ -7,7 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use loupe_model::{SpanStatus, TraceId, TraceSummary, normalize};
-use loupe_store::{Cursor, SessionQuery, SessionSummary, StoredSpan, TraceQuery};
+use loupe_store::{
+    Cursor, GroupKey, SessionQuery, SessionSummary, StatsQuery, StoredSpan, TraceQuery,
+};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -190,22 +192,181 @@ pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery
             .get("cursor")
             .map(|c| Cursor::decode(c))
             .transpose()?,
-        filter: params
-            .get("q")
-            .filter(|q| !q.trim().is_empty())
-            .map(|q| {
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                    .unwrap_or(0);
-                loupe_query::parse(q, now_ms).map_err(|e| ApiError {
-                    status: axum::http::StatusCode::BAD_REQUEST,
-                    code: "INVALID_QUERY",
-                    message: format!("invalid query: {e}"),
-                })
-            })
-            .transpose()?,
+        filter: filter_param(params)?,
     })
+}
+
+/// The `q` parameter, parsed.
+fn filter_param(params: &HashMap<String, String>) -> Result<Option<loupe_query::Expr>, ApiError> {
+    let Some(q) = params.get("q").filter(|q| !q.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    loupe_query::parse(q, now_ms)
+        .map(Some)
+        .map_err(|e| ApiError {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            code: "INVALID_QUERY",
+            message: format!("invalid query: {e}"),
+        })
+}
+
+fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?}; known: {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn bucket_ms(text: &str) -> Result<i64, ApiError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid bucket {text:?}: use e.g. 5m, 1h, 1d"))
+    })?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" | "" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "invalid bucket {text:?}: use e.g. 5m, 1h, 1d"
+            )));
+        }
+    };
+    if n <= 0 || n.saturating_mul(unit_ms) < 1_000 {
+        return Err(ApiError::bad_request(format!(
+            "invalid bucket {text:?}: at least 1s"
+        )));
+    }
+    Ok(n.saturating_mul(unit_ms))
+}
+
+/// `GET /api/v1/stats?q=&group_by=model,time&bucket=1h`: count, error rate, duration
+/// percentiles, tokens and cost per group. Grouping by model, provider or span type aggregates
+/// the spans of the matching traces; the other keys aggregate traces.
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    check_params(
+        &params,
+        &[
+            "q",
+            "group_by",
+            "bucket",
+            "start_time_from_ms",
+            "start_time_to_ms",
+        ],
+    )?;
+    let mut group_by = Vec::new();
+    let mut names = Vec::new();
+    for raw in params
+        .get("group_by")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+    {
+        let k = raw.trim();
+        if k.is_empty() || k == "none" {
+            continue;
+        }
+        let key = match k {
+            "model" => GroupKey::Model,
+            "provider" => GroupKey::Provider,
+            "span_type" | "type" => GroupKey::SpanType,
+            "project" => GroupKey::Project,
+            "time" => GroupKey::Time,
+            _ => match k.split_once('.') {
+                Some(("tags", t)) if !t.is_empty() && !t.contains('"') => {
+                    GroupKey::Tag(t.to_string())
+                }
+                Some(("metadata", t)) if !t.is_empty() && !t.contains('"') => {
+                    GroupKey::Metadata(t.to_string())
+                }
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid group_by {k:?}: use model, provider, span_type, project, time, tags.<key> or metadata.<key>"
+                    )));
+                }
+            },
+        };
+        names.push(k.to_string());
+        group_by.push(key);
+    }
+    if group_by.len() > 3 {
+        return Err(ApiError::bad_request("group_by takes at most 3 keys"));
+    }
+    let bucket = bucket_ms(params.get("bucket").map(String::as_str).unwrap_or("1h"))?;
+    let query = StatsQuery {
+        filter: filter_param(&params)?,
+        group_by,
+        bucket_ms: bucket,
+        start_from_ms: parse_num(&params, "start_time_from_ms")?,
+        start_to_ms: parse_num(&params, "start_time_to_ms")?,
+    };
+    let groups = state.store.stats(query).await?;
+    Ok(Json(json!({
+        "group_by": names,
+        "bucket_ms": bucket,
+        "groups": groups.iter().map(|g| {
+            let key: serde_json::Map<String, Value> = names.iter().cloned().zip(g.key.iter().cloned()).collect();
+            json!({
+                "key": key,
+                "count": g.count,
+                "error_count": g.error_count,
+                "error_rate": if g.count == 0 { 0.0 } else { g.error_count as f64 / g.count as f64 },
+                "p50_ms": g.p50_ms,
+                "p95_ms": g.p95_ms,
+                "p99_ms": g.p99_ms,
+                "input_tokens": g.input_tokens,
+                "output_tokens": g.output_tokens,
+                "total_tokens": g.total_tokens,
+                "cost_usd": g.cost_usd,
+            })
+        }).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /api/v1/spans?q=`: spans matching the query (span fields about the span itself),
+/// newest first.
+pub(crate) async fn list_spans(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    check_params(&params, &["q", "limit", "cursor"])?;
+    let limit = parse_num::<usize>(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: expected 1 to {MAX_LIMIT}"
+        )));
+    }
+    let before = params
+        .get("cursor")
+        .map(|c| Cursor::decode(c).map(|c| (c.start_ns, c.seq)))
+        .transpose()?;
+    let (spans, next) = state
+        .store
+        .list_spans(filter_param(&params)?, limit, before)
+        .await?;
+    Ok(Json(json!({
+        "spans": spans.into_iter().map(|(trace_id, s)| {
+            let mut v = span_json(s);
+            v["trace_id"] = json!(trace_id);
+            v
+        }).collect::<Vec<_>>(),
+        "next_cursor": next.map(|(start_ns, seq)| Cursor { start_ns, seq }.encode()),
+    })))
 }
 
 /// `GET /api/v1/traces`

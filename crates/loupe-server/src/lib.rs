@@ -63,6 +63,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/traces", get(api::list_traces))
         .route("/api/v1/traces/{trace_id}", get(api::get_trace))
+        .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/spans", get(api::list_spans))
         .route("/api/v1/sessions", get(api::list_sessions))
         .route("/api/v1/sessions/{session_id}", get(api::get_session))
         .fallback(api::not_found)

@@ -10,6 +10,7 @@ mod read;
 mod recompute;
 mod schema;
 mod sessions;
+mod stats;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ use loupe_model::TraceId;
 use loupe_model::TraceSummary;
 use loupe_store::{
     EncodedEvent, EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery,
-    SessionSummary, StoreError, TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
+    SessionSummary, StatsGroup, StatsQuery, StoreError, TraceDetail, TracePage, TraceQuery,
+    TraceStore, WriteOutcome,
 };
 use rusqlite::Connection;
 
@@ -246,6 +248,23 @@ impl TraceStore for SqliteStore {
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
         self.blocking(move |s| s.with_reader(|c| read::get_trace(c, trace_id)))
             .await
+    }
+
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsGroup>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| stats::stats(c, &query)))
+            .await
+    }
+
+    async fn list_spans(
+        &self,
+        filter: Option<loupe_query::Expr>,
+        limit: usize,
+        before: Option<(i64, i64)>,
+    ) -> Result<loupe_store::SpanPage, StoreError> {
+        self.blocking(move |s| {
+            s.with_reader(|c| stats::list_spans(c, filter.as_ref(), limit, before))
+        })
+        .await
     }
 
     async fn list_sessions(&self, query: SessionQuery) -> Result<SessionPage, StoreError> {

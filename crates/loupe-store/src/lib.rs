@@ -17,7 +17,10 @@ use loupe_model::{SpanStatus, TraceId, TraceSummary};
 
 pub use encode::{EncodedSpan, SpanBody, decode_body, encode_span};
 pub use error::{ErrorKind, StoreError};
-pub use query::{Cursor, SessionPage, SessionQuery, SessionSummary, TracePage, TraceQuery};
+pub use query::{
+    Cursor, GroupKey, SessionPage, SessionQuery, SessionSummary, StatsGroup, StatsQuery, TracePage,
+    TraceQuery,
+};
 
 /// Derives a span's canonical fields from its stored body and start time (ns).
 pub type ReindexFn = dyn Fn(&SpanBody, u64) -> Derived + Send + Sync;
@@ -106,6 +109,10 @@ pub struct EncodedEvent {
     pub event: loupe_model::SpanEvent,
 }
 
+/// Spans found by [`TraceStore::list_spans`], with their trace ids, and where the next page
+/// starts (start ns, store sequence) when there may be more.
+pub type SpanPage = (Vec<(TraceId, StoredSpan)>, Option<(i64, i64)>);
+
 /// A trace with all its spans, in start order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceDetail {
@@ -131,6 +138,18 @@ pub trait TraceStore: Send + Sync + 'static {
 
     /// One trace with its spans, or `None` if unknown.
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError>;
+
+    /// Aggregates over matching traces (or their spans), per group.
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsGroup>, StoreError>;
+
+    /// Spans matching a filter (span fields about the span, trace fields about its trace),
+    /// newest first, with their trace ids.
+    async fn list_spans(
+        &self,
+        filter: Option<loupe_query::Expr>,
+        limit: usize,
+        before: Option<(i64, i64)>,
+    ) -> Result<SpanPage, StoreError>;
 
     /// Sessions, most recently active first.
     async fn list_sessions(&self, query: SessionQuery) -> Result<SessionPage, StoreError>;

@@ -137,3 +137,72 @@ pub struct SessionPage {
     /// Set when more may follow: (last activity ns, session id) of the last one.
     pub next_cursor: Option<(i64, String)>,
 }
+
+/// What statistics are grouped by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupKey {
+    /// Project.
+    Project,
+    /// A trace tag.
+    Tag(String),
+    /// A trace metadata key.
+    Metadata(String),
+    /// Start time, in buckets of `StatsQuery::bucket_ms`.
+    Time,
+    /// The model of LLM spans (makes the statistics span-level).
+    Model,
+    /// The provider of LLM spans (span-level).
+    Provider,
+    /// The span type (span-level).
+    SpanType,
+}
+
+impl GroupKey {
+    /// Whether grouping by this key aggregates spans rather than traces.
+    pub fn span_level(&self) -> bool {
+        matches!(
+            self,
+            GroupKey::Model | GroupKey::Provider | GroupKey::SpanType
+        )
+    }
+}
+
+/// An aggregation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsQuery {
+    /// Only traces matching this filter.
+    pub filter: Option<loupe_query::Expr>,
+    /// Group keys (none: one group of everything).
+    pub group_by: Vec<GroupKey>,
+    /// Time bucket width, ms.
+    pub bucket_ms: i64,
+    /// Only traces starting at or after this time, ms.
+    pub start_from_ms: Option<i64>,
+    /// Only traces starting before this time, ms.
+    pub start_to_ms: Option<i64>,
+}
+
+/// One group's statistics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StatsGroup {
+    /// The group's key values, in `group_by` order (the time bucket as its start, ms).
+    pub key: Vec<serde_json::Value>,
+    /// Traces (or spans, when grouped by a span-level key).
+    pub count: u64,
+    /// Of which failed.
+    pub error_count: u64,
+    /// Duration percentiles, ms.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Total tokens.
+    pub total_tokens: u64,
+    /// Cost, US dollars.
+    pub cost_usd: f64,
+}

@@ -1,0 +1,264 @@
+//! Aggregations (per model, span type, project, tag or time bucket) and span search.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use loupe_model::{SpanId, SpanStatus, TraceId};
+use loupe_query::sql::{Param, json_path, sqlite, sqlite_spans};
+use loupe_store::{GroupKey, StatsGroup, StatsQuery, StoreError, StoredSpan, decode_body};
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+use serde_json::Value;
+
+use crate::db_err;
+use crate::read::u;
+
+fn bind(params: Vec<Param>, args: &mut Vec<SqlValue>) {
+    args.extend(params.into_iter().map(|p| match p {
+        Param::Text(s) => SqlValue::Text(s),
+        Param::Int(i) => SqlValue::Integer(i),
+        Param::Real(r) => SqlValue::Real(r),
+    }));
+}
+
+#[derive(Default)]
+struct Acc {
+    durations: Vec<f64>,
+    errors: u64,
+    input: u64,
+    output: u64,
+    total: u64,
+    cost: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    // Nearest rank.
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn to_json(v: SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(i) => Value::from(i),
+        SqlValue::Real(r) => Value::from(r),
+        SqlValue::Text(s) => Value::String(s),
+        SqlValue::Blob(b) => Value::String(String::from_utf8_lossy(&b).into_owned()),
+    }
+}
+
+fn cmp_keys(a: &[Value], b: &[Value]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Null, _) => Ordering::Less,
+            (_, Value::Null) => Ordering::Greater,
+            (Value::Number(m), Value::Number(n)) => m
+                .as_f64()
+                .partial_cmp(&n.as_f64())
+                .unwrap_or(Ordering::Equal),
+            _ => x.to_string().cmp(&y.to_string()),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+pub(crate) fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatsGroup>, StoreError> {
+    let span_level = q.group_by.iter().any(GroupKey::span_level);
+    let bucket_ms = q.bucket_ms.max(1);
+    let mut sql = String::from("SELECT ");
+    let mut args: Vec<SqlValue> = Vec::new();
+    for k in &q.group_by {
+        match k {
+            GroupKey::Project => sql.push_str("t.project"),
+            GroupKey::Tag(key) => {
+                sql.push_str("json_extract(t.tags, ?)");
+                args.push(SqlValue::Text(json_path(key)));
+            }
+            GroupKey::Metadata(key) => {
+                sql.push_str("json_extract(t.metadata, ?)");
+                args.push(SqlValue::Text(json_path(key)));
+            }
+            GroupKey::Time => {
+                sql.push_str(if span_level {
+                    "(s.start_ns / ?) * ?"
+                } else {
+                    "(t.start_ns / ?) * ?"
+                });
+                args.push(SqlValue::Integer(bucket_ms.saturating_mul(1_000_000)));
+                args.push(SqlValue::Integer(bucket_ms));
+            }
+            GroupKey::Model => sql.push_str("s.model"),
+            GroupKey::Provider => sql.push_str("s.provider"),
+            GroupKey::SpanType => sql.push_str("s.span_type"),
+        }
+        sql.push_str(", ");
+    }
+    if span_level {
+        sql.push_str(
+            "(s.end_ns - s.start_ns) / 1000000.0, s.status = 2, coalesce(s.input_tokens, 0), \
+             coalesce(s.output_tokens, 0), coalesce(s.total_tokens, 0), coalesce(s.cost_usd, 0) \
+             FROM spans s JOIN traces t ON t.seq = s.trace_seq WHERE 1 = 1",
+        );
+        if q.group_by
+            .iter()
+            .any(|k| matches!(k, GroupKey::Model | GroupKey::Provider))
+        {
+            sql.push_str(" AND s.model IS NOT NULL");
+        }
+    } else {
+        sql.push_str(
+            "t.duration_ms, t.status = 2, t.input_tokens, t.output_tokens, t.total_tokens, \
+             t.cost_usd FROM traces t WHERE 1 = 1",
+        );
+    }
+    if let Some(f) = &q.filter {
+        let l = sqlite(f);
+        sql.push_str(" AND ");
+        sql.push_str(&l.sql);
+        bind(l.params, &mut args);
+    }
+    if let Some(t) = q.start_from_ms {
+        sql.push_str(" AND t.start_ns >= ?");
+        args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
+    }
+    if let Some(t) = q.start_to_ms {
+        sql.push_str(" AND t.start_ns < ?");
+        args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
+    }
+    let nkeys = q.group_by.len();
+    let mut groups: HashMap<Vec<String>, (Vec<Value>, Acc)> = HashMap::new();
+    let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(args))
+        .map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let mut key = Vec::with_capacity(nkeys);
+        for i in 0..nkeys {
+            key.push(to_json(r.get::<_, SqlValue>(i).map_err(db_err)?));
+        }
+        let id: Vec<String> = key.iter().map(Value::to_string).collect();
+        let (_, acc) = groups.entry(id).or_insert_with(|| (key, Acc::default()));
+        let g = |i: usize| -> Result<i64, StoreError> {
+            r.get::<_, Option<i64>>(nkeys + i)
+                .map(|v| v.unwrap_or(0))
+                .map_err(db_err)
+        };
+        acc.durations.push(
+            r.get::<_, Option<f64>>(nkeys)
+                .map_err(db_err)?
+                .unwrap_or(0.0),
+        );
+        acc.errors += u64::from(g(1)? != 0);
+        acc.input += u(g(2)?);
+        acc.output += u(g(3)?);
+        acc.total += u(g(4)?);
+        acc.cost += r
+            .get::<_, Option<f64>>(nkeys + 5)
+            .map_err(db_err)?
+            .unwrap_or(0.0);
+    }
+    let mut out: Vec<StatsGroup> = groups
+        .into_values()
+        .map(|(key, mut acc)| {
+            acc.durations
+                .sort_by(|a, b| a.partial_cmp(b).unwrap_or(Ordering::Equal));
+            StatsGroup {
+                key,
+                count: acc.durations.len() as u64,
+                error_count: acc.errors,
+                p50_ms: percentile(&acc.durations, 0.50),
+                p95_ms: percentile(&acc.durations, 0.95),
+                p99_ms: percentile(&acc.durations, 0.99),
+                input_tokens: acc.input,
+                output_tokens: acc.output,
+                total_tokens: acc.total,
+                cost_usd: acc.cost,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| cmp_keys(&a.key, &b.key));
+    Ok(out)
+}
+
+pub(crate) fn list_spans(
+    conn: &Connection,
+    filter: Option<&loupe_query::Expr>,
+    limit: usize,
+    before: Option<(i64, i64)>,
+) -> Result<loupe_store::SpanPage, StoreError> {
+    let mut sql = String::from(
+        "SELECT t.trace_id, s.span_id, s.parent_id, s.name, s.span_type, s.start_ns, s.end_ns, \
+         s.status, s.status_message, s.model, s.input_tokens, s.output_tokens, s.total_tokens, \
+         s.provider, s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens, s.cost_usd, \
+         s.body, s.rowid FROM spans s JOIN traces t ON t.seq = s.trace_seq WHERE 1 = 1",
+    );
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(f) = filter {
+        let l = sqlite_spans(f);
+        sql.push_str(" AND ");
+        sql.push_str(&l.sql);
+        bind(l.params, &mut args);
+    }
+    if let Some((_, rowid)) = before {
+        sql.push_str(" AND s.rowid < ?");
+        args.push(SqlValue::Integer(rowid));
+    }
+    // Newest first by arrival: the rowid order, which needs no sort.
+    sql.push_str(" ORDER BY s.rowid DESC LIMIT ?");
+    let limit = limit.max(1);
+    args.push(SqlValue::Integer(limit as i64 + 1));
+    let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(args))
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    let mut last = None;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        if out.len() == limit {
+            return Ok((out, last));
+        }
+        let tid: Vec<u8> = r.get(0).map_err(db_err)?;
+        let trace_id = TraceId::from_slice(&tid).map_err(StoreError::internal)?;
+        let opt = |i: usize| -> Result<Option<u64>, StoreError> {
+            Ok(r.get::<_, Option<i64>>(i).map_err(db_err)?.map(u))
+        };
+        let body: Vec<u8> = r.get(18).map_err(db_err)?;
+        let start: i64 = r.get(5).map_err(db_err)?;
+        let rowid: i64 = r.get(19).map_err(db_err)?;
+        out.push((
+            trace_id,
+            StoredSpan {
+                span_id: SpanId::from_i64(r.get(1).map_err(db_err)?),
+                parent_id: r
+                    .get::<_, Option<i64>>(2)
+                    .map_err(db_err)?
+                    .map(SpanId::from_i64),
+                name: r.get(3).map_err(db_err)?,
+                span_type: r.get(4).map_err(db_err)?,
+                start_ns: u(start),
+                end_ns: u(r.get(6).map_err(db_err)?),
+                status: SpanStatus::from_code(r.get(7).map_err(db_err)?),
+                status_message: r.get(8).map_err(db_err)?,
+                model: r.get(9).map_err(db_err)?,
+                input_tokens: opt(10)?,
+                output_tokens: opt(11)?,
+                total_tokens: opt(12)?,
+                provider: r.get(13).map_err(db_err)?,
+                cache_read_tokens: opt(14)?,
+                cache_write_tokens: opt(15)?,
+                reasoning_tokens: opt(16)?,
+                cost_usd: r.get(17).map_err(db_err)?,
+                body: decode_body(&body)?,
+            },
+        ));
+        last = Some((start, rowid));
+    }
+    Ok((out, None))
+}
