@@ -23,6 +23,10 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// The store's writer alone: pre-encoded spans written in batches, no HTTP.
     Write(WriteArgs),
+    /// Write N synthetic traces straight into a data directory (for `bench query`).
+    Load(crate::bench_query::LoadArgs),
+    /// Time each query class against a data directory, while ingest runs beside it.
+    Query(crate::bench_query::QueryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +65,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(args) => ingest(args).await,
         BenchCommand::Write(args) => write(args).await,
+        BenchCommand::Load(args) => crate::bench_query::load(args).await,
+        BenchCommand::Query(args) => crate::bench_query::query(args).await,
     }
 }
 
@@ -434,11 +440,17 @@ fn sv(key: &str, s: String) -> KeyValue {
 
 /// One request: `traces` traces of an agent calling a retriever, a chat model, a tool and the
 /// chat model again; each span with inputs and outputs of `payload` bytes.
-fn build_request(rng: &mut impl Rng, traces: usize, payload: usize) -> ExportTraceServiceRequest {
+pub(crate) fn build_request(
+    rng: &mut impl Rng,
+    traces: usize,
+    payload: usize,
+    spread_ns: u64,
+) -> ExportTraceServiceRequest {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
+    const MODELS: [&str; 4] = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "gpt-4.1-mini"];
     let mut spans = Vec::with_capacity(traces * 5);
     let layout: [(&str, &str, u64, u64); 5] = [
         ("agent", "AGENT", 0, 2_400),
@@ -450,7 +462,12 @@ fn build_request(rng: &mut impl Rng, traces: usize, payload: usize) -> ExportTra
     for _ in 0..traces {
         let trace_id: [u8; 16] = rng.random();
         let ids: [[u8; 8]; 5] = rng.random();
-        let base = now - rng.random_range(0..60_000_000_000u64);
+        let base = now - rng.random_range(0..spread_ns.max(1));
+        // Latency varies per trace: a factor between 0.25 and 4.
+        let scale = 0.25 + rng.random::<f64>() * 3.75;
+        let model = MODELS[rng.random_range(0..MODELS.len())];
+        let session = (rng.random_range(0..4) == 0)
+            .then(|| format!("session-{}", rng.random_range(0..50_000)));
         for (i, (name, ty, start_ms, end_ms)) in layout.iter().enumerate() {
             let mut attributes = vec![
                 sv("mlflow.spanType", (*ty).to_string()),
@@ -460,8 +477,11 @@ fn build_request(rng: &mut impl Rng, traces: usize, payload: usize) -> ExportTra
                 ),
                 sv("mlflow.spanOutputs", text(rng, payload)),
             ];
+            if let Some(id) = &session {
+                attributes.push(sv("session.id", id.clone()));
+            }
             if *ty == "CHAT_MODEL" {
-                attributes.push(sv("gen_ai.request.model", "gpt-4o-mini".into()));
+                attributes.push(sv("gen_ai.request.model", model.into()));
                 attributes.push(sv("gen_ai.system", "openai".into()));
                 attributes.push(kv(
                     "gen_ai.usage.input_tokens",
@@ -483,8 +503,8 @@ fn build_request(rng: &mut impl Rng, traces: usize, payload: usize) -> ExportTra
                 parent_span_id: if i == 0 { Vec::new() } else { ids[0].to_vec() },
                 name: (*name).into(),
                 kind: 1,
-                start_time_unix_nano: base + start_ms * 1_000_000,
-                end_time_unix_nano: base + end_ms * 1_000_000,
+                start_time_unix_nano: base + (*start_ms as f64 * scale) as u64 * 1_000_000,
+                end_time_unix_nano: base + (*end_ms as f64 * scale) as u64 * 1_000_000,
                 attributes,
                 status: Some(Status {
                     code: if failed { 2 } else { 1 },
@@ -658,7 +678,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             let mut latencies = Vec::new();
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
             while !stop.load(Ordering::Relaxed) {
-                let body = build_request(&mut rng, traces, payload).encode_to_vec();
+                let body = build_request(&mut rng, traces, payload, 60_000_000_000).encode_to_vec();
                 loop {
                     let start = Instant::now();
                     let resp = client
@@ -759,7 +779,12 @@ async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
     let mut batches = Vec::new();
     let mut reqs = Vec::new();
     while reqs.len() * traces * 5 < args.spans {
-        reqs.push(build_request(&mut rng, traces, args.payload_bytes));
+        reqs.push(build_request(
+            &mut rng,
+            traces,
+            args.payload_bytes,
+            60_000_000_000,
+        ));
     }
     let t_enc = Instant::now();
     for req in reqs {

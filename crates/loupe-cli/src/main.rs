@@ -1,6 +1,7 @@
 //! `loupe`: the server, the command-line client and the benchmarks, in one binary.
 
 mod bench;
+mod bench_query;
 mod client;
 mod maintain;
 mod serve;

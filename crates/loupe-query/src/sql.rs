@@ -64,8 +64,9 @@ fn column(field: &Field, out: &mut Lowered) {
             TraceField::Status => "t.status",
             TraceField::Name => "t.name",
             TraceField::DurationMs => "t.duration_ms",
-            TraceField::Start => "(t.start_ns / 1000000)",
-            TraceField::End => "(t.end_ns / 1000000)",
+            // Compared in ns (values are scaled below), so the start index serves the filter.
+            TraceField::Start => "t.start_ns",
+            TraceField::End => "t.end_ns",
             TraceField::TotalTokens => "t.total_tokens",
             TraceField::InputTokens => "t.input_tokens",
             TraceField::OutputTokens => "t.output_tokens",
@@ -107,6 +108,12 @@ fn literal(field: &Field, v: &Literal, out: &mut Lowered) {
         // Trace ids compare as lower-case hex, with MLflow's `tr-` prefix dropped.
         (Field::Trace(TraceField::TraceId), Literal::Str(s)) => {
             Param::Text(s.strip_prefix("tr-").unwrap_or(s).to_ascii_lowercase())
+        }
+        (Field::Trace(TraceField::Start | TraceField::End), Literal::Int(ms)) => {
+            Param::Int(ms.saturating_mul(1_000_000))
+        }
+        (Field::Trace(TraceField::Start | TraceField::End), Literal::Real(ms)) => {
+            Param::Real(ms * 1e6)
         }
         (_, Literal::Str(s)) => Param::Text(s.clone()),
         (_, Literal::Int(i)) => Param::Int(*i),

@@ -140,8 +140,9 @@ pub(crate) fn get_trace(
         .prepare_cached(
             "SELECT span_id, parent_id, name, span_type, start_ns, end_ns, status, status_message, \
              model, input_tokens, output_tokens, total_tokens, provider, cache_read_tokens, \
-             cache_write_tokens, reasoning_tokens, cost_usd, body \
-             FROM spans WHERE trace_seq = ?1 ORDER BY start_ns, span_id",
+             cache_write_tokens, reasoning_tokens, cost_usd, b.body \
+             FROM spans s JOIN span_bodies b ON b.id = s.rowid \
+             WHERE s.trace_seq = ?1 ORDER BY s.start_ns, s.span_id",
         )
         .map_err(db_err)?;
     let raw = stmt

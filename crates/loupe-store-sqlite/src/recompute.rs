@@ -28,7 +28,8 @@ pub(crate) fn recompute_chunk(
             .prepare_cached(
                 "SELECT rowid, trace_seq, start_ns, span_type, model, provider, input_tokens, \
                  output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, \
-                 reasoning_tokens, cost_usd, CASE WHEN ?2 THEN body END \
+                 reasoning_tokens, cost_usd, \
+                 CASE WHEN ?2 THEN (SELECT body FROM span_bodies WHERE id = spans.rowid) END \
                  FROM spans WHERE rowid > ?1 ORDER BY rowid LIMIT ?3",
             )
             .map_err(db_err)?;

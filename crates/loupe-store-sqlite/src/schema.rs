@@ -32,6 +32,7 @@ CREATE TABLE traces (
 );
 CREATE INDEX traces_by_start ON traces (start_ns, seq);
 CREATE INDEX traces_by_project_start ON traces (project, start_ns, seq);
+CREATE INDEX traces_by_status_start ON traces (status, start_ns, seq);
 CREATE INDEX traces_by_session ON traces (session_id, start_ns) WHERE session_id IS NOT NULL;
 CREATE TABLE spans (
     trace_seq      INTEGER NOT NULL,
@@ -51,8 +52,13 @@ CREATE TABLE spans (
     cache_read_tokens  INTEGER,
     cache_write_tokens INTEGER,
     reasoning_tokens   INTEGER,
-    cost_usd       REAL,
-    body           BLOB    NOT NULL
+    cost_usd       REAL
+);
+-- Bodies (attributes, events …; compressed) live apart from the span columns, keyed by the
+-- span's rowid, so scans over spans (filters, aggregations) read small rows.
+CREATE TABLE span_bodies (
+    id   INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
 );
 -- Spans append to the rowid table (full pages); this small index keys them by trace. A
 -- WITHOUT ROWID table keyed the same way left pages a third empty (1,476 against 1,131 bytes

@@ -104,8 +104,10 @@ pub(crate) fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatsGroup>
         sql.push_str(
             "(s.end_ns - s.start_ns) / 1000000.0, s.status = 2, coalesce(s.input_tokens, 0), \
              coalesce(s.output_tokens, 0), coalesce(s.total_tokens, 0), coalesce(s.cost_usd, 0) \
-             FROM spans s JOIN traces t ON t.seq = s.trace_seq WHERE 1 = 1",
+             FROM traces t CROSS JOIN spans s ON s.trace_seq = t.seq WHERE 1 = 1",
         );
+        // CROSS JOIN keeps traces as the outer loop: the time filter uses the start index,
+        // then each trace's spans come from the (trace, span) index.
         if q.group_by
             .iter()
             .any(|k| matches!(k, GroupKey::Model | GroupKey::Provider))
@@ -197,7 +199,8 @@ pub(crate) fn list_spans(
         "SELECT t.trace_id, s.span_id, s.parent_id, s.name, s.span_type, s.start_ns, s.end_ns, \
          s.status, s.status_message, s.model, s.input_tokens, s.output_tokens, s.total_tokens, \
          s.provider, s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens, s.cost_usd, \
-         s.body, s.rowid FROM spans s JOIN traces t ON t.seq = s.trace_seq WHERE 1 = 1",
+         (SELECT body FROM span_bodies WHERE id = s.rowid), s.rowid \
+         FROM spans s JOIN traces t ON t.seq = s.trace_seq WHERE 1 = 1",
     );
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(f) = filter {

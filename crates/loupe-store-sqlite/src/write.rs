@@ -88,8 +88,8 @@ impl Delta {
 
 const INSERT_SPAN: &str = "INSERT INTO spans (trace_seq, span_id, parent_id, name, span_type, \
      start_ns, end_ns, status, status_message, model, input_tokens, output_tokens, total_tokens, \
-     provider, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, body) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+     provider, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
      ON CONFLICT (trace_seq, span_id) DO NOTHING";
 
 const INSERT_TRACE: &str = "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, \
@@ -118,7 +118,16 @@ const UPDATE_TRACE: &str = "UPDATE traces SET \
      user_id = coalesce(user_id, ?15) \
      WHERE seq = ?1";
 
-fn insert_span(stmt: &mut Statement<'_>, seq: i64, s: &EncodedSpan) -> Result<bool, StoreError> {
+const INSERT_BODY: &str = "INSERT INTO span_bodies (id, body) VALUES (?1, ?2)";
+
+/// Inserts a span and its body; `false` if the span was already stored.
+fn insert_span(
+    tx: &Transaction<'_>,
+    stmt: &mut Statement<'_>,
+    body: &mut Statement<'_>,
+    seq: i64,
+    s: &EncodedSpan,
+) -> Result<bool, StoreError> {
     let changed = stmt
         .execute(params![
             seq,
@@ -139,10 +148,14 @@ fn insert_span(stmt: &mut Statement<'_>, seq: i64, s: &EncodedSpan) -> Result<bo
             s.cache_write_tokens.map(to_i64),
             s.reasoning_tokens.map(to_i64),
             s.cost_usd,
-            s.body,
         ])
         .map_err(db_err)?;
-    Ok(changed > 0)
+    if changed == 0 {
+        return Ok(false);
+    }
+    body.execute(params![tx.last_insert_rowid(), s.body])
+        .map_err(db_err)?;
+    Ok(true)
 }
 
 pub(crate) fn write_spans(
@@ -182,6 +195,7 @@ fn write_trace(
         return Ok(());
     };
     let mut insert = tx.prepare_cached(INSERT_SPAN).map_err(db_err)?;
+    let mut body = tx.prepare_cached(INSERT_BODY).map_err(db_err)?;
     let existing: Option<i64> = tx
         .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
         .map_err(db_err)?
@@ -238,14 +252,14 @@ fn write_trace(
                 .map_err(db_err)?;
             let seq = tx.last_insert_rowid();
             for s in &unique {
-                insert_span(&mut insert, seq, s)?;
+                insert_span(tx, &mut insert, &mut body, seq, s)?;
             }
             outcome.inserted += unique.len() as u64;
             outcome.duplicates += (group.len() - unique.len()) as u64;
         }
         Some(seq) => {
             for s in group {
-                if insert_span(&mut insert, seq, s)? {
+                if insert_span(tx, &mut insert, &mut body, seq, s)? {
                     delta.add(s);
                     outcome.inserted += 1;
                 } else {

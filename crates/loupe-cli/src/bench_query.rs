@@ -1,0 +1,243 @@
+//! `loupe bench load` and `loupe bench query`: search and aggregation at scale.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use loupe_model::pricing::PriceBook;
+use loupe_store::{GroupKey, StatsQuery, TraceQuery, TraceStore};
+use loupe_store_sqlite::SqliteStore;
+
+use crate::bench::build_request;
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Where to write (created if missing; traces are added to what is there).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Traces to write (5 spans each).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub traces: usize,
+    /// Spread start times over this many days before now.
+    #[arg(long, default_value_t = 7)]
+    pub days: u64,
+    /// Bytes of text in each span's inputs and in its outputs.
+    #[arg(long, default_value_t = 512)]
+    pub payload_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// A data directory written by `loupe bench load`.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Runs per query class (the median is reported).
+    #[arg(long, default_value_t = 15)]
+    pub runs: usize,
+    /// Keep ingesting (the same synthetic traces, in-process) while the queries run.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub with_ingest: bool,
+}
+
+fn anyhow_store(e: loupe_store::StoreError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(&args.data_dir).map_err(anyhow_store)?;
+    let prices = Arc::new(PriceBook::builtin());
+    let per_batch = 400; // traces per transaction
+    let spread = args.days.max(1) * 86_400_000_000_000;
+    let t0 = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    // Encode on a blocking thread while the store writes the previous batch.
+    let total = args.traces;
+    let payload = args.payload_bytes;
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let mut made = 0;
+        while made < total {
+            let n = per_batch.min(total - made);
+            let req = build_request(&mut rng, n, payload, spread);
+            let Ok(p) = loupe_ingest::convert_request(req, None, &prices) else {
+                break;
+            };
+            if tx.blocking_send(p.spans).is_err() {
+                break;
+            }
+            made += n;
+        }
+    });
+    let mut written = 0usize;
+    let mut last_report = 0;
+    while let Some(spans) = rx.recv().await {
+        store.write_spans(spans).await.map_err(anyhow_store)?;
+        written += per_batch.min(total - written);
+        let pct = written * 100 / total.max(1);
+        if pct >= last_report + 5 || written == total {
+            last_report = pct;
+            let rate = written as f64 * 5.0 / t0.elapsed().as_secs_f64();
+            eprintln!("load: {pct:>3}%  {written} traces  {rate:.0} spans/s");
+        }
+    }
+    producer.await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let bytes = dir_bytes(&args.data_dir);
+    println!(
+        "load: {written} traces ({} spans) in {secs:.0} s ({:.0} spans/s); data {:.2} GB = {:.0} MB per million spans",
+        written * 5,
+        written as f64 * 5.0 / secs,
+        bytes as f64 / 1e9,
+        bytes as f64 / 1e6 / (written as f64 * 5.0 / 1e6),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.data_dir.join(loupe_store_sqlite::DB_FILE).exists(),
+        "no Loupe data in {}; run `loupe bench load` first",
+        args.data_dir.display()
+    );
+    let store = Arc::new(SqliteStore::open(&args.data_dir).map_err(anyhow_store)?);
+    let page = |q: &str| -> anyhow::Result<TraceQuery> {
+        Ok(TraceQuery {
+            limit: 50,
+            filter: Some(loupe_query::parse(q, now_ms()).with_context(|| q.to_string())?),
+            ..TraceQuery::default()
+        })
+    };
+    // Ingest beside the queries, as a live server would.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ingested = Arc::new(AtomicU64::new(0));
+    let ingest = args.with_ingest.then(|| {
+        let (store, stop, ingested) = (store.clone(), stop.clone(), ingested.clone());
+        tokio::spawn(async move {
+            let prices = PriceBook::builtin();
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+            while !stop.load(Ordering::Relaxed) {
+                let req = build_request(&mut rng, 100, 512, 60_000_000_000);
+                let Ok(p) = loupe_ingest::convert_request(req, None, &prices) else {
+                    break;
+                };
+                let n = p.spans.len() as u64;
+                if store.write_spans(p.spans).await.is_err() {
+                    break;
+                }
+                ingested.fetch_add(n, Ordering::Relaxed);
+            }
+        })
+    });
+    let t_ingest = Instant::now();
+    let classes: Vec<(&str, &str)> = vec![
+        ("filtered first page", "status = 'ERROR'"),
+        (
+            "filtered first page",
+            "duration_ms > 5s AND start > now - 1d",
+        ),
+        (
+            "filtered first page",
+            "span.model LIKE 'claude%' AND total_tokens > 5000",
+        ),
+        (
+            "filtered first page",
+            "session_id IS NOT NULL AND cost_usd > 0.001",
+        ),
+        (
+            "filtered first page",
+            "span.type = 'TOOL' AND span.status = 'ERROR'",
+        ),
+    ];
+    println!(
+        "query bench on {} ({} runs each, median):",
+        args.data_dir.display(),
+        args.runs
+    );
+    for (class, q) in &classes {
+        let mut times = Vec::new();
+        let mut hits = 0;
+        for _ in 0..args.runs {
+            let t = Instant::now();
+            let p = store.list_traces(page(q)?).await.map_err(anyhow_store)?;
+            times.push(t.elapsed());
+            hits = p.traces.len();
+        }
+        println!(
+            "  {class:<24} p50 {:>8.1} ms  ({hits} rows)  {q}",
+            median(times).as_secs_f64() * 1e3
+        );
+    }
+    for (label, group_by, q) in [
+        (
+            "24h by hour (traces)",
+            vec![GroupKey::Time],
+            "start > now - 24h",
+        ),
+        (
+            "24h by model, hour (spans)",
+            vec![GroupKey::Model, GroupKey::Time],
+            "start > now - 24h",
+        ),
+    ] {
+        let mut times = Vec::new();
+        let mut groups = 0;
+        for _ in 0..args.runs.min(7) {
+            let t = Instant::now();
+            let g = store
+                .stats(StatsQuery {
+                    filter: Some(loupe_query::parse(q, now_ms())?),
+                    group_by: group_by.clone(),
+                    bucket_ms: 3_600_000,
+                    start_from_ms: None,
+                    start_to_ms: None,
+                })
+                .await
+                .map_err(anyhow_store)?;
+            times.push(t.elapsed());
+            groups = g.len();
+        }
+        println!(
+            "  {label:<24} p50 {:>8.1} ms  ({groups} groups)  {q}",
+            median(times).as_secs_f64() * 1e3
+        );
+    }
+    println!("  full text                not implemented yet (text ~ '...')");
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = ingest {
+        h.await?;
+        let n = ingested.load(Ordering::Relaxed);
+        println!(
+            "  ingest meanwhile: {n} spans in {:.1} s = {:.0} spans/s (writer only, no HTTP)",
+            t_ingest.elapsed().as_secs_f64(),
+            n as f64 / t_ingest.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
