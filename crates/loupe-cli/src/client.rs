@@ -109,12 +109,17 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         q.append_pair("bucket", &args.bucket);
     }
     let body = get_json(u).await?;
-    if args.server.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
-    } else {
-        emit(&tree::stats_table(&body))?;
-    }
+    show(args.server.json, &body, tree::stats_table)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the API's JSON with `--json`, else the human rendering.
+fn show(json: bool, body: &Value, render: fn(&Value) -> String) -> anyhow::Result<()> {
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(body)?))
+    } else {
+        emit(&render(body))
+    }
 }
 
 async fn get_json(url: reqwest::Url) -> anyhow::Result<Value> {
@@ -172,11 +177,7 @@ pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             let body = get_json(u).await?;
-            if server.json {
-                emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
-            } else {
-                emit(&tree::trace_table(&body))?;
-            }
+            show(server.json, &body, tree::trace_table)?;
         }
         TracesCommand::Search {
             server,
@@ -194,11 +195,7 @@ pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             let body = get_json(u).await?;
-            if server.json {
-                emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
-            } else {
-                emit(&tree::trace_table(&body))?;
-            }
+            show(server.json, &body, tree::trace_table)?;
         }
         TracesCommand::Get { server, trace_id } => {
             let id: String = trace_id
@@ -206,11 +203,7 @@ pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
                 .collect();
             let body = get_json(url(&server.server, &format!("/api/v1/traces/{id}"))?).await?;
-            if server.json {
-                emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
-            } else {
-                emit(&tree::span_tree(&body))?;
-            }
+            show(server.json, &body, tree::span_tree)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -59,7 +59,7 @@ pub struct PriceBook {
 pub struct PriceError(String);
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date.
-fn days_from_civil(date: &str) -> Option<i64> {
+fn days_from_date(date: &str) -> Option<i64> {
     let mut it = date.splitn(3, '-');
     let y: i64 = it.next()?.parse().ok()?;
     let m: i64 = it.next()?.parse().ok()?;
@@ -67,13 +67,7 @@ fn days_from_civil(date: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    Some(crate::days_from_civil(y, m, d))
 }
 
 impl PriceBook {
@@ -95,7 +89,7 @@ impl PriceBook {
                 return Err(PriceError("a model has an empty name".into()));
             }
             for p in &m.prices {
-                if days_from_civil(&p.effective).is_none() {
+                if days_from_date(&p.effective).is_none() {
                     return Err(PriceError(format!(
                         "{}: effective date {:?} is not YYYY-MM-DD",
                         m.model, p.effective
@@ -116,7 +110,7 @@ impl PriceBook {
                 }
             }
             m.prices
-                .sort_by_key(|p| days_from_civil(&p.effective).unwrap_or(0));
+                .sort_by_key(|p| days_from_date(&p.effective).unwrap_or(0));
         }
         Ok(book)
     }
@@ -163,7 +157,7 @@ impl PriceBook {
             .prices
             .iter()
             .rev()
-            .find(|p| days_from_civil(&p.effective).is_some_and(|d| d <= day))
+            .find(|p| days_from_date(&p.effective).is_some_and(|d| d <= day))
             .or_else(|| entry.prices.first())
     }
 
@@ -283,7 +277,7 @@ mod tests {
         ] {
             assert!(PriceBook::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(days_from_civil("1970-01-01"), Some(0));
-        assert_eq!(days_from_civil("2024-03-01"), Some(19_783));
+        assert_eq!(days_from_date("1970-01-01"), Some(0));
+        assert_eq!(days_from_date("2024-03-01"), Some(19_783));
     }
 }

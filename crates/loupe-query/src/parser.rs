@@ -85,17 +85,6 @@ fn unit_ms(unit: &str) -> Option<f64> {
     })
 }
 
-/// Days since 1970-01-01 of a civil date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS][Z]` (UTC) → ms since the epoch.
 fn parse_date(s: &str) -> Option<i64> {
     let (date, time) = match s.split_once(['T', ' ']) {
@@ -109,7 +98,7 @@ fn parse_date(s: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    let mut ms = days_from_civil(y, m, d) * 86_400_000;
+    let mut ms = loupe_model::days_from_civil(y, m, d) * 86_400_000;
     if let Some(t) = time {
         let mut parts = t.splitn(3, ':');
         let h: i64 = parts.next()?.parse().ok()?;
