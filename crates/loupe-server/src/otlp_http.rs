@@ -56,70 +56,86 @@ pub(crate) fn project_from(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-/// Decodes on the blocking pool (decode, normalize and compress are CPU work), then waits for
-/// the commit, then answers in the request's encoding.
+/// Reads the bounded body and decodes it on the blocking pool (decode, normalize and compress
+/// are CPU work). Shared by both signals.
+async fn decode<T: Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    f: impl FnOnce(&[u8], Encoding) -> Result<T, IngestError> + Send + 'static,
+) -> Result<(Encoding, T), OtlpError> {
+    let encoding = encoding_of(headers)?;
+    let bytes = read_limited(headers, body, state.config.max_request_bytes)
+        .await
+        .map_err(|e| OtlpError::new(e.status, e.message, encoding))?;
+    let retry = state.config.retry_after_secs;
+    let decoded = tokio::task::spawn_blocking(move || f(&bytes, encoding))
+        .await
+        .map_err(|e| {
+            OtlpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("decode task failed: {e}"),
+                encoding,
+            )
+        })?
+        .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
+    Ok((encoding, decoded))
+}
+
+/// A 200 in the request's encoding: the protobuf response, or its JSON form with
+/// `partialSuccess` when something was refused.
+fn success(encoding: Encoding, protobuf: Vec<u8>, partial: Option<serde_json::Value>) -> Response {
+    match encoding {
+        Encoding::Protobuf => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            protobuf,
+        )
+            .into_response(),
+        Encoding::Json => {
+            let body = match partial {
+                Some(p) => json!({ "partialSuccess": p }),
+                None => json!({}),
+            };
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// `POST /v1/traces`: answers only after the spans are committed.
 pub(crate) async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let encoding = encoding_of(&headers)?;
-    let bytes = read_limited(&headers, body, state.config.max_request_bytes)
-        .await
-        .map_err(|e| OtlpError::new(e.status, e.message, encoding))?;
     let project = project_from(&headers);
-    let retry = state.config.retry_after_secs;
     let prices = state.prices.clone();
-    let prepared: Prepared = tokio::task::spawn_blocking(move || {
-        loupe_ingest::prepare(&bytes, encoding, project.as_deref(), &prices)
+    let (encoding, prepared) = decode(&state, &headers, body, move |bytes, encoding| {
+        loupe_ingest::prepare(bytes, encoding, project.as_deref(), &prices)
     })
-    .await
-    .map_err(|e| {
-        OtlpError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("decode task failed: {e}"),
-            encoding,
-        )
-    })?
-    .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
+    .await?;
     let Prepared {
         spans,
         rejected,
         reject_reason,
     } = prepared;
+    let retry = state.config.retry_after_secs;
     state
         .queue
         .submit(spans)
         .await
-        .map_err(|e: IngestError| OtlpError::from_ingest(e, encoding, retry))?;
-    Ok(success(encoding, rejected, reject_reason))
-}
-
-fn success(encoding: Encoding, rejected: u64, reason: Option<String>) -> Response {
-    match encoding {
-        Encoding::Protobuf => {
-            let resp = ExportTraceServiceResponse {
-                partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
-                    error_message: reason.unwrap_or_default(),
-                }),
-            };
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/x-protobuf")],
-                resp.encode_to_vec(),
-            )
-                .into_response()
-        }
-        Encoding::Json => {
-            let body = if rejected > 0 {
-                json!({"partialSuccess": {"rejectedSpans": rejected.to_string(), "errorMessage": reason.unwrap_or_default()}})
-            } else {
-                json!({})
-            };
-            (StatusCode::OK, axum::Json(body)).into_response()
-        }
+        .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
+    let reason = reject_reason.unwrap_or_default();
+    let protobuf = ExportTraceServiceResponse {
+        partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
+            error_message: reason.clone(),
+        }),
     }
+    .encode_to_vec();
+    let partial = (rejected > 0)
+        .then(|| json!({"rejectedSpans": rejected.to_string(), "errorMessage": reason}));
+    Ok(success(encoding, protobuf, partial))
 }
 
 /// `POST /v1/logs`: log records tied to a span become events of that span (GenAI message
@@ -129,50 +145,25 @@ pub(crate) async fn export_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let encoding = encoding_of(&headers)?;
-    let bytes = read_limited(&headers, body, state.config.max_request_bytes)
-        .await
-        .map_err(|e| OtlpError::new(e.status, e.message, encoding))?;
+    let (encoding, prepared) = decode(&state, &headers, body, loupe_ingest::prepare_logs).await?;
     let retry = state.config.retry_after_secs;
-    let prepared =
-        tokio::task::spawn_blocking(move || loupe_ingest::prepare_logs(&bytes, encoding))
-            .await
-            .map_err(|e| {
-                OtlpError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("decode task failed: {e}"),
-                    encoding,
-                )
-            })?
-            .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
     state
         .store
         .write_events(prepared.events)
         .await
         .map_err(|e| OtlpError::from_ingest(IngestError::Store(e), encoding, retry))?;
-    let (rejected, reason) = (prepared.rejected, prepared.reject_reason);
-    Ok(match encoding {
-        Encoding::Protobuf => {
-            let resp = ExportLogsServiceResponse {
-                partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
-                    rejected_log_records: i64::try_from(rejected).unwrap_or(i64::MAX),
-                    error_message: reason.unwrap_or_default(),
-                }),
-            };
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/x-protobuf")],
-                resp.encode_to_vec(),
-            )
-                .into_response()
-        }
-        Encoding::Json => {
-            let body = if rejected > 0 {
-                json!({"partialSuccess": {"rejectedLogRecords": rejected.to_string(), "errorMessage": reason.unwrap_or_default()}})
-            } else {
-                json!({})
-            };
-            (StatusCode::OK, axum::Json(body)).into_response()
-        }
-    })
+    let (rejected, reason) = (
+        prepared.rejected,
+        prepared.reject_reason.unwrap_or_default(),
+    );
+    let protobuf = ExportLogsServiceResponse {
+        partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: i64::try_from(rejected).unwrap_or(i64::MAX),
+            error_message: reason.clone(),
+        }),
+    }
+    .encode_to_vec();
+    let partial = (rejected > 0)
+        .then(|| json!({"rejectedLogRecords": rejected.to_string(), "errorMessage": reason}));
+    Ok(success(encoding, protobuf, partial))
 }
