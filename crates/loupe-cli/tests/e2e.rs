@@ -526,11 +526,14 @@ async fn out_of_order_split_and_duplicate_spans_roll_up_right() {
 struct GatedStore {
     inner: Arc<dyn TraceStore>,
     open: Arc<AtomicBool>,
+    /// Set once a write is waiting at the gate (its request then holds its queue budget).
+    entered: Arc<AtomicBool>,
 }
 
 #[async_trait::async_trait]
 impl TraceStore for GatedStore {
     async fn write_spans(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, StoreError> {
+        self.entered.store(true, Ordering::SeqCst);
         while !self.open.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -580,11 +583,16 @@ impl TraceStore for GatedStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_answers_503_and_unavailable_never_buffers() {
     let open = Arc::new(AtomicBool::new(false));
-    let gate = open.clone();
+    let entered = Arc::new(AtomicBool::new(false));
+    let (gate, seen) = (open.clone(), entered.clone());
     let server = TestServer::with(Options {
         max_queued_spans: 4,
         wrap: Some(Box::new(move |inner| {
-            Arc::new(GatedStore { inner, open: gate })
+            Arc::new(GatedStore {
+                inner,
+                open: gate,
+                entered: seen,
+            })
         })),
         ..Options::default()
     })
@@ -599,8 +607,17 @@ async fn full_queue_answers_503_and_unavailable_never_buffers() {
         );
         tokio::spawn(async move { post_pb(&url, &req).await.status() })
     };
-    // wait until the first request holds the whole budget
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // wait until the first request holds the whole budget (its write is at the gate)
+    for _ in 0..1000 {
+        if entered.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        entered.load(Ordering::SeqCst),
+        "the first write never reached the store"
+    );
     let resp = post_pb(&server.url, &request(vec![pspan([7; 16], 1, None, 0, 1)])).await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
