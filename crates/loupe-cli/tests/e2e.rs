@@ -56,6 +56,20 @@ fn pspan(trace: [u8; 16], id: u8, parent: Option<u8>, start_ms: u64, end_ms: u64
     }
 }
 
+/// An OTLP attribute.
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// A string attribute.
+fn skv(key: &str, value: &str) -> KeyValue {
+    kv(key, any_value::Value::StringValue(value.into()))
+}
+
 fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
@@ -992,11 +1006,6 @@ async fn sigkill_loses_nothing_acknowledged() {
 // conventions: cost, sessions, reprice, reindex
 
 fn llm_span(trace: [u8; 16], id: u8, parent: Option<u8>, session: &str, start_ms: u64) -> Span {
-    let kv = |k: &str, v: any_value::Value| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    };
     let mut s = pspan(trace, id, parent, start_ms, start_ms + 100);
     s.attributes = vec![
         kv(
@@ -1247,20 +1256,13 @@ async fn log_records_become_span_events_and_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_language_over_api_and_cli() {
     let server = TestServer::start().await;
-    let kv = |k: &str, v: &str| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    };
     let mut spans = Vec::new();
     // 0x31: fast OK trace with a gpt-4o-mini chat span; 0x32: slow ERROR trace with a tool span;
     // 0x33: OK trace with a claude span in session s-q.
     let mut root = pspan([0x31; 16], 1, None, 0, 100);
     root.name = "agent".into();
     let mut llm = llm_span([0x31; 16], 2, Some(1), "s-other", 10);
-    llm.attributes.push(kv("mlflow.spanType", "CHAT_MODEL"));
+    llm.attributes.push(skv("mlflow.spanType", "CHAT_MODEL"));
     spans.extend([root, llm]);
     let mut slow = pspan([0x32; 16], 1, None, 0, 9_000);
     slow.name = "batch job".into();
@@ -1269,13 +1271,13 @@ async fn query_language_over_api_and_cli() {
         message: "boom".into(),
     });
     let mut tool = pspan([0x32; 16], 2, Some(1), 10, 20);
-    tool.attributes = vec![kv("mlflow.spanType", "TOOL")];
+    tool.attributes = vec![skv("mlflow.spanType", "TOOL")];
     spans.extend([slow, tool]);
     let mut other = pspan([0x33; 16], 1, None, 0, 50);
     other.name = "退款 agent".into();
     other.attributes = vec![
-        kv("gen_ai.request.model", "claude-3-5-sonnet-20241022"),
-        kv("session.id", "s-q"),
+        skv("gen_ai.request.model", "claude-3-5-sonnet-20241022"),
+        skv("session.id", "s-q"),
     ];
     spans.push(other);
     assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
@@ -1382,11 +1384,6 @@ async fn query_language_over_api_and_cli() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_and_span_search() {
     let server = TestServer::start().await;
-    let kv = |k: &str, v: any_value::Value| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    };
     let s = |v: &str| any_value::Value::StringValue(v.into());
     let mut spans = Vec::new();
     // Ten traces one minute apart; each a root and one chat span: even traces gpt-4o-mini with

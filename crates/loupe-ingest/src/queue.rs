@@ -85,11 +85,6 @@ impl IngestQueue {
         )
     }
 
-    /// Spans currently queued or being written.
-    pub fn queued_spans(&self) -> usize {
-        (self.max_queued as usize).saturating_sub(self.budget.available_permits())
-    }
-
     /// Queues spans and waits until they are committed. Fails at once when the queue is full.
     pub async fn submit(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, IngestError> {
         if self.closing.load(Ordering::SeqCst) {

@@ -242,16 +242,6 @@ pub fn view(attributes: &Map<String, Value>, events: &[SpanEvent]) -> LlmView {
     v
 }
 
-/// The span's inputs, as the user logged them, if a convention carries them.
-pub fn inputs(attributes: &Map<String, Value>) -> Option<Value> {
-    view(attributes, &[]).inputs
-}
-
-/// The span's outputs, as the user logged them, if a convention carries them.
-pub fn outputs(attributes: &Map<String, Value>) -> Option<Value> {
-    view(attributes, &[]).outputs
-}
-
 /// Reads a non-negative integer that may arrive as a number or a numeric string.
 pub(crate) fn as_u64(v: &Value) -> Option<u64> {
     match v {
@@ -312,10 +302,10 @@ mod tests {
         );
         assert_eq!(d.convention, Some("mlflow"));
         assert_eq!(
-            inputs(&a),
+            view(&a, &[]).inputs,
             Some(json!({"messages": [{"role": "user", "content": "hi"}]}))
         );
-        assert_eq!(outputs(&a), Some(json!("hello")));
+        assert_eq!(view(&a, &[]).outputs, Some(json!("hello")));
     }
 
     #[test]
