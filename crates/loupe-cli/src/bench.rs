@@ -627,6 +627,24 @@ async fn start_server() -> anyhow::Result<Child> {
     })
 }
 
+/// Bytes of the files under `dir`, recursively (the database, its WAL and the body log).
+pub(crate) fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let m = e.metadata().ok()?;
+                    Some(if m.is_dir() {
+                        dir_bytes(&e.path())
+                    } else {
+                        m.len()
+                    })
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -746,14 +764,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     );
     if let (Some(c), Some(pid)) = (&mut child, pid) {
         let hwm = rss_kb(pid, "VmHWM:").unwrap_or(peak_kb);
-        let db_bytes: u64 = std::fs::read_dir(&c._dir.0)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0);
+        let db_bytes = dir_bytes(&c._dir.0);
         println!(
             "server: ready in {:.1} ms, idle RSS {:.1} MB, peak RSS {:.1} MB, data {:.0} MB ({:.0} bytes/span)",
             c.ready.as_secs_f64() * 1e3,
@@ -793,8 +804,19 @@ async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
         batches.push(p.spans);
     }
     let n: usize = batches.iter().map(Vec::len).sum();
-    let body: usize = batches.iter().flatten().map(|s| s.body.len()).sum();
-    println!("average compressed body: {} bytes", body / n.max(1));
+    let mut groups = std::collections::HashSet::new();
+    let body: usize = batches
+        .iter()
+        .flatten()
+        .filter(|s| groups.insert(s.body.group_key()))
+        .map(|s| s.body.group.len())
+        .sum();
+    println!(
+        "average compressed body: {} bytes per span ({} spans in {} trace groups)",
+        body / n.max(1),
+        n,
+        groups.len()
+    );
     let enc = t_enc.elapsed();
     let t0 = Instant::now();
     for b in batches {

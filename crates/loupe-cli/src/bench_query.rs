@@ -86,7 +86,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     producer.await?;
     let secs = t0.elapsed().as_secs_f64();
-    let bytes = dir_bytes(&args.data_dir);
+    let bytes = crate::bench::dir_bytes(&args.data_dir);
     println!(
         "load: {written} traces ({} spans) in {secs:.0} s ({:.0} spans/s); data {:.2} GB = {:.0} MB per million spans",
         written * 5,
@@ -95,17 +95,6 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         bytes as f64 / 1e6 / (written as f64 * 5.0 / 1e6),
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 fn now_ms() -> i64 {

@@ -6,7 +6,7 @@ use loupe_model::pricing::PriceBook;
 use loupe_model::{
     DEFAULT_PROJECT, IdError, Span, SpanEvent, SpanId, SpanLink, SpanStatus, TraceId,
 };
-use loupe_store::{EncodedSpan, encode_span};
+use loupe_store::{EncodedSpan, encode_spans};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde_json::{Map, Number, Value};
@@ -93,10 +93,8 @@ pub fn convert_request(
         .flat_map(|r| r.scope_spans.iter())
         .map(|s| s.spans.len())
         .sum();
-    let mut out = Prepared {
-        spans: Vec::with_capacity(total),
-        ..Prepared::default()
-    };
+    let mut out = Prepared::default();
+    let mut spans = Vec::with_capacity(total);
     for (ri, rs) in req.resource_spans.into_iter().enumerate() {
         let resource = rs
             .resource
@@ -177,10 +175,11 @@ pub fn convert_request(
                     project: project.clone(),
                     derived,
                 };
-                out.spans.push(encode_span(span));
+                spans.push(span);
             }
         }
     }
+    out.spans = encode_spans(spans);
     Ok(out)
 }
 

@@ -46,6 +46,7 @@ pub struct IngestQueue {
     budget: Arc<Semaphore>,
     max_queued: u32,
     closing: Arc<AtomicBool>,
+    cpu: Arc<Semaphore>,
 }
 
 /// The writer task; await [`WriterHandle::join`] after every sender is gone to flush the rest.
@@ -80,9 +81,28 @@ impl IngestQueue {
                 budget: Arc::new(Semaphore::new(max_queued as usize)),
                 max_queued,
                 closing: closing.clone(),
+                cpu: Arc::new(Semaphore::new(decode_threads())),
             },
             WriterHandle { task, closing },
         )
+    }
+
+    /// Runs CPU-heavy request work (decode, normalize, compress) on the blocking pool, at most
+    /// one task per core but one at once. Unbounded, sixteen requests decoding at once took the
+    /// CPU from the single writer thread (the scheduler shares a core evenly among runnable
+    /// threads), and the writer is what limits ingest.
+    pub async fn cpu<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, IngestError> {
+        let _permit = self
+            .cpu
+            .acquire()
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| {
+            IngestError::Store(StoreError::internal(format!("decode task failed: {e}")))
+        })
     }
 
     /// Queues spans and waits until they are committed. Fails at once when the queue is full.
@@ -116,6 +136,14 @@ impl IngestQueue {
             Err(_) => Err(IngestError::ShuttingDown),
         }
     }
+}
+
+/// Decode tasks at once: the cores but one, left to the writer (at least one).
+fn decode_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Batches written at once: one inserting while the one before it is flushed to disk.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use loupe_model::normalize::{self, LlmView};
 use loupe_model::pricing::PriceBook;
 use loupe_model::{SpanEvent, SpanId, TraceId};
-use loupe_store::decode_body;
+use loupe_store::decode_body_at;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::Value;
@@ -63,7 +63,7 @@ fn load(convention: &str) -> Vec<Seen> {
             prepared.reject_reason
         );
         for s in prepared.spans {
-            let body = decode_body(&s.body).unwrap();
+            let body = decode_body_at(&s.body.group, s.body.index as usize).unwrap();
             let mut events = body.events.clone();
             events.extend(
                 extra

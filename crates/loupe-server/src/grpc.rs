@@ -64,12 +64,13 @@ impl TraceService for Otlp {
         });
         let req = request.into_inner();
         let prices = self.state.prices.clone();
-        let prepared = tokio::task::spawn_blocking(move || {
-            loupe_ingest::convert_request(req, project.as_deref(), &prices)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("decode task failed: {e}")))?
-        .map_err(to_status)?;
+        let prepared = self
+            .state
+            .queue
+            .cpu(move || loupe_ingest::convert_request(req, project.as_deref(), &prices))
+            .await
+            .map_err(to_status)?
+            .map_err(to_status)?;
         self.state
             .queue
             .submit(prepared.spans)
@@ -103,9 +104,12 @@ impl LogsService for OtlpLogs {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let req = request.into_inner();
-        let prepared = tokio::task::spawn_blocking(move || loupe_ingest::convert_logs(req))
+        let prepared = self
+            .state
+            .queue
+            .cpu(move || loupe_ingest::convert_logs(req))
             .await
-            .map_err(|e| Status::internal(format!("decode task failed: {e}")))?
+            .map_err(to_status)?
             .map_err(to_status)?;
         self.state
             .store

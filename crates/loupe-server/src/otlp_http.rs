@@ -69,15 +69,11 @@ async fn decode<T: Send + 'static>(
         .await
         .map_err(|e| OtlpError::new(e.status, e.message, encoding))?;
     let retry = state.config.retry_after_secs;
-    let decoded = tokio::task::spawn_blocking(move || f(&bytes, encoding))
+    let decoded = state
+        .queue
+        .cpu(move || f(&bytes, encoding))
         .await
-        .map_err(|e| {
-            OtlpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("decode task failed: {e}"),
-                encoding,
-            )
-        })?
+        .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?
         .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
     Ok((encoding, decoded))
 }

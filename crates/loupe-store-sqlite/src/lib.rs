@@ -6,6 +6,7 @@
 //! by (trace number, span id), so inserts append to the end of the B-trees instead of landing at
 //! random points in them.
 
+mod bodylog;
 mod read;
 mod recompute;
 mod schema;
@@ -41,12 +42,20 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Reads span bodies from the body log.
+    log: bodylog::LogReader,
     readers: Mutex<Vec<Connection>>,
     /// Held for its `Drop`: stops the thread after a last checkpoint.
     _checkpointer: Option<Checkpointer>,
     /// Set when the writer should complete a checkpoint (see [`Checkpointer`]).
     rewind: Arc<AtomicBool>,
+}
+
+/// The writer's connection and the body log it appends to, used under one lock.
+struct Writer {
+    conn: Connection,
+    log: bodylog::LogWriter,
 }
 
 /// Copies committed WAL frames into the database file on its own thread and connection, so the
@@ -143,12 +152,14 @@ impl SqliteStore {
         let mut writer = Connection::open(&path).map_err(db_err)?;
         schema::configure(&writer, true).map_err(db_err)?;
         schema::migrate(&mut writer)?;
+        let log = bodylog::LogWriter::open(data_dir)?;
         let rewind = Arc::new(AtomicBool::new(false));
         let checkpointer = Checkpointer::start(path.clone(), rewind.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
-                writer: Mutex::new(writer),
+                writer: Mutex::new(Writer { conn: writer, log }),
+                log: bodylog::LogReader::new(data_dir),
                 readers: Mutex::new(Vec::new()),
                 _checkpointer: Some(checkpointer),
                 rewind,
@@ -216,25 +227,33 @@ impl TraceStore for SqliteStore {
         }
         self.blocking(move |s| {
             let t0 = std::time::Instant::now();
-            let outcome = {
-                let mut conn = s
+            let (outcome, segment) = {
+                let mut w = s
                     .inner
                     .writer
                     .lock()
                     .map_err(|_| StoreError::internal("writer poisoned"))?;
-                let outcome = write::write_spans(&mut conn, &spans)?;
+                let locked = t0.elapsed();
+                let Writer { conn, log } = &mut *w;
+                let outcome = write::write_spans(conn, log, &spans)?;
                 if s.inner.rewind.swap(false, Ordering::Relaxed)
                     && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
                 {
                     tracing::warn!(error = %e, "writer checkpoint failed");
                 }
-                outcome
+                tracing::debug!(?locked, insert = ?(t0.elapsed() - locked), "writer");
+                (outcome, log.file())
             };
-            // The commit is in the WAL; make it durable before anyone is told it is stored.
-            // This runs outside the writer lock, so the next batch is already being inserted.
+            // The commit is in the WAL and the bodies in the log; make both durable before
+            // anyone is told they are stored. This runs outside the writer lock, so the next
+            // batch is already being inserted.
             let t1 = std::time::Instant::now();
+            segment.sync_data().map_err(|e| {
+                StoreError::unavailable(format!("cannot flush the body log: {e}"))
+            })?;
+            let t2 = std::time::Instant::now();
             s.sync_wal()?;
-            tracing::debug!(spans = spans.len(), lock_and_insert = ?(t1 - t0), fsync = ?t1.elapsed(), "sqlite write");
+            tracing::debug!(seg_sync = ?(t2 - t1), spans = spans.len(), lock_and_insert = ?(t1 - t0), fsync = ?t1.elapsed(), "sqlite write");
             Ok(outcome)
         })
         .await
@@ -246,7 +265,7 @@ impl TraceStore for SqliteStore {
     }
 
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
-        self.blocking(move |s| s.with_reader(|c| read::get_trace(c, trace_id)))
+        self.blocking(move |s| s.with_reader(|c| read::get_trace(&s.inner.log, c, trace_id)))
             .await
     }
 
@@ -262,7 +281,7 @@ impl TraceStore for SqliteStore {
         before: Option<(i64, i64)>,
     ) -> Result<loupe_store::SpanPage, StoreError> {
         self.blocking(move |s| {
-            s.with_reader(|c| stats::list_spans(c, filter.as_ref(), limit, before))
+            s.with_reader(|c| stats::list_spans(c, &s.inner.log, filter.as_ref(), limit, before))
         })
         .await
     }
@@ -287,12 +306,12 @@ impl TraceStore for SqliteStore {
         }
         self.blocking(move |s| {
             let n = {
-                let mut conn = s
+                let mut w = s
                     .inner
                     .writer
                     .lock()
                     .map_err(|_| StoreError::internal("writer poisoned"))?;
-                write::write_events(&mut conn, &events)?
+                write::write_events(&mut w.conn, &events)?
             };
             s.sync_wal()?;
             Ok(n)
@@ -307,12 +326,12 @@ impl TraceStore for SqliteStore {
             loop {
                 // Take the writer lock per chunk, so ingest batches interleave.
                 let next = {
-                    let mut conn = s
+                    let mut w = s
                         .inner
                         .writer
                         .lock()
                         .map_err(|_| StoreError::internal("writer poisoned"))?;
-                    recompute::recompute_chunk(&mut conn, &how, after, &mut stats)?
+                    recompute::recompute_chunk(&mut w.conn, &s.inner.log, &how, after, &mut stats)?
                 };
                 match next {
                     Some(last) => after = last,

@@ -1,15 +1,83 @@
 //! The read path: keyset-paginated trace lists and whole traces.
 
 use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
+use std::collections::HashMap;
+
 use loupe_store::{
-    Cursor, StoreError, StoredSpan, TraceDetail, TracePage, TraceQuery, decode_body,
+    Cursor, SpanBody, StoreError, StoredSpan, TraceDetail, TracePage, TraceQuery, decode_bodies,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
+use crate::bodylog::LogReader;
 use crate::db_err;
 use crate::write::to_i64;
+
+/// The columns that locate a span's body, in this order, for [`Bodies::get`].
+pub(crate) const BODY_COLUMNS: &str = "s.body_pos, s.body_len, s.body_idx, \
+     CASE WHEN s.body_pos IS NULL THEN (SELECT body FROM span_bodies WHERE id = s.rowid) END";
+
+/// Reads span bodies, decompressing each group once per request.
+pub(crate) struct Bodies<'a> {
+    log: &'a LogReader,
+    groups: HashMap<i64, Vec<SpanBody>>,
+}
+
+/// Where a span's body is: in the log (position, length, index) or, for rows written before
+/// the log, inline.
+pub(crate) type BodyRef = (Option<i64>, Option<i64>, Option<i64>, Option<Vec<u8>>);
+
+/// Reads a [`BodyRef`] from four consecutive columns starting at `i`.
+pub(crate) fn body_ref(r: &Row<'_>, i: usize) -> rusqlite::Result<BodyRef> {
+    Ok((r.get(i)?, r.get(i + 1)?, r.get(i + 2)?, r.get(i + 3)?))
+}
+
+impl<'a> Bodies<'a> {
+    pub(crate) fn new(log: &'a LogReader) -> Self {
+        Self {
+            log,
+            groups: HashMap::new(),
+        }
+    }
+
+    /// The body of one span.
+    pub(crate) fn get(&mut self, at: BodyRef) -> Result<SpanBody, StoreError> {
+        match at {
+            (Some(pos), Some(len), idx, _) => {
+                let idx = usize::try_from(idx.unwrap_or(0)).unwrap_or(usize::MAX);
+                if !self.groups.contains_key(&pos) {
+                    let blob = self.log.read(pos, len)?;
+                    self.groups.insert(pos, decode_bodies(&blob)?);
+                }
+                self.groups
+                    .get(&pos)
+                    .and_then(|g| g.get(idx))
+                    .cloned()
+                    .ok_or_else(|| {
+                        StoreError::internal(format!("corrupt span body: no body at index {idx}"))
+                    })
+            }
+            (_, _, _, Some(inline)) => Ok(decode_bodies(&inline)?
+                .into_iter()
+                .next()
+                .unwrap_or_default()),
+            _ => Ok(SpanBody::default()),
+        }
+    }
+
+    /// Like [`Bodies::get`], but a body that cannot be read becomes an empty one that says so
+    /// (one damaged body must not hide the rest of a trace).
+    pub(crate) fn get_or_note(&mut self, at: BodyRef) -> SpanBody {
+        self.get(at).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "unreadable span body");
+            let mut body = SpanBody::default();
+            body.attributes
+                .insert("loupe.body_error".into(), Value::String(e.to_string()));
+            body
+        })
+    }
+}
 
 pub(crate) const TRACE_COLUMNS: &str = "seq, trace_id, project, name, start_ns, end_ns, status, \
      has_root, span_count, error_count, input_tokens, output_tokens, total_tokens, tags, metadata, \
@@ -121,6 +189,7 @@ pub(crate) fn list_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
 }
 
 pub(crate) fn get_trace(
+    log: &LogReader,
     conn: &Connection,
     trace_id: TraceId,
 ) -> Result<Option<TraceDetail>, StoreError> {
@@ -137,13 +206,12 @@ pub(crate) fn get_trace(
         return Ok(None);
     };
     let mut stmt = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT span_id, parent_id, name, span_type, start_ns, end_ns, status, status_message, \
              model, input_tokens, output_tokens, total_tokens, provider, cache_read_tokens, \
-             cache_write_tokens, reasoning_tokens, cost_usd, b.body \
-             FROM spans s JOIN span_bodies b ON b.id = s.rowid \
-             WHERE s.trace_seq = ?1 ORDER BY s.start_ns, s.span_id",
-        )
+             cache_write_tokens, reasoning_tokens, cost_usd, {BODY_COLUMNS} \
+             FROM spans s WHERE s.trace_seq = ?1 ORDER BY s.start_ns, s.span_id",
+        ))
         .map_err(db_err)?;
     let raw = stmt
         .query_map([seq], |r| {
@@ -168,14 +236,15 @@ pub(crate) fn get_trace(
                     cost_usd: r.get(16)?,
                     body: Default::default(),
                 },
-                r.get::<_, Vec<u8>>(17)?,
+                body_ref(r, 17)?,
             ))
         })
         .map_err(db_err)?;
     let mut spans = Vec::with_capacity(usize::try_from(summary.span_count).unwrap_or(0));
+    let mut bodies = Bodies::new(log);
     for row in raw {
-        let (mut span, body) = row.map_err(db_err)?;
-        span.body = decode_body(&body)?;
+        let (mut span, at) = row.map_err(db_err)?;
+        span.body = bodies.get_or_note(at);
         spans.push(span);
     }
     // Events that arrived as log records join their spans.

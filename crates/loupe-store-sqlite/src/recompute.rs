@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 
 use loupe_model::normalize::Derived;
-use loupe_store::{Recompute, RecomputeStats, StoreError, decode_body};
+use loupe_store::{Recompute, RecomputeStats, StoreError};
 use rusqlite::{Connection, params};
 
+use crate::bodylog::LogReader;
 use crate::db_err;
 use crate::read::u;
 use crate::write::to_i64;
@@ -13,11 +14,12 @@ use crate::write::to_i64;
 /// Spans per transaction: small enough that ingest waits at most a few milliseconds.
 const CHUNK: i64 = 2_000;
 
-type Row = (i64, i64, u64, Option<Vec<u8>>, Derived, Option<f64>);
+type Row = (i64, i64, u64, crate::read::BodyRef, Derived, Option<f64>);
 
 /// Processes the spans after `after` (a rowid); returns the last rowid seen, or `None` at the end.
 pub(crate) fn recompute_chunk(
     conn: &mut Connection,
+    log: &LogReader,
     how: &Recompute,
     after: i64,
     stats: &mut RecomputeStats,
@@ -29,7 +31,9 @@ pub(crate) fn recompute_chunk(
                 "SELECT rowid, trace_seq, start_ns, span_type, model, provider, input_tokens, \
                  output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, \
                  reasoning_tokens, cost_usd, \
-                 CASE WHEN ?2 THEN (SELECT body FROM span_bodies WHERE id = spans.rowid) END \
+                 body_pos, body_len, body_idx, \
+                 CASE WHEN ?2 AND body_pos IS NULL \
+                      THEN (SELECT body FROM span_bodies WHERE id = spans.rowid) END \
                  FROM spans WHERE rowid > ?1 ORDER BY rowid LIMIT ?3",
             )
             .map_err(db_err)?;
@@ -54,7 +58,7 @@ pub(crate) fn recompute_chunk(
                 r.get(0)?,
                 r.get(1)?,
                 u(r.get(2)?),
-                r.get(13)?,
+                crate::read::body_ref(r, 13)?,
                 d,
                 r.get(12)?,
             ))
@@ -75,11 +79,12 @@ pub(crate) fn recompute_chunk(
                  cache_write_tokens = ?9, reasoning_tokens = ?10, cost_usd = ?11 WHERE rowid = ?1",
             )
             .map_err(db_err)?;
-        for (rowid, seq, start_ns, body, old, old_cost) in rows {
+        let mut bodies = crate::read::Bodies::new(log);
+        for (rowid, seq, start_ns, at, old, old_cost) in rows {
             stats.spans += 1;
             let (new, cost) = match how {
                 Recompute::Reindex(f) => {
-                    let body = decode_body(body.as_deref().unwrap_or_default())?;
+                    let body = bodies.get(at)?;
                     let d = f(&body, start_ns);
                     let c = d.cost_usd;
                     (d, c)

@@ -7,7 +7,8 @@ use crate::db_err;
 
 /// Migrations in order; entry `i` moves the schema from version `i` to `i + 1`. Never edit a
 /// released entry: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE traces (
     seq           INTEGER PRIMARY KEY,
     trace_id      BLOB    NOT NULL UNIQUE,
@@ -73,7 +74,16 @@ CREATE TABLE span_events (
     event    TEXT    NOT NULL
 );
 CREATE INDEX span_events_by_trace ON span_events (trace_id, span_id, time_ns);
-"#];
+"#,
+    // Version 2: bodies move to the append-only body log (`bodylog.rs`); a span row holds the
+    // position, length and group index of its body. Rows written before keep theirs in
+    // `span_bodies` (their `body_pos` is NULL).
+    r#"
+ALTER TABLE spans ADD COLUMN body_pos INTEGER;
+ALTER TABLE spans ADD COLUMN body_len INTEGER;
+ALTER TABLE spans ADD COLUMN body_idx INTEGER;
+"#,
+];
 
 /// Per-connection settings.
 pub(crate) fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {

@@ -5,12 +5,14 @@ use std::collections::HashMap;
 
 use loupe_model::{SpanId, SpanStatus, TraceId};
 use loupe_query::sql::{Param, json_path, sqlite, sqlite_spans};
-use loupe_store::{GroupKey, StatsGroup, StatsQuery, StoreError, StoredSpan, decode_body};
+use loupe_store::{GroupKey, StatsGroup, StatsQuery, StoreError, StoredSpan};
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 
+use crate::bodylog::LogReader;
 use crate::db_err;
+use crate::read::BODY_COLUMNS;
 use crate::read::u;
 
 fn bind(params: Vec<Param>, args: &mut Vec<SqlValue>) {
@@ -191,15 +193,16 @@ pub(crate) fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatsGroup>
 
 pub(crate) fn list_spans(
     conn: &Connection,
+    log: &LogReader,
     filter: Option<&loupe_query::Expr>,
     limit: usize,
     before: Option<(i64, i64)>,
 ) -> Result<loupe_store::SpanPage, StoreError> {
-    let mut sql = String::from(
+    let mut sql = format!(
         "SELECT t.trace_id, s.span_id, s.parent_id, s.name, s.span_type, s.start_ns, s.end_ns, \
          s.status, s.status_message, s.model, s.input_tokens, s.output_tokens, s.total_tokens, \
          s.provider, s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens, s.cost_usd, \
-         (SELECT body FROM span_bodies WHERE id = s.rowid), s.rowid \
+         s.rowid, {BODY_COLUMNS} \
          FROM spans s JOIN traces t ON t.seq = s.trace_seq WHERE 1 = 1",
     );
     let mut args: Vec<SqlValue> = Vec::new();
@@ -223,6 +226,7 @@ pub(crate) fn list_spans(
         .map_err(db_err)?;
     let mut out = Vec::new();
     let mut last = None;
+    let mut bodies = crate::read::Bodies::new(log);
     while let Some(r) = rows.next().map_err(db_err)? {
         if out.len() == limit {
             return Ok((out, last));
@@ -232,9 +236,9 @@ pub(crate) fn list_spans(
         let opt = |i: usize| -> Result<Option<u64>, StoreError> {
             Ok(r.get::<_, Option<i64>>(i).map_err(db_err)?.map(u))
         };
-        let body: Vec<u8> = r.get(18).map_err(db_err)?;
+        let at = crate::read::body_ref(r, 19).map_err(db_err)?;
         let start: i64 = r.get(5).map_err(db_err)?;
-        let rowid: i64 = r.get(19).map_err(db_err)?;
+        let rowid: i64 = r.get(18).map_err(db_err)?;
         out.push((
             trace_id,
             StoredSpan {
@@ -258,7 +262,7 @@ pub(crate) fn list_spans(
                 cache_write_tokens: opt(15)?,
                 reasoning_tokens: opt(16)?,
                 cost_usd: r.get(17).map_err(db_err)?,
-                body: decode_body(&body)?,
+                body: bodies.get_or_note(at),
             },
         ));
         last = Some((start, rowid));

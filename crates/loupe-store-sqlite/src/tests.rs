@@ -259,3 +259,149 @@ async fn pagination_filters_and_reopen() {
     assert!(named.traces.is_empty());
     assert!(store.get_trace(TraceId([99; 16])).await.unwrap().is_none());
 }
+
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir.join(crate::bodylog::BODIES_DIR))
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn grouped_bodies_read_back_and_duplicates_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    // Two traces in one batch, their spans interleaved: one group each.
+    let mut raw = Vec::new();
+    for id in 1..=3u8 {
+        for t in [7u8, 8] {
+            let mut attributes = Map::new();
+            attributes.insert("mlflow.spanInputs".into(), json!({ "t": t, "id": id }));
+            raw.push(Span {
+                trace_id: TraceId([t; 16]),
+                span_id: SpanId([id; 8]),
+                parent_id: (id > 1).then_some(SpanId([1; 8])),
+                name: format!("s{id}"),
+                kind: 1,
+                start_ns: u64::from(id),
+                end_ns: 10,
+                status: SpanStatus::Ok,
+                status_message: String::new(),
+                derived: normalize::derive(&attributes),
+                attributes,
+                events: vec![],
+                links: vec![],
+                resource: Map::new(),
+                scope: None,
+                project: "default".into(),
+            });
+        }
+    }
+    let batch = loupe_store::encode_spans(raw);
+    let out = store.write_spans(batch.clone()).await.unwrap();
+    assert_eq!(out.inserted, 6);
+    let written = log_bytes(dir.path());
+    let groups: std::collections::HashSet<usize> =
+        batch.iter().map(|s| s.body.group_key()).collect();
+    let expected: u64 = batch
+        .iter()
+        .filter(|s| s.body.index == 0)
+        .map(|s| s.body.group.len() as u64)
+        .sum();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(written, expected, "each group written once");
+    // The same batch again: every span a duplicate, nothing appended.
+    let again = store.write_spans(batch).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 6));
+    assert_eq!(log_bytes(dir.path()), written);
+    for t in [7u8, 8] {
+        let detail = store.get_trace(TraceId([t; 16])).await.unwrap().unwrap();
+        assert_eq!(detail.spans.len(), 3);
+        for s in &detail.spans {
+            let id = s.span_id.0[0];
+            assert_eq!(
+                s.body.attributes["mlflow.spanInputs"],
+                json!({ "t": t, "id": id }),
+                "trace {t} span {id} reads its own body"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn rows_written_before_the_body_log_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A version-1 database, as the previous release wrote it: the body inline.
+        let mut conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(crate::schema::MIGRATIONS[0]).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.execute(
+            "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, span_count) \
+             VALUES (?1, 'default', 'old', 1, 2, 1)",
+            [&[9u8; 16][..]],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO spans (trace_seq, span_id, name, span_type, start_ns, end_ns, status) \
+             VALUES (1, 5, 'old', 'UNKNOWN', 1, 2, 0)",
+            [],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO span_bodies (id, body) VALUES (1, ?1)",
+            [br#"{"kind":2,"attributes":{"legacy":true}}"#.as_slice()],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let detail = store.get_trace(TraceId([9; 16])).await.unwrap().unwrap();
+    assert_eq!(detail.spans.len(), 1);
+    assert_eq!(detail.spans[0].body.kind, 2);
+    assert_eq!(detail.spans[0].body.attributes["legacy"], json!(true));
+    // New spans of the same trace go to the log; both read back.
+    let mut more = span(9, 6, Some(0), 1, 3, SpanStatus::Ok, None);
+    more.parent_id = None;
+    store.write_spans(vec![more]).await.unwrap();
+    let detail = store.get_trace(TraceId([9; 16])).await.unwrap().unwrap();
+    assert_eq!(detail.spans.len(), 2);
+    assert!(
+        detail
+            .spans
+            .iter()
+            .any(|s| s.body.attributes.get("legacy").is_some())
+    );
+    assert!(detail.spans.iter().any(|s| s.name == "span-6"));
+}
+
+#[tokio::test]
+async fn an_unreadable_body_does_not_hide_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.write_spans(trace_spans(3)).await.unwrap();
+    // Damage the log as a power cut could (never for an acknowledged batch).
+    let seg = dir
+        .path()
+        .join(crate::bodylog::BODIES_DIR)
+        .join("00000001.log");
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let detail = store.get_trace(TraceId([3; 16])).await.unwrap().unwrap();
+    assert_eq!(detail.spans.len(), 4);
+    assert!(
+        detail.spans[0].body.attributes["loupe.body_error"]
+            .as_str()
+            .unwrap()
+            .contains("span body")
+    );
+}

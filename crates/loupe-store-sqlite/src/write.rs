@@ -10,6 +10,7 @@ use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
 use loupe_store::{EncodedSpan, StoreError, WriteOutcome};
 use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
 
+use crate::bodylog::LogWriter;
 use crate::db_err;
 
 pub(crate) fn to_i64(v: u64) -> i64 {
@@ -88,8 +89,10 @@ impl Delta {
 
 const INSERT_SPAN: &str = "INSERT INTO spans (trace_seq, span_id, parent_id, name, span_type, \
      start_ns, end_ns, status, status_message, model, input_tokens, output_tokens, total_tokens, \
-     provider, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+     provider, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, body_pos, \
+     body_len, body_idx) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+     ?19, ?20, ?21) \
      ON CONFLICT (trace_seq, span_id) DO NOTHING";
 
 const INSERT_TRACE: &str = "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, \
@@ -118,16 +121,39 @@ const UPDATE_TRACE: &str = "UPDATE traces SET \
      user_id = coalesce(user_id, ?15) \
      WHERE seq = ?1";
 
-const INSERT_BODY: &str = "INSERT INTO span_bodies (id, body) VALUES (?1, ?2)";
+/// Where this batch's body groups went in the body log.
+struct Bodies<'a> {
+    log: &'a mut LogWriter,
+    /// Groups already appended in this batch: group key → position.
+    placed: HashMap<usize, i64>,
+}
 
-/// Inserts a span and its body; `false` if the span was already stored.
+impl Bodies<'_> {
+    /// The position the span's group has, or would have if appended now.
+    fn position(&self, s: &EncodedSpan) -> (i64, bool) {
+        match self.placed.get(&s.body.group_key()) {
+            Some(pos) => (*pos, true),
+            None => (self.log.next_position(), false),
+        }
+    }
+
+    /// Appends the group once its first span was stored (a group of duplicates is never written).
+    fn stored(&mut self, s: &EncodedSpan, placed: bool) {
+        if !placed {
+            let pos = self.log.append(&s.body.group);
+            self.placed.insert(s.body.group_key(), pos);
+        }
+    }
+}
+
+/// Inserts a span (its body goes to the log); `false` if the span was already stored.
 fn insert_span(
-    tx: &Transaction<'_>,
     stmt: &mut Statement<'_>,
-    body: &mut Statement<'_>,
+    bodies: &mut Bodies<'_>,
     seq: i64,
     s: &EncodedSpan,
 ) -> Result<bool, StoreError> {
+    let (pos, placed) = bodies.position(s);
     let changed = stmt
         .execute(params![
             seq,
@@ -148,18 +174,23 @@ fn insert_span(
             s.cache_write_tokens.map(to_i64),
             s.reasoning_tokens.map(to_i64),
             s.cost_usd,
+            pos,
+            s.body.group.len() as i64,
+            i64::from(s.body.index),
         ])
         .map_err(db_err)?;
     if changed == 0 {
         return Ok(false);
     }
-    body.execute(params![tx.last_insert_rowid(), s.body])
-        .map_err(db_err)?;
+    bodies.stored(s, placed);
     Ok(true)
 }
 
+/// Writes a batch in one transaction; the batch's bodies are written to the log just before
+/// the commit. The caller makes both durable (see `SqliteStore::write_spans`).
 pub(crate) fn write_spans(
     conn: &mut Connection,
+    log: &mut LogWriter,
     spans: &[EncodedSpan],
 ) -> Result<WriteOutcome, StoreError> {
     // Group by trace, keeping the order traces were first seen in.
@@ -175,12 +206,18 @@ pub(crate) fn write_spans(
             })
             .push(s);
     }
+    log.begin()?;
     let tx = conn.transaction().map_err(db_err)?;
     let mut outcome = WriteOutcome::default();
+    let mut bodies = Bodies {
+        log,
+        placed: HashMap::with_capacity(order.len()),
+    };
     for trace_id in &order {
         let group = groups.get(trace_id).map(Vec::as_slice).unwrap_or(&[]);
-        write_trace(&tx, *trace_id, group, &mut outcome)?;
+        write_trace(&tx, *trace_id, group, &mut bodies, &mut outcome)?;
     }
+    bodies.log.flush_pending()?;
     tx.commit().map_err(db_err)?;
     Ok(outcome)
 }
@@ -189,13 +226,13 @@ fn write_trace(
     tx: &Transaction<'_>,
     trace_id: TraceId,
     group: &[&EncodedSpan],
+    bodies: &mut Bodies<'_>,
     outcome: &mut WriteOutcome,
 ) -> Result<(), StoreError> {
     let Some(first) = group.first() else {
         return Ok(());
     };
     let mut insert = tx.prepare_cached(INSERT_SPAN).map_err(db_err)?;
-    let mut body = tx.prepare_cached(INSERT_BODY).map_err(db_err)?;
     let existing: Option<i64> = tx
         .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
         .map_err(db_err)?
@@ -252,14 +289,14 @@ fn write_trace(
                 .map_err(db_err)?;
             let seq = tx.last_insert_rowid();
             for s in &unique {
-                insert_span(tx, &mut insert, &mut body, seq, s)?;
+                insert_span(&mut insert, bodies, seq, s)?;
             }
             outcome.inserted += unique.len() as u64;
             outcome.duplicates += (group.len() - unique.len()) as u64;
         }
         Some(seq) => {
             for s in group {
-                if insert_span(tx, &mut insert, &mut body, seq, s)? {
+                if insert_span(&mut insert, bodies, seq, s)? {
                     delta.add(s);
                     outcome.inserted += 1;
                 } else {

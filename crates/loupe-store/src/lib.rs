@@ -15,7 +15,10 @@ use async_trait::async_trait;
 use loupe_model::normalize::Derived;
 use loupe_model::{SpanStatus, TraceId, TraceSummary};
 
-pub use encode::{EncodedSpan, SpanBody, decode_body, encode_span};
+pub use encode::{
+    BodyPart, EncodedSpan, SpanBody, decode_bodies, decode_body, decode_body_at, encode_span,
+    encode_spans,
+};
 pub use error::{ErrorKind, StoreError};
 pub use query::{
     Cursor, GroupKey, SessionPage, SessionQuery, SessionSummary, StatsGroup, StatsQuery, TracePage,
