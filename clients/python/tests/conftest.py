@@ -4,6 +4,12 @@ For each convention the suite starts its own mock OpenAI server (in this process
 `loupe serve` (binary from LOUPE_BIN, port 0, a temporary data dir), runs that convention's
 driver once against them, and keeps what it needs for every test of that convention: the driver's
 output, every request the mock received, and the traces and sessions Loupe's JSON API reports.
+
+The MLflow tracking-server suite (test_mlflow_server.py) uses the fixtures at the end of this
+file: one tracking server for the session (`loupe serve`, or with LOUPE_MLFLOW_TARGET=mlflow a
+real `mlflow server` as the oracle), one mock OpenAI server, and `mlflow_driver`, which runs
+drivers/mlflow_tracking.py scenarios in subprocesses and caches each result. In oracle mode the
+convention tests (which only check Loupe) are skipped.
 """
 
 from __future__ import annotations
@@ -283,6 +289,8 @@ class Runs:
 
 @pytest.fixture(scope="session")
 def runs():
+    if ORACLE:
+        pytest.skip("LOUPE_MLFLOW_TARGET=mlflow (oracle mode): the convention tests check Loupe's own API")
     registry = Runs()
     yield registry
     registry.close()
@@ -296,3 +304,152 @@ def convention(request) -> str:
 @pytest.fixture
 def run(runs, convention) -> ConventionRun:
     return runs.get(convention)
+
+
+# ------------------------------------------------------------------------------------------------
+# MLflow tracking-server suite.
+
+from tracking_servers import ServerStartError, start_mlflow  # noqa: E402
+
+MLFLOW_TARGET = (os.environ.get("LOUPE_MLFLOW_TARGET") or "loupe").strip().lower()
+if MLFLOW_TARGET not in ("loupe", "mlflow"):
+    raise pytest.UsageError(f"LOUPE_MLFLOW_TARGET must be 'loupe' or 'mlflow', not {MLFLOW_TARGET!r}")
+ORACLE = MLFLOW_TARGET == "mlflow"
+MLFLOW_DRIVER = CLIENTS_DIR / "python" / "drivers" / "mlflow_tracking.py"
+MLFLOW_DRIVER_TIMEOUT_S = float(os.environ.get("LOUPE_MLFLOW_DRIVER_TIMEOUT", "180"))
+
+
+@dataclass
+class TrackingServer:
+    """The server the MLflow client talks to: Loupe, or the real `mlflow server` (oracle)."""
+
+    kind: str  # "loupe" | "mlflow"
+    url: str
+    loupe: LoupeServer | None = None  # set when kind == "loupe": its /api/v1 is checked too
+
+    @property
+    def is_loupe(self) -> bool:
+        return self.kind == "loupe"
+
+
+@dataclass
+class MlflowRun:
+    """One drivers/mlflow_tracking.py scenario run (see its docstring for the fields)."""
+
+    scenario: str
+    mode: str
+    experiment: str | None
+    returncode: int
+    stdout: str
+    stderr: str
+    output: dict | None
+
+    @property
+    def result(self) -> dict:
+        """The scenario's result; fails the calling test when the run itself did not work."""
+        if self.output is None or self.returncode != 0 or self.output.get("error") or "result" not in self.output:
+            pytest.fail(f"mlflow driver scenario {self.scenario!r} ({self.mode}) failed:\n{self.describe()}", pytrace=False)
+        return self.output["result"]
+
+    @property
+    def requests(self) -> list[dict]:
+        return (self.output or {}).get("requests", [])
+
+    @property
+    def warnings(self) -> list[dict]:
+        return (self.output or {}).get("warnings", [])
+
+    def phase(self, name: str, until: str | None = None) -> list[dict]:
+        """The requests sent from mark `name` up to mark `until` (or the next mark, or the end)."""
+        marks = (self.output or {}).get("marks", {})
+        if name not in marks:
+            pytest.fail(f"driver run has no mark {name!r} (marks: {marks})", pytrace=False)
+        start = marks[name]
+        if until is None:
+            later = sorted(v for v in marks.values() if v > start)
+            end = later[0] if later else len(self.requests)
+        else:
+            end = marks[until]
+        return self.requests[start:end]
+
+    def describe(self) -> str:
+        error = (self.output or {}).get("error") or ""
+        reqs = "\n".join(
+            f"  {r.get('method')} {r.get('path', '')[:150]} -> {r.get('status')} {str(r.get('response', '') or r.get('error', ''))[:300]}"
+            for r in self.requests[-40:]
+        )
+        return (
+            f"exit {self.returncode}\n--- scenario error ---\n{error}\n--- last requests ---\n{reqs}"
+            f"\n--- warnings ---\n{json.dumps(self.warnings, indent=1)[:3000]}"
+            f"\n--- stderr (tail) ---\n{self.stderr[-3000:]}"
+        )
+
+
+@pytest.fixture(scope="session")
+def tracking_server():
+    if ORACLE:
+        try:
+            server = start_mlflow(sys.executable)
+        except ServerStartError as exc:
+            pytest.fail(f"could not start the oracle mlflow server: {exc}", pytrace=False)
+        yield TrackingServer("mlflow", server.url)
+        server.stop()
+    else:
+        loupe = LoupeServer("mlflow-api")
+        yield TrackingServer("loupe", loupe.url, loupe)
+        loupe.stop()
+
+
+@pytest.fixture(scope="session")
+def mock_openai_url():
+    url, stop = mock_openai.start()
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_driver(tracking_server, mock_openai_url, tmp_path_factory):
+    """run(scenario, experiment=None, mode="async", **args) -> MlflowRun, cached per arguments."""
+    cache: dict[str, MlflowRun] = {}
+
+    def run(scenario: str, experiment: str | None = None, mode: str = "async", **args) -> MlflowRun:
+        key = json.dumps([scenario, experiment, mode, args], sort_keys=True)
+        if key in cache:
+            return cache[key]
+        cmd = [
+            sys.executable, str(MLFLOW_DRIVER),
+            "--tracking-uri", tracking_server.url,
+            "--scenario", scenario,
+            "--mode", mode,
+            "--mock-url", mock_openai_url,
+            "--args", json.dumps(args),
+        ]
+        if experiment:
+            cmd += ["--experiment", experiment]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MLFLOW_", "LOUPE_"))}
+        env.update(
+            {
+                # fail fast instead of mlflow's minutes of retries against a server that errs
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "DO_NOT_TRACK": "true",
+                "NO_PROXY": "127.0.0.1,localhost",
+                "no_proxy": "127.0.0.1,localhost",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        cwd = tmp_path_factory.mktemp(f"mlflow-{scenario}")
+        try:
+            proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=MLFLOW_DRIVER_TIMEOUT_S)
+            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            rc, out, err = -1, str(exc.stdout or ""), f"timed out after {MLFLOW_DRIVER_TIMEOUT_S:.0f} s\n{exc.stderr or ''}"
+        output = None
+        for line in out.splitlines():
+            if line.startswith("DRIVER_RESULT="):
+                output = json.loads(line[len("DRIVER_RESULT="):])
+        cache[key] = MlflowRun(scenario, mode, experiment, rc, out, err, output)
+        return cache[key]
+
+    return run

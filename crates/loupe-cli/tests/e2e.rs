@@ -592,6 +592,62 @@ impl TraceStore for GatedStore {
     ) -> Result<loupe_store::SpanPage, StoreError> {
         self.inner.list_spans(filter, limit, before).await
     }
+    async fn create_experiment(
+        &self,
+        name: String,
+        location: Option<String>,
+        tags: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<loupe_store::Experiment, StoreError> {
+        self.inner.create_experiment(name, location, tags).await
+    }
+    async fn experiment(
+        &self,
+        key: loupe_store::ExperimentKey,
+    ) -> Result<Option<loupe_store::Experiment>, StoreError> {
+        self.inner.experiment(key).await
+    }
+    async fn list_experiments(&self) -> Result<Vec<loupe_store::Experiment>, StoreError> {
+        self.inner.list_experiments().await
+    }
+    async fn upsert_trace_info(
+        &self,
+        update: loupe_store::TraceInfoUpdate,
+    ) -> Result<loupe_model::TraceSummary, StoreError> {
+        self.inner.upsert_trace_info(update).await
+    }
+    async fn trace_summaries(
+        &self,
+        ids: Vec<TraceId>,
+    ) -> Result<Vec<loupe_model::TraceSummary>, StoreError> {
+        self.inner.trace_summaries(ids).await
+    }
+    async fn set_trace_tag(
+        &self,
+        id: TraceId,
+        key: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_trace_tag(id, key, value).await
+    }
+    async fn delete_traces(&self, which: loupe_store::TraceSelection) -> Result<u64, StoreError> {
+        self.inner.delete_traces(which).await
+    }
+    async fn put_assessment(
+        &self,
+        id: TraceId,
+        a: loupe_store::Assessment,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_assessment(id, a).await
+    }
+    async fn assessments(
+        &self,
+        ids: Vec<TraceId>,
+    ) -> Result<Vec<loupe_store::Assessment>, StoreError> {
+        self.inner.assessments(ids).await
+    }
+    async fn delete_assessment(&self, id: TraceId, aid: String) -> Result<bool, StoreError> {
+        self.inner.delete_assessment(id, aid).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

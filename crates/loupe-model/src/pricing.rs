@@ -163,6 +163,12 @@ impl PriceBook {
 
     /// Cost in US dollars of a span's token usage, or `None` without a model, usage or price.
     pub fn cost(&self, d: &Derived, at_ns: u64) -> Option<f64> {
+        self.cost_parts(d, at_ns).map(|(i, o)| i + o)
+    }
+
+    /// The cost split into the input side (including cache reads and writes) and the output
+    /// side (including reasoning), US dollars.
+    pub fn cost_parts(&self, d: &Derived, at_ns: u64) -> Option<(f64, f64)> {
         let model = d.response_model.as_deref().or(d.request_model.as_deref())?;
         let price = self.price_at(model, at_ns).or_else(|| {
             d.request_model
@@ -178,14 +184,14 @@ impl PriceBook {
         let written = (d.cache_write_tokens.unwrap_or(0) as f64).min(input - cached);
         let reasoning = (d.reasoning_tokens.unwrap_or(0) as f64).min(output);
         let per = 1e-6;
-        let mut cost = (input - cached - written) * price.input * per
+        let input_cost = (input - cached - written) * price.input * per
             + cached * price.cached_input.unwrap_or(price.input) * per
             + written * price.cache_write.unwrap_or(price.input) * per;
-        cost += match price.reasoning {
+        let output_cost = match price.reasoning {
             Some(r) => (output - reasoning) * price.output * per + reasoning * r * per,
             None => output * price.output * per,
         };
-        Some(cost)
+        Some((input_cost, output_cost))
     }
 }
 

@@ -161,6 +161,10 @@ pub struct TraceSummary {
     pub tags: Map<String, Value>,
     /// Immutable metadata set at ingest (service name, SDK, convention).
     pub metadata: Map<String, Value>,
+    /// What a client that reports traces itself (MLflow's StartTraceV3) said about the trace
+    /// beyond tags and metadata: its state, request time, duration, previews, request id.
+    #[serde(default)]
+    pub info: Map<String, Value>,
 }
 
 impl TraceSummary {

@@ -69,6 +69,21 @@ pub enum Field {
     Metadata(String),
     /// A span column.
     Span(SpanField),
+    /// The value of an assessment of the trace with this name: "some valid assessment".
+    Assessment(AssessmentKind, String),
+    /// A span attribute, as sent: "some span has it". Attributes live in compressed span bodies,
+    /// so these conditions are checked on candidate traces after the SQL filter (see
+    /// [`crate::post`]) and may only be joined to the rest of a query by AND.
+    SpanAttribute(String),
+}
+
+/// Which assessments a field reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AssessmentKind {
+    /// Feedback (a judgement: human, LLM judge or code).
+    Feedback,
+    /// An expectation (the expected output).
+    Expectation,
 }
 
 /// The kind of value a field holds.
@@ -86,6 +101,8 @@ pub enum Kind {
     Time,
     /// A status (`OK`, `ERROR`, `UNSET`).
     Status,
+    /// Any JSON scalar: text, a number or a boolean (assessment values).
+    Any,
 }
 
 impl Field {
@@ -112,6 +129,8 @@ impl Field {
                 _ => Kind::Text,
             },
             Field::Tag(_) | Field::Metadata(_) => Kind::Text,
+            Field::Assessment(..) => Kind::Any,
+            Field::SpanAttribute(_) => Kind::Text,
         }
     }
 }
@@ -196,6 +215,15 @@ pub enum Expr {
         /// `ILIKE`.
         case_insensitive: bool,
     },
+    /// `field [NOT] RLIKE 'regex'` (a match anywhere in the value).
+    Regex {
+        /// Field.
+        field: Field,
+        /// Regular expression (Rust `regex` syntax).
+        pattern: String,
+        /// `NOT RLIKE`.
+        negated: bool,
+    },
     /// `field IS [NOT] NULL`
     IsNull {
         /// Field.
@@ -253,7 +281,16 @@ pub fn resolve(path: &[String]) -> Option<Field> {
         ["trace" | "attributes" | "attribute" | "attr", one] => trace(one).map(Field::Trace),
         ["tags" | "tag", ..] if path.len() >= 2 => Some(Field::Tag(rest(1))),
         ["metadata" | "request_metadata", ..] if path.len() >= 2 => Some(Field::Metadata(rest(1))),
+        ["span" | "spans", "attributes" | "attribute" | "attr", ..] if path.len() >= 3 => {
+            Some(Field::SpanAttribute(rest(2)))
+        }
         ["span" | "spans", one] => span(one).map(Field::Span),
+        ["feedback" | "feedbacks", ..] if path.len() >= 2 => {
+            Some(Field::Assessment(AssessmentKind::Feedback, rest(1)))
+        }
+        ["expectation" | "expectations", ..] if path.len() >= 2 => {
+            Some(Field::Assessment(AssessmentKind::Expectation, rest(1)))
+        }
         _ => None,
     }
 }
@@ -262,4 +299,5 @@ pub fn resolve(path: &[String]) -> Option<Field> {
 pub const KNOWN_FIELDS: &str = "status, name, duration_ms, start, end, total_tokens, input_tokens, \
      output_tokens, cost_usd, project, session_id, user_id, trace_id, span_count, error_count, \
      tags.<key>, metadata.<key>, span.type, span.name, span.model, span.provider, span.status, \
-     span.duration_ms, span.total_tokens, span.cost_usd";
+     span.duration_ms, span.total_tokens, span.cost_usd, span.attributes.<key>, feedback.<name>, \
+     expectation.<name>";

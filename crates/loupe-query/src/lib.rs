@@ -12,6 +12,7 @@ pub mod ast;
 mod error;
 pub mod lexer;
 pub mod parser;
+pub mod post;
 pub mod sql;
 
 pub use ast::{Expr, Field, Literal, SpanField, TraceField};

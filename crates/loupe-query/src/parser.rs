@@ -43,6 +43,13 @@ pub fn parse(text: &str, now_ms: i64) -> Result<Expr, QueryError> {
             ),
         ));
     }
+    if !crate::post::well_placed(&expr) {
+        return Err(QueryError::at(
+            1,
+            "span.attributes conditions can only be joined to the rest of the query with AND \
+             (not under OR or NOT)",
+        ));
+    }
     Ok(expr)
 }
 
@@ -210,15 +217,6 @@ impl Parser {
                 "full-text search (text ~ '...') is not available yet",
             ));
         }
-        if path.len() >= 3
-            && matches!(lower0.as_str(), "span" | "spans")
-            && path[1].eq_ignore_ascii_case("attributes")
-        {
-            return Err(QueryError::at(
-                t.pos,
-                "span attributes (span.attributes.<key>) are not searchable yet",
-            ));
-        }
         let field = resolve(path).ok_or_else(|| {
             QueryError::at(
                 t.pos,
@@ -277,7 +275,7 @@ impl Parser {
                         ),
                     ));
                 };
-                if field.kind() != Kind::Text {
+                if !matches!(field.kind(), Kind::Text | Kind::Any) {
                     return Err(QueryError::at(t.pos, format!("{kw} needs a text field")));
                 }
                 return Ok(Expr::Like {
@@ -288,10 +286,39 @@ impl Parser {
                 });
             }
         }
+        if self.eat_keyword("RLIKE") || self.eat_keyword("REGEXP") {
+            let t = self.expect("a quoted regular expression")?;
+            let Tok::Str(pattern) = t.tok else {
+                return Err(QueryError::at(
+                    t.pos,
+                    format!(
+                        "expected a quoted regular expression after RLIKE, found {}",
+                        describe(&t.tok)
+                    ),
+                ));
+            };
+            if !matches!(field, Field::SpanAttribute(_)) {
+                return Err(QueryError::at(
+                    t.pos,
+                    "RLIKE is supported on span.attributes.<key>; use LIKE or ILIKE elsewhere",
+                ));
+            }
+            if let Err(e) = crate::post::regex(&pattern) {
+                return Err(QueryError::at(
+                    t.pos,
+                    format!("invalid regular expression: {e}"),
+                ));
+            }
+            return Ok(Expr::Regex {
+                field,
+                pattern,
+                negated,
+            });
+        }
         if negated {
             return Err(QueryError::at(
                 self.pos(),
-                "expected IN, LIKE or ILIKE after NOT",
+                "expected IN, LIKE, ILIKE or RLIKE after NOT",
             ));
         }
         if self.eat_keyword("IS") {
@@ -398,6 +425,28 @@ impl Parser {
                     )),
                 }
             }
+            Kind::Any => match t.tok {
+                Tok::Str(s) => {
+                    self.i += 1;
+                    Ok(Literal::Str(s))
+                }
+                Tok::Path(p) if p.len() == 1 && p[0].eq_ignore_ascii_case("true") => {
+                    self.i += 1;
+                    Ok(Literal::Int(1))
+                }
+                Tok::Path(p) if p.len() == 1 && p[0].eq_ignore_ascii_case("false") => {
+                    self.i += 1;
+                    Ok(Literal::Int(0))
+                }
+                _ => {
+                    let n = self.number(Kind::Real)?;
+                    Ok(if n.fract() == 0.0 && n.abs() < 1e15 {
+                        Literal::Int(n as i64)
+                    } else {
+                        Literal::Real(n)
+                    })
+                }
+            },
             Kind::Status => {
                 self.i += 1;
                 let s = match &t.tok {
@@ -588,7 +637,11 @@ mod tests {
             ("name = 'unterminated", 8, "unterminated"),
             ("name IN ('a' 'b')", 14, "expected `,` or `)`"),
             ("text ~ 'refund'", 1, "full-text search"),
-            ("span.attributes.model = 'x'", 1, "not searchable yet"),
+            (
+                "span.attributes.model = 'x' OR name = 'y'",
+                1,
+                "only be joined",
+            ),
             ("name @ 'x'", 6, "unexpected character"),
             ("total_tokens = 'many'", 16, "expected a number"),
         ];

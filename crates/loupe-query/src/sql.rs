@@ -1,7 +1,7 @@
 //! Lowering to a SQLite condition over `traces t` (and `spans s` inside `EXISTS`), with every
 //! user value bound as a parameter.
 
-use crate::ast::{Expr, Field, Literal, SpanField, TraceField};
+use crate::ast::{AssessmentKind, CmpOp, Expr, Field, Literal, SpanField, TraceField};
 
 /// A bound parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,7 @@ fn span_only(e: &Expr) -> bool {
         Expr::Cmp { field, .. }
         | Expr::In { field, .. }
         | Expr::Like { field, .. }
+        | Expr::Regex { field, .. }
         | Expr::IsNull { field, .. } => {
             matches!(field, Field::Span(_))
         }
@@ -98,6 +99,15 @@ fn column(field: &Field, out: &mut Lowered) {
             out.params.push(Param::Text(json_path(k)));
             return;
         }
+        // Inside the EXISTS over `assessments a` that `lower` opens.
+        Field::Assessment(AssessmentKind::Feedback, _) => {
+            "json_extract(a.body, '$.feedback.value')"
+        }
+        Field::SpanAttribute(_) => "NULL",
+        Field::Assessment(AssessmentKind::Expectation, _) => {
+            "coalesce(json_extract(a.body, '$.expectation.value'), \
+             json_extract(a.body, '$.expectation.serialized_value.value'))"
+        }
     };
     out.sql.push_str(col);
 }
@@ -149,7 +159,55 @@ fn push_glob_literal(c: char, out: &mut String) {
     }
 }
 
+/// The field of a condition, if it is one.
+fn field_of(e: &Expr) -> Option<&Field> {
+    match e {
+        Expr::Cmp { field, .. }
+        | Expr::In { field, .. }
+        | Expr::Like { field, .. }
+        | Expr::Regex { field, .. }
+        | Expr::IsNull { field, .. } => Some(field),
+        _ => None,
+    }
+}
+
+/// A condition on an assessment: "some valid assessment of the trace with that name whose value
+/// satisfies it"; `IS NULL` means "no such assessment".
+fn lower_assessment(e: &Expr, name: &str, out: &mut Lowered) {
+    let (open, body): (&str, Option<&Expr>) = match e {
+        Expr::IsNull { negated: false, .. } => ("NOT EXISTS", None),
+        Expr::IsNull { negated: true, .. } => ("EXISTS", None),
+        other => ("EXISTS", Some(other)),
+    };
+    out.sql.push_str(open);
+    out.sql.push_str(
+        " (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
+         AND json_extract(a.body, '$.assessment_name') = ? \
+         AND coalesce(json_extract(a.body, '$.valid'), 1) != 0",
+    );
+    out.params.push(Param::Text(name.to_string()));
+    if let Some(cond) = body {
+        out.sql.push_str(" AND ");
+        lower_inner(cond, true, out);
+    }
+    out.sql.push(')');
+}
+
 fn lower(e: &Expr, in_span: bool, out: &mut Lowered) {
+    match field_of(e) {
+        Some(Field::Assessment(_, name)) => return lower_assessment(e, name, out),
+        // Checked after SQL, on the candidates' spans (`crate::post`); the parser allows these
+        // only under AND, where "true" leaves the rest of the query to decide.
+        Some(Field::SpanAttribute(_)) => {
+            out.sql.push_str("(1)");
+            return;
+        }
+        _ => {}
+    }
+    lower_inner(e, in_span, out);
+}
+
+fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
     if !in_span && span_only(e) {
         out.sql
             .push_str("EXISTS (SELECT 1 FROM spans s WHERE s.trace_seq = t.seq AND (");
@@ -201,6 +259,28 @@ fn lower(e: &Expr, in_span: bool, out: &mut Lowered) {
             lower(x, in_span, out);
             out.sql.push(')');
         }
+        // Times are stored in ns and written in ms: a condition holds for the whole
+        // millisecond (as MLflow's ms timestamps compare), and stays a range on the index.
+        Expr::Cmp {
+            field: field @ Field::Trace(TraceField::Start | TraceField::End),
+            op,
+            value: Literal::Int(ms),
+        } => {
+            let lo = ms.saturating_mul(1_000_000);
+            let hi = ms.saturating_add(1).saturating_mul(1_000_000);
+            let (sql, params): (&str, Vec<i64>) = match op {
+                CmpOp::Eq => ("(# >= ? AND # < ?)", vec![lo, hi]),
+                CmpOp::Ne => ("(# < ? OR # >= ?)", vec![lo, hi]),
+                CmpOp::Gt => ("(# >= ?)", vec![hi]),
+                CmpOp::Ge => ("(# >= ?)", vec![lo]),
+                CmpOp::Lt => ("(# < ?)", vec![lo]),
+                CmpOp::Le => ("(# < ?)", vec![hi]),
+            };
+            let mut col = Lowered::default();
+            column(field, &mut col);
+            out.sql.push_str(&sql.replace('#', &col.sql));
+            out.params.extend(params.into_iter().map(Param::Int));
+        }
         Expr::Cmp { field, op, value } => {
             out.sql.push('(');
             column(field, out);
@@ -248,6 +328,8 @@ fn lower(e: &Expr, in_span: bool, out: &mut Lowered) {
             }
             out.sql.push(')');
         }
+        // Only on span attributes, which `lower` answers before reaching here.
+        Expr::Regex { .. } => out.sql.push_str("(1)"),
         Expr::IsNull { field, negated } => {
             out.sql.push('(');
             column(field, out);
@@ -303,6 +385,18 @@ mod tests {
     }
 
     #[test]
+    fn millisecond_times_cover_their_millisecond() {
+        let l = low("timestamp_ms = 5");
+        assert_eq!(l.sql, "(t.start_ns >= ? AND t.start_ns < ?)");
+        assert_eq!(l.params, vec![Param::Int(5_000_000), Param::Int(6_000_000)]);
+        let l = low("end > 5");
+        assert_eq!(l.sql, "(t.end_ns >= ?)");
+        assert_eq!(l.params, vec![Param::Int(6_000_000)]);
+        let l = low("start <= 5");
+        assert_eq!(l.params, vec![Param::Int(6_000_000)]);
+    }
+
+    #[test]
     fn hostile_text_stays_a_parameter() {
         let evil = "x'); DROP TABLE traces; --";
         let l = low(&format!("name = '{}'", evil.replace('\'', "''")));
@@ -311,5 +405,35 @@ mod tests {
         let l = low("tags.`a.b c` IS NULL");
         assert_eq!(l.params, vec![Param::Text("$.\"a.b c\"".into())]);
         assert_eq!(like_to_glob("a*b?[c]%_\\%"), "a[*]b[?][[]c[]]*?%");
+    }
+
+    #[test]
+    fn assessment_conditions_read_valid_assessments_by_name() {
+        let l = low("status = 'OK' AND feedback.quality > 0.4");
+        assert_eq!(
+            l.sql,
+            "((t.status = ?) AND EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
+             AND json_extract(a.body, '$.assessment_name') = ? \
+             AND coalesce(json_extract(a.body, '$.valid'), 1) != 0 \
+             AND (json_extract(a.body, '$.feedback.value') > ?)))"
+        );
+        assert_eq!(
+            l.params,
+            vec![
+                Param::Int(1),
+                Param::Text("quality".into()),
+                Param::Real(0.4)
+            ]
+        );
+        let l = low("expectation.`expected answer` IS NULL");
+        assert!(
+            l.sql.starts_with("NOT EXISTS (SELECT 1 FROM assessments a"),
+            "{}",
+            l.sql
+        );
+        assert_eq!(l.params, vec![Param::Text("expected answer".into())]);
+        let l = low("feedback.correct = true OR feedback.label LIKE 'good%'");
+        assert_eq!(l.params[1], Param::Int(1));
+        assert_eq!(l.params[3], Param::Text("good*".into()));
     }
 }

@@ -32,9 +32,14 @@ pub(crate) async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// Anything else: a JSON 404.
-pub(crate) async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}", uri.path()))
+/// Anything else: a JSON 404 (MLflow's `ENDPOINT_NOT_FOUND` under MLflow's prefixes, which
+/// the MLflow client's fallbacks key on).
+pub(crate) async fn not_found(method: axum::http::Method, uri: Uri) -> Response {
+    if crate::mlflow::is_mlflow_path(uri.path()) {
+        return crate::mlflow::MlflowError::no_endpoint(method.as_str(), uri.path())
+            .into_response();
+    }
+    ApiError::not_found(format!("no route for {}", uri.path())).into_response()
 }
 
 /// `GET /`: a placeholder until the web UI lands.
@@ -193,6 +198,7 @@ pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery
             .map(|c| Cursor::decode(c))
             .transpose()?,
         filter: filter_param(params)?,
+        ..TraceQuery::default()
     })
 }
 
@@ -395,10 +401,45 @@ pub(crate) async fn get_trace(
         .get_trace(trace_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("trace {trace_id} not found")))?;
+    let assessments = state.store.assessments(vec![trace_id]).await?;
     Ok(Json(json!({
         "trace": trace_json(&detail.summary),
         "spans": detail.spans.into_iter().map(span_json).collect::<Vec<_>>(),
+        "assessments": assessments.iter().map(assessment_json).collect::<Vec<_>>(),
     })))
+}
+
+/// An assessment in Loupe's shape: `kind` and `value` instead of MLflow's oneof of
+/// `feedback` / `expectation` (whose JSON-serialized values are decoded).
+pub(crate) fn assessment_json(a: &loupe_store::Assessment) -> Value {
+    let b = &a.body;
+    let (kind, value) = if let Some(f) = b.get("feedback").filter(|v| !v.is_null()) {
+        ("feedback", f.get("value").cloned().unwrap_or(Value::Null))
+    } else if let Some(e) = b.get("expectation").filter(|v| !v.is_null()) {
+        let value = match e.pointer("/serialized_value/value").and_then(Value::as_str) {
+            Some(text) => serde_json::from_str(text).unwrap_or(Value::String(text.into())),
+            None => e.get("value").cloned().unwrap_or(Value::Null),
+        };
+        ("expectation", value)
+    } else {
+        ("issue", b.get("issue").cloned().unwrap_or(Value::Null))
+    };
+    json!({
+        "assessment_id": a.assessment_id,
+        "trace_id": a.trace_id,
+        "span_id": b.get("span_id"),
+        "name": b.get("assessment_name"),
+        "kind": kind,
+        "value": value,
+        "error": b.pointer("/feedback/error"),
+        "rationale": b.get("rationale"),
+        "source": b.get("source"),
+        "metadata": b.get("metadata"),
+        "valid": b.get("valid").cloned().unwrap_or(Value::Bool(true)),
+        "overrides": b.get("overrides"),
+        "create_time_ms": a.create_time_ms,
+        "last_update_time": b.get("last_update_time"),
+    })
 }
 
 fn session_json(s: &SessionSummary) -> Value {

@@ -17,7 +17,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use crate::AppState;
-use crate::otlp_http::PROJECT_HEADERS;
+use crate::otlp_http::project_from;
 
 pub(crate) struct Otlp {
     state: AppState,
@@ -53,15 +53,14 @@ impl TraceService for Otlp {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let project = PROJECT_HEADERS.iter().find_map(|h| {
+        let project = project_from(&self.state, |h| {
             request
                 .metadata()
-                .get(*h)
+                .get(h)
                 .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
                 .map(str::to_string)
-        });
+        })
+        .await;
         let req = request.into_inner();
         let prices = self.state.prices.clone();
         let prepared = self

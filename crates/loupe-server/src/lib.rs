@@ -10,6 +10,7 @@ mod api;
 mod body;
 pub mod error;
 mod grpc;
+mod mlflow;
 mod otlp_http;
 
 use std::future::Future;
@@ -67,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/spans", get(api::list_spans))
         .route("/api/v1/sessions", get(api::list_sessions))
         .route("/api/v1/sessions/{session_id}", get(api::get_session))
+        .merge(mlflow::routes())
         .fallback(api::not_found)
         .with_state(state)
 }

@@ -45,15 +45,22 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, OtlpError> {
     }
 }
 
-pub(crate) fn project_from(headers: &HeaderMap) -> Option<String> {
-    PROJECT_HEADERS.iter().find_map(|h| {
-        headers
-            .get(*h)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
+/// The project a request names: `x-loupe-project`, else the project of the MLflow experiment
+/// `x-mlflow-experiment-id` names.
+pub(crate) async fn project_from(
+    state: &AppState,
+    header: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let named = |h: &str| {
+        header(h)
+            .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    })
+    };
+    if let Some(p) = named(PROJECT_HEADERS[0]) {
+        return Some(p);
+    }
+    let id = named(PROJECT_HEADERS[1])?;
+    Some(crate::mlflow::project_for_experiment_id(state, &id).await)
 }
 
 /// Reads the bounded body and decodes it on the blocking pool (decode, normalize and compress
@@ -104,7 +111,13 @@ pub(crate) async fn export(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let project = project_from(&headers);
+    let project = project_from(&state, |h| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    })
+    .await;
     let prices = state.prices.clone();
     let (encoding, prepared) = decode(&state, &headers, body, move |bytes, encoding| {
         loupe_ingest::prepare(bytes, encoding, project.as_deref(), &prices)

@@ -6,6 +6,7 @@
 //! by (trace number, span id), so inserts append to the end of the B-trees instead of landing at
 //! random points in them.
 
+mod annotate;
 mod bodylog;
 mod read;
 mod recompute;
@@ -22,9 +23,9 @@ use async_trait::async_trait;
 use loupe_model::TraceId;
 use loupe_model::TraceSummary;
 use loupe_store::{
-    EncodedEvent, EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery,
-    SessionSummary, StatsGroup, StatsQuery, StoreError, TraceDetail, TracePage, TraceQuery,
-    TraceStore, WriteOutcome,
+    Assessment, EncodedEvent, EncodedSpan, Experiment, ExperimentKey, Recompute, RecomputeStats,
+    SessionPage, SessionQuery, SessionSummary, StatsGroup, StatsQuery, StoreError, TraceDetail,
+    TraceInfoUpdate, TracePage, TraceQuery, TraceSelection, TraceStore, WriteOutcome,
 };
 use rusqlite::Connection;
 
@@ -208,6 +209,23 @@ impl SqliteStore {
         out
     }
 
+    /// Runs `f` on the writer connection, then makes it durable.
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let out = {
+            let mut w = self
+                .inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::internal("writer poisoned"))?;
+            f(&mut w.conn)?
+        };
+        self.sync_wal()?;
+        Ok(out)
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
@@ -260,7 +278,7 @@ impl TraceStore for SqliteStore {
     }
 
     async fn list_traces(&self, query: TraceQuery) -> Result<TracePage, StoreError> {
-        self.blocking(move |s| s.with_reader(|c| read::list_traces(c, &query)))
+        self.blocking(move |s| s.with_reader(|c| read::list_traces(c, &s.inner.log, &query)))
             .await
     }
 
@@ -340,6 +358,84 @@ impl TraceStore for SqliteStore {
             }
             s.sync_wal()?;
             Ok(stats)
+        })
+        .await
+    }
+
+    async fn create_experiment(
+        &self,
+        name: String,
+        artifact_location: Option<String>,
+        tags: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Experiment, StoreError> {
+        self.blocking(move |s| {
+            s.with_writer(|c| {
+                annotate::create_experiment(c, &name, artifact_location.as_deref(), &tags)
+            })
+        })
+        .await
+    }
+
+    async fn experiment(&self, key: ExperimentKey) -> Result<Option<Experiment>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| annotate::experiment(c, &key)))
+            .await
+    }
+
+    async fn list_experiments(&self) -> Result<Vec<Experiment>, StoreError> {
+        self.blocking(move |s| s.with_reader(annotate::list_experiments))
+            .await
+    }
+
+    async fn upsert_trace_info(&self, update: TraceInfoUpdate) -> Result<TraceSummary, StoreError> {
+        self.blocking(move |s| s.with_writer(|c| annotate::upsert_trace_info(c, &update)))
+            .await
+    }
+
+    async fn trace_summaries(&self, ids: Vec<TraceId>) -> Result<Vec<TraceSummary>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| annotate::trace_summaries(c, &ids)))
+            .await
+    }
+
+    async fn set_trace_tag(
+        &self,
+        trace_id: TraceId,
+        key: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        self.blocking(move |s| {
+            s.with_writer(|c| annotate::set_trace_tag(c, &trace_id, &key, value.as_ref()))
+        })
+        .await
+    }
+
+    async fn delete_traces(&self, which: TraceSelection) -> Result<u64, StoreError> {
+        self.blocking(move |s| s.with_writer(|c| annotate::delete_traces(c, &which)))
+            .await
+    }
+
+    async fn put_assessment(
+        &self,
+        trace_id: TraceId,
+        assessment: Assessment,
+    ) -> Result<bool, StoreError> {
+        self.blocking(move |s| {
+            s.with_writer(|c| annotate::put_assessment(c, &trace_id, &assessment))
+        })
+        .await
+    }
+
+    async fn assessments(&self, trace_ids: Vec<TraceId>) -> Result<Vec<Assessment>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| annotate::assessments(c, &trace_ids)))
+            .await
+    }
+
+    async fn delete_assessment(
+        &self,
+        trace_id: TraceId,
+        assessment_id: String,
+    ) -> Result<bool, StoreError> {
+        self.blocking(move |s| {
+            s.with_writer(|c| annotate::delete_assessment(c, &trace_id, &assessment_id))
         })
         .await
     }

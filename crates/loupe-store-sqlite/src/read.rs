@@ -81,7 +81,7 @@ impl<'a> Bodies<'a> {
 
 pub(crate) const TRACE_COLUMNS: &str = "seq, trace_id, project, name, start_ns, end_ns, status, \
      has_root, span_count, error_count, input_tokens, output_tokens, total_tokens, tags, metadata, \
-     cost_usd, session_id, user_id";
+     cost_usd, session_id, user_id, info";
 
 fn json_map(s: &str) -> Map<String, Value> {
     serde_json::from_str(s).unwrap_or_default()
@@ -118,16 +118,38 @@ pub(crate) fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
             cost_usd: r.get(15)?,
             session_id: r.get(16)?,
             user_id: r.get(17)?,
+            info: json_map(&r.get::<_, String>(18)?),
         },
     ))
 }
 
-pub(crate) fn list_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage, StoreError> {
+/// Candidate rows a page may examine when span-attribute conditions filter after SQL; past it
+/// the page ends early with a cursor, so one request stays bounded.
+const MAX_POST_SCAN: usize = 20_000;
+
+pub(crate) fn list_traces(
+    conn: &Connection,
+    log: &LogReader,
+    q: &TraceQuery,
+) -> Result<TracePage, StoreError> {
+    let post: Vec<&loupe_query::Expr> = q
+        .filter
+        .as_ref()
+        .map(loupe_query::post::span_attribute_conditions)
+        .unwrap_or_default();
     let mut sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(p) = &q.project {
         sql.push_str(" AND project = ?");
         args.push(SqlValue::Text(p.clone()));
+    }
+    if !q.projects.is_empty() {
+        sql.push_str(" AND project IN (");
+        for (i, p) in q.projects.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+            args.push(SqlValue::Text(p.clone()));
+        }
+        sql.push(')');
     }
     if let Some(s) = q.status {
         sql.push_str(" AND status = ?");
@@ -159,20 +181,76 @@ pub(crate) fn list_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
             loupe_query::sql::Param::Real(r) => SqlValue::Real(r),
         }));
     }
-    if let Some(c) = q.cursor {
-        sql.push_str(" AND (start_ns, seq) < (?, ?)");
-        args.push(SqlValue::Integer(c.start_ns));
-        args.push(SqlValue::Integer(c.seq));
-    }
     let limit = q.limit.max(1);
-    sql.push_str(" ORDER BY start_ns DESC, seq DESC LIMIT ?");
-    args.push(SqlValue::Integer(limit as i64 + 1));
+    if q.order.is_empty() {
+        if let Some(c) = q.cursor {
+            sql.push_str(" AND (start_ns, seq) < (?, ?)");
+            args.push(SqlValue::Integer(c.start_ns));
+            args.push(SqlValue::Integer(c.seq));
+        }
+        sql.push_str(" ORDER BY start_ns DESC, seq DESC LIMIT ?");
+        args.push(SqlValue::Integer(if post.is_empty() {
+            limit as i64 + 1
+        } else {
+            -1
+        }));
+    } else {
+        // Columns come from a closed list, never from the caller's text.
+        sql.push_str(" ORDER BY ");
+        for (key, desc) in &q.order {
+            sql.push_str(key.column());
+            sql.push_str(if *desc { " DESC, " } else { " ASC, " });
+        }
+        sql.push_str("start_ns DESC, seq DESC LIMIT ? OFFSET ?");
+        args.push(SqlValue::Integer(if post.is_empty() {
+            limit as i64 + 1
+        } else {
+            -1
+        }));
+        args.push(SqlValue::Integer(
+            i64::try_from(q.offset).unwrap_or(i64::MAX),
+        ));
+    }
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let mut rows: Vec<(i64, TraceSummary)> = stmt
-        .query_map(rusqlite::params_from_iter(args), trace_row)
-        .map_err(db_err)?
-        .collect::<Result<_, _>>()
-        .map_err(db_err)?;
+    let mut rows: Vec<(i64, TraceSummary)> = Vec::with_capacity(limit + 1);
+    let mut consumed = 0usize;
+    let mut cut_short = false;
+    {
+        let mut it = stmt
+            .query_map(rusqlite::params_from_iter(args), trace_row)
+            .map_err(db_err)?;
+        let mut bodies = Bodies::new(log);
+        for row in it.by_ref() {
+            let (seq, t) = row.map_err(db_err)?;
+            if !post.is_empty() {
+                if consumed >= MAX_POST_SCAN && rows.len() < limit {
+                    cut_short = true;
+                    rows.push((seq, t));
+                    break;
+                }
+                if !span_attributes_match(conn, &mut bodies, seq, &post)? {
+                    consumed += 1;
+                    continue;
+                }
+            }
+            rows.push((seq, t));
+            if rows.len() > limit {
+                break;
+            }
+            consumed += 1;
+        }
+    }
+    if cut_short && let Some((seq, t)) = rows.pop() {
+        // The row that ended the scan was not checked: the next page starts at it.
+        return Ok(TracePage {
+            traces: rows.into_iter().map(|(_, t)| t).collect(),
+            next_cursor: Some(Cursor {
+                start_ns: to_i64(t.start_ns),
+                seq: seq.saturating_add(1),
+            }),
+            consumed,
+        });
+    }
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(|(seq, t)| Cursor {
@@ -185,7 +263,32 @@ pub(crate) fn list_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
     Ok(TracePage {
         traces: rows.into_iter().map(|(_, t)| t).collect(),
         next_cursor,
+        consumed,
     })
+}
+
+/// Whether some span of the trace satisfies each span-attribute condition.
+fn span_attributes_match(
+    conn: &Connection,
+    bodies: &mut Bodies<'_>,
+    seq: i64,
+    conds: &[&loupe_query::Expr],
+) -> Result<bool, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {BODY_COLUMNS} FROM spans s WHERE s.trace_seq = ?1"
+        ))
+        .map_err(db_err)?;
+    let refs: Vec<BodyRef> = stmt
+        .query_map([seq], |r| body_ref(r, 0))
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    let attrs: Vec<Map<String, Value>> = refs
+        .into_iter()
+        .map(|at| bodies.get_or_note(at).attributes)
+        .collect();
+    Ok(loupe_query::post::trace_matches(conds, attrs.iter()))
 }
 
 pub(crate) fn get_trace(

@@ -83,6 +83,29 @@ ALTER TABLE spans ADD COLUMN body_pos INTEGER;
 ALTER TABLE spans ADD COLUMN body_len INTEGER;
 ALTER TABLE spans ADD COLUMN body_idx INTEGER;
 "#,
+    // Version 3: experiments (MLflow's projects with ids; 0 is "Default", the project
+    // `default`), what a client reports about a trace beyond tags and metadata, assessments.
+    r#"
+CREATE TABLE experiments (
+    id                INTEGER PRIMARY KEY,
+    name              TEXT    NOT NULL UNIQUE,
+    artifact_location TEXT    NOT NULL,
+    lifecycle_stage   TEXT    NOT NULL DEFAULT 'active',
+    creation_time     INTEGER NOT NULL,
+    last_update_time  INTEGER NOT NULL,
+    tags              TEXT    NOT NULL DEFAULT '{}'
+);
+INSERT INTO experiments (id, name, artifact_location, creation_time, last_update_time)
+    VALUES (0, 'Default', 'mlflow-artifacts:/0', 0, 0);
+ALTER TABLE traces ADD COLUMN info TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE assessments (
+    id          TEXT    PRIMARY KEY,
+    trace_id    BLOB    NOT NULL,
+    create_time INTEGER NOT NULL,
+    body        TEXT    NOT NULL
+);
+CREATE INDEX assessments_by_trace ON assessments (trace_id, create_time);
+"#,
 ];
 
 /// Per-connection settings.

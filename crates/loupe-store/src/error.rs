@@ -8,6 +8,8 @@ use std::fmt;
 pub enum ErrorKind {
     /// The caller asked for something malformed (a bad cursor, say).
     InvalidInput,
+    /// What the caller wanted to create exists already.
+    AlreadyExists,
     /// The store is temporarily unable to serve (busy, shutting down); retry later.
     Unavailable,
     /// Anything else: a bug or a broken disk. Details are logged, not sent.
@@ -28,6 +30,14 @@ impl StoreError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::InvalidInput,
+            message: message.into(),
+        }
+    }
+
+    /// An already-exists error.
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::AlreadyExists,
             message: message.into(),
         }
     }

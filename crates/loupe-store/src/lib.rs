@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use loupe_model::normalize::Derived;
 use loupe_model::{SpanStatus, TraceId, TraceSummary};
+use serde_json::{Map, Value};
 
 pub use encode::{
     BodyPart, EncodedSpan, SpanBody, decode_bodies, decode_body, decode_body_at, encode_span,
@@ -21,8 +22,8 @@ pub use encode::{
 };
 pub use error::{ErrorKind, StoreError};
 pub use query::{
-    Cursor, GroupKey, SessionPage, SessionQuery, SessionSummary, StatsGroup, StatsQuery, TracePage,
-    TraceQuery,
+    Cursor, GroupKey, OrderKey, SessionPage, SessionQuery, SessionSummary, StatsGroup, StatsQuery,
+    TracePage, TraceQuery,
 };
 
 /// Derives a span's canonical fields from its stored body and start time (ns).
@@ -172,4 +173,151 @@ pub trait TraceStore: Send + Sync + 'static {
     /// Re-derives the canonical columns of every stored span and the roll-ups of their traces,
     /// in small transactions that let ingest go on.
     async fn recompute(&self, how: Recompute) -> Result<RecomputeStats, StoreError>;
+
+    /// Creates an experiment (a project with a numeric id, as MLflow names them).
+    async fn create_experiment(
+        &self,
+        name: String,
+        artifact_location: Option<String>,
+        tags: Map<String, Value>,
+    ) -> Result<Experiment, StoreError>;
+
+    /// One experiment by id or name.
+    async fn experiment(&self, key: ExperimentKey) -> Result<Option<Experiment>, StoreError>;
+
+    /// Every experiment, by id.
+    async fn list_experiments(&self) -> Result<Vec<Experiment>, StoreError>;
+
+    /// Merges what a client reports about a trace into its row, creating the row (with no
+    /// spans yet) when the trace is unknown. Durable on return.
+    async fn upsert_trace_info(&self, update: TraceInfoUpdate) -> Result<TraceSummary, StoreError>;
+
+    /// The summaries of these traces (unknown ids are left out), in the order asked.
+    async fn trace_summaries(&self, ids: Vec<TraceId>) -> Result<Vec<TraceSummary>, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) a trace tag; `false` if the trace, or the tag to
+    /// remove, does not exist.
+    async fn set_trace_tag(
+        &self,
+        trace_id: TraceId,
+        key: String,
+        value: Option<Value>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes traces with their spans, events and assessments; returns how many.
+    async fn delete_traces(&self, which: TraceSelection) -> Result<u64, StoreError>;
+
+    /// Stores an assessment (inserted, or replaced when `assessment_id` exists); `false` if the
+    /// trace does not exist.
+    async fn put_assessment(
+        &self,
+        trace_id: TraceId,
+        assessment: Assessment,
+    ) -> Result<bool, StoreError>;
+
+    /// The assessments of these traces, oldest first.
+    async fn assessments(&self, trace_ids: Vec<TraceId>) -> Result<Vec<Assessment>, StoreError>;
+
+    /// Deletes an assessment; `false` if it did not exist.
+    async fn delete_assessment(
+        &self,
+        trace_id: TraceId,
+        assessment_id: String,
+    ) -> Result<bool, StoreError>;
+}
+
+/// An experiment: MLflow's name for a project, with a numeric id. Experiment 0 ("Default")
+/// always exists and holds the project `default`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Experiment {
+    /// Id.
+    pub id: i64,
+    /// Name (unique).
+    pub name: String,
+    /// Where MLflow clients put artifacts (`mlflow-artifacts:/<id>`).
+    pub artifact_location: String,
+    /// `active` or `deleted`.
+    pub lifecycle_stage: String,
+    /// Created, ms since the epoch.
+    pub creation_time_ms: i64,
+    /// Last changed, ms since the epoch.
+    pub last_update_time_ms: i64,
+    /// Tags.
+    pub tags: Map<String, Value>,
+}
+
+impl Experiment {
+    /// The Loupe project that holds the experiment's traces.
+    pub fn project(&self) -> String {
+        if self.id == 0 {
+            loupe_model::DEFAULT_PROJECT.to_string()
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// How to find an experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExperimentKey {
+    /// By id.
+    Id(i64),
+    /// By name.
+    Name(String),
+}
+
+/// What a client reports about a trace (MLflow's StartTraceV3), merged into the stored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceInfoUpdate {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// Project, used when the trace is new.
+    pub project: String,
+    /// Start, ns (used while no span has arrived).
+    pub start_ns: Option<u64>,
+    /// Duration, ns (used while no span has arrived).
+    pub duration_ns: Option<u64>,
+    /// The trace's final status, which wins over the spans'.
+    pub status: Option<SpanStatus>,
+    /// Name (used while the root span has not arrived).
+    pub name: Option<String>,
+    /// Session id, when the trace has none yet.
+    pub session_id: Option<String>,
+    /// User id, when the trace has none yet.
+    pub user_id: Option<String>,
+    /// Tags to set.
+    pub tags: Map<String, Value>,
+    /// Metadata to set.
+    pub metadata: Map<String, Value>,
+    /// Other info to set (see [`TraceSummary::info`]).
+    pub info: Map<String, Value>,
+}
+
+/// Which traces to delete.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceSelection {
+    /// These (unknown ids are ignored).
+    Ids(Vec<TraceId>),
+    /// Of a project, those that started at or before a time, oldest first, at most `limit`.
+    StartedBy {
+        /// Project.
+        project: String,
+        /// Latest start, ms since the epoch.
+        max_start_ms: i64,
+        /// At most this many.
+        limit: Option<u64>,
+    },
+}
+
+/// Feedback or an expectation attached to a trace (or one of its spans).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Assessment {
+    /// Id (`a-` + 32 hex when the server assigns it).
+    pub assessment_id: String,
+    /// The trace.
+    pub trace_id: TraceId,
+    /// Created, ms since the epoch.
+    pub create_time_ms: i64,
+    /// The whole assessment as a JSON object (name, kind and value, source, rationale …).
+    pub body: Value,
 }

@@ -51,10 +51,48 @@ pub struct TraceQuery {
     pub start_to_ms: Option<i64>,
     /// Only traces matching this query-language filter.
     pub filter: Option<loupe_query::Expr>,
+    /// Only traces of one of these projects (none: any).
+    pub projects: Vec<String>,
     /// Page size.
     pub limit: usize,
-    /// Continue after this point.
+    /// Continue after this point (with the default order).
     pub cursor: Option<Cursor>,
+    /// Sort keys, each with `true` for descending; empty is newest first, paged by `cursor`.
+    /// Any other order pages by `offset`.
+    pub order: Vec<(OrderKey, bool)>,
+    /// Rows to skip (with a custom `order`).
+    pub offset: usize,
+}
+
+/// What traces can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderKey {
+    /// Start time.
+    Start,
+    /// End time.
+    End,
+    /// Duration.
+    Duration,
+    /// Status.
+    Status,
+    /// Name.
+    Name,
+    /// Trace id.
+    TraceId,
+}
+
+impl OrderKey {
+    /// The column.
+    pub fn column(self) -> &'static str {
+        match self {
+            OrderKey::Start => "start_ns",
+            OrderKey::End => "end_ns",
+            OrderKey::Duration => "duration_ms",
+            OrderKey::Status => "status",
+            OrderKey::Name => "name",
+            OrderKey::TraceId => "trace_id",
+        }
+    }
 }
 
 /// One page of traces.
@@ -64,6 +102,9 @@ pub struct TracePage {
     pub traces: Vec<TraceSummary>,
     /// Set when more traces may follow.
     pub next_cursor: Option<Cursor>,
+    /// Rows the page went through (more than it returns when span-attribute conditions
+    /// dropped some): the next page's `offset` is this page's plus this.
+    pub consumed: usize,
 }
 
 #[cfg(test)]

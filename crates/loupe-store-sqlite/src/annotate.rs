@@ -1,0 +1,412 @@
+//! What clients add around spans: experiments, trace info reported by the client, tags,
+//! assessments, and deleting traces. Writes run on the writer connection (one transaction
+//! each); reads on a reader.
+
+use loupe_model::{SpanStatus, TraceId, TraceSummary};
+use loupe_store::{
+    Assessment, Experiment, ExperimentKey, StoreError, TraceInfoUpdate, TraceSelection,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value};
+
+use crate::db_err;
+use crate::read::{TRACE_COLUMNS, trace_row};
+use crate::write::to_i64;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn json_map(s: &str) -> Map<String, Value> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn to_text(m: &Map<String, Value>) -> String {
+    serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
+}
+
+const EXPERIMENT_COLUMNS: &str =
+    "id, name, artifact_location, lifecycle_stage, creation_time, last_update_time, tags";
+
+fn experiment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
+    Ok(Experiment {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        artifact_location: r.get(2)?,
+        lifecycle_stage: r.get(3)?,
+        creation_time_ms: r.get(4)?,
+        last_update_time_ms: r.get(5)?,
+        tags: json_map(&r.get::<_, String>(6)?),
+    })
+}
+
+pub(crate) fn create_experiment(
+    conn: &mut Connection,
+    name: &str,
+    artifact_location: Option<&str>,
+    tags: &Map<String, Value>,
+) -> Result<Experiment, StoreError> {
+    if name.trim().is_empty() {
+        return Err(StoreError::invalid("an experiment needs a non-empty name"));
+    }
+    let tx = conn.transaction().map_err(db_err)?;
+    let exists: Option<i64> = tx
+        .query_row("SELECT id FROM experiments WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err)?;
+    if exists.is_some() {
+        return Err(StoreError::already_exists(format!(
+            "Experiment '{name}' already exists."
+        )));
+    }
+    let id: i64 = tx
+        .query_row(
+            "SELECT coalesce(max(id), 0) + 1 FROM experiments",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    let now = now_ms();
+    let location = artifact_location
+        .filter(|l| !l.is_empty())
+        .map_or_else(|| format!("mlflow-artifacts:/{id}"), str::to_string);
+    tx.execute(
+        "INSERT INTO experiments (id, name, artifact_location, creation_time, last_update_time, tags) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+        params![id, name, location, now, to_text(tags)],
+    )
+    .map_err(db_err)?;
+    tx.commit().map_err(db_err)?;
+    Ok(Experiment {
+        id,
+        name: name.to_string(),
+        artifact_location: location,
+        lifecycle_stage: "active".into(),
+        creation_time_ms: now,
+        last_update_time_ms: now,
+        tags: tags.clone(),
+    })
+}
+
+pub(crate) fn experiment(
+    conn: &Connection,
+    key: &ExperimentKey,
+) -> Result<Option<Experiment>, StoreError> {
+    let (sql, arg) = match key {
+        ExperimentKey::Id(id) => (
+            format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?1"),
+            rusqlite::types::Value::Integer(*id),
+        ),
+        ExperimentKey::Name(n) => (
+            format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE name = ?1"),
+            rusqlite::types::Value::Text(n.clone()),
+        ),
+    };
+    conn.prepare_cached(&sql)
+        .map_err(db_err)?
+        .query_row([arg], experiment_row)
+        .optional()
+        .map_err(db_err)
+}
+
+pub(crate) fn list_experiments(conn: &Connection) -> Result<Vec<Experiment>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments ORDER BY id"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], experiment_row)
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    Ok(rows)
+}
+
+fn summary(
+    conn: &Connection,
+    trace_id: &TraceId,
+) -> Result<Option<(i64, TraceSummary)>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ?1"
+    ))
+    .map_err(db_err)?
+    .query_row([&trace_id.0[..]], trace_row)
+    .optional()
+    .map_err(db_err)
+}
+
+pub(crate) fn upsert_trace_info(
+    conn: &mut Connection,
+    u: &TraceInfoUpdate,
+) -> Result<TraceSummary, StoreError> {
+    let tx = conn.transaction().map_err(db_err)?;
+    match summary(&tx, &u.trace_id)? {
+        None => {
+            let start = u
+                .start_ns
+                .map_or_else(|| now_ms().saturating_mul(1_000_000), to_i64);
+            let end = start.saturating_add(u.duration_ns.map_or(0, to_i64));
+            let root_status = u.status.map(|s| s.code());
+            let status = TraceSummary::status_from(u.status, 0);
+            tx.execute(
+                "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, duration_ms, status, \
+                 root_status, has_root, span_count, tags, metadata, info, session_id, user_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    &u.trace_id.0[..],
+                    u.project,
+                    u.name.clone().unwrap_or_default(),
+                    start,
+                    end,
+                    (end - start) / 1_000_000,
+                    status.code(),
+                    root_status,
+                    to_text(&u.tags),
+                    to_text(&u.metadata),
+                    to_text(&u.info),
+                    u.session_id,
+                    u.user_id,
+                ],
+            )
+            .map_err(db_err)?;
+        }
+        Some((seq, old)) => {
+            let mut tags = old.tags.clone();
+            tags.extend(u.tags.clone());
+            let mut metadata = old.metadata.clone();
+            metadata.extend(u.metadata.clone());
+            let mut info = old.info.clone();
+            info.extend(u.info.clone());
+            // Times and name from the client only while no span says otherwise.
+            let (start, end) = if old.span_count == 0 {
+                let start = u.start_ns.map_or(to_i64(old.start_ns), to_i64);
+                (
+                    start,
+                    u.duration_ns
+                        .map_or(to_i64(old.end_ns), |d| start.saturating_add(to_i64(d))),
+                )
+            } else {
+                (to_i64(old.start_ns), to_i64(old.end_ns))
+            };
+            let name = match (&u.name, old.has_root) {
+                (Some(n), false) if !n.is_empty() => n.clone(),
+                _ => old.name.clone(),
+            };
+            tx.execute(
+                "UPDATE traces SET tags = ?2, metadata = ?3, info = ?4, start_ns = ?5, end_ns = ?6, \
+                 duration_ms = (?6 - ?5) / 1000000, name = ?7, \
+                 root_status = coalesce(?8, root_status), \
+                 session_id = coalesce(session_id, ?9), user_id = coalesce(user_id, ?10), \
+                 status = CASE coalesce(?8, root_status) WHEN 1 THEN 1 WHEN 2 THEN 2 \
+                          ELSE CASE WHEN error_count > 0 THEN 2 ELSE 0 END END \
+                 WHERE seq = ?1",
+                params![
+                    seq,
+                    to_text(&tags),
+                    to_text(&metadata),
+                    to_text(&info),
+                    start,
+                    end,
+                    name,
+                    u.status.map(|s: SpanStatus| s.code()),
+                    u.session_id,
+                    u.user_id,
+                ],
+            )
+            .map_err(db_err)?;
+        }
+    }
+    let out = summary(&tx, &u.trace_id)?
+        .map(|(_, s)| s)
+        .ok_or_else(|| StoreError::internal("the trace row vanished inside its transaction"))?;
+    tx.commit().map_err(db_err)?;
+    Ok(out)
+}
+
+pub(crate) fn trace_summaries(
+    conn: &Connection,
+    ids: &[TraceId],
+) -> Result<Vec<TraceSummary>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some((_, s)) = summary(conn, id)? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn set_trace_tag(
+    conn: &mut Connection,
+    trace_id: &TraceId,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction().map_err(db_err)?;
+    let Some((seq, old)) = summary(&tx, trace_id)? else {
+        return Ok(false);
+    };
+    let mut tags = old.tags;
+    match value {
+        Some(v) => {
+            tags.insert(key.to_string(), v.clone());
+        }
+        None => {
+            if tags.remove(key).is_none() {
+                return Ok(false);
+            }
+        }
+    }
+    tx.execute(
+        "UPDATE traces SET tags = ?2 WHERE seq = ?1",
+        params![seq, to_text(&tags)],
+    )
+    .map_err(db_err)?;
+    tx.commit().map_err(db_err)?;
+    Ok(true)
+}
+
+/// Traces deleted per transaction, so ingest waits only briefly.
+const DELETE_CHUNK: usize = 500;
+
+pub(crate) fn delete_traces(
+    conn: &mut Connection,
+    which: &TraceSelection,
+) -> Result<u64, StoreError> {
+    let targets: Vec<(i64, Vec<u8>)> = match which {
+        TraceSelection::Ids(ids) => {
+            let mut v = Vec::with_capacity(ids.len());
+            let mut stmt = conn
+                .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
+                .map_err(db_err)?;
+            for id in ids {
+                if let Some(seq) = stmt
+                    .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(db_err)?
+                {
+                    v.push((seq, id.0.to_vec()));
+                }
+            }
+            v
+        }
+        TraceSelection::StartedBy {
+            project,
+            max_start_ms,
+            limit,
+        } => {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, trace_id FROM traces WHERE project = ?1 AND start_ns <= ?2 \
+                     ORDER BY start_ns, seq LIMIT ?3",
+                )
+                .map_err(db_err)?;
+            let max_ns = max_start_ms
+                .saturating_mul(1_000_000)
+                .saturating_add(999_999);
+            let limit = limit.map_or(i64::MAX, to_i64);
+            stmt.query_map(params![project, max_ns, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(db_err)?
+            .collect::<Result<_, _>>()
+            .map_err(db_err)?
+        }
+    };
+    let mut deleted = 0u64;
+    for chunk in targets.chunks(DELETE_CHUNK) {
+        let tx = conn.transaction().map_err(db_err)?;
+        for (seq, id) in chunk {
+            tx.execute(
+                "DELETE FROM span_bodies WHERE id IN (SELECT rowid FROM spans WHERE trace_seq = ?1)",
+                [seq],
+            )
+            .map_err(db_err)?;
+            tx.execute("DELETE FROM spans WHERE trace_seq = ?1", [seq])
+                .map_err(db_err)?;
+            tx.execute("DELETE FROM span_events WHERE trace_id = ?1", [id])
+                .map_err(db_err)?;
+            tx.execute("DELETE FROM assessments WHERE trace_id = ?1", [id])
+                .map_err(db_err)?;
+            deleted += tx
+                .execute("DELETE FROM traces WHERE seq = ?1", [seq])
+                .map_err(db_err)? as u64;
+        }
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(deleted)
+}
+
+pub(crate) fn put_assessment(
+    conn: &mut Connection,
+    trace_id: &TraceId,
+    a: &Assessment,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction().map_err(db_err)?;
+    if summary(&tx, trace_id)?.is_none() {
+        return Ok(false);
+    }
+    let body = serde_json::to_string(&a.body).map_err(StoreError::internal)?;
+    tx.execute(
+        "INSERT INTO assessments (id, trace_id, create_time, body) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        params![a.assessment_id, &trace_id.0[..], a.create_time_ms, body],
+    )
+    .map_err(db_err)?;
+    tx.commit().map_err(db_err)?;
+    Ok(true)
+}
+
+pub(crate) fn assessments(
+    conn: &Connection,
+    trace_ids: &[TraceId],
+) -> Result<Vec<Assessment>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, create_time, body FROM assessments WHERE trace_id = ?1 \
+             ORDER BY create_time, id",
+        )
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for t in trace_ids {
+        let rows = stmt
+            .query_map([&t.0[..]], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (id, created, body) = row.map_err(db_err)?;
+            out.push(Assessment {
+                assessment_id: id,
+                trace_id: *t,
+                create_time_ms: created,
+                body: serde_json::from_str(&body).unwrap_or(Value::Null),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn delete_assessment(
+    conn: &mut Connection,
+    trace_id: &TraceId,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .execute(
+            "DELETE FROM assessments WHERE id = ?1 AND trace_id = ?2",
+            params![id, &trace_id.0[..]],
+        )
+        .map_err(db_err)?;
+    Ok(n > 0)
+}
