@@ -405,3 +405,145 @@ async fn an_unreadable_body_does_not_hide_the_trace() {
             .contains("span body")
     );
 }
+
+fn info_update(t: u8, status: SpanStatus) -> loupe_store::TraceInfoUpdate {
+    loupe_store::TraceInfoUpdate {
+        trace_id: TraceId([t; 16]),
+        project: "default".into(),
+        start_ns: Some(990 * 1_000_000),
+        duration_ns: Some(500 * 1_000_000),
+        status: Some(status),
+        name: Some("from-client".into()),
+        session_id: Some("s-1".into()),
+        user_id: None,
+        tags: Map::from_iter([("env".to_string(), json!("prod"))]),
+        metadata: Map::from_iter([("mlflow.trace_schema.version".to_string(), json!("3"))]),
+        // The state a client reports is kept in `info` too; it then outlasts the root span's.
+        info: Map::from_iter([
+            ("client_request_id".to_string(), json!("req-1")),
+            ("state".to_string(), json!(status.as_str())),
+        ]),
+    }
+}
+
+#[tokio::test]
+async fn client_info_and_spans_merge_in_either_order() {
+    let ms = 1_000_000;
+    for info_first in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        if info_first {
+            let t = store
+                .upsert_trace_info(info_update(4, SpanStatus::Ok))
+                .await
+                .unwrap();
+            assert_eq!((t.span_count, t.name.as_str()), (0, "from-client"));
+            assert_eq!(t.duration_ns(), 500 * ms);
+        }
+        store.write_spans(trace_spans(4)).await.unwrap();
+        if !info_first {
+            store
+                .upsert_trace_info(info_update(4, SpanStatus::Ok))
+                .await
+                .unwrap();
+        }
+        let t = store
+            .trace_summaries(vec![TraceId([4; 16])])
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(t.span_count, 4, "info first: {info_first}");
+        // Spans decide times and the root's name; the client decides status, tags, info.
+        assert_eq!(
+            (t.start_ns, t.end_ns),
+            (995 * ms, 1_120 * ms),
+            "info first: {info_first}"
+        );
+        assert_eq!(t.name, "span-1");
+        assert_eq!(
+            t.status,
+            SpanStatus::Ok,
+            "the client's state wins over a failed child"
+        );
+        assert_eq!(t.tags["env"], json!("prod"));
+        assert_eq!(t.info["client_request_id"], json!("req-1"));
+        assert_eq!(t.session_id.as_deref(), Some("s-1"));
+        assert_eq!((t.input_tokens, t.output_tokens), (17, 8));
+    }
+}
+
+#[tokio::test]
+async fn tags_assessments_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.write_spans(trace_spans(1)).await.unwrap();
+    store.write_spans(trace_spans(2)).await.unwrap();
+    let one = TraceId([1; 16]);
+    assert!(
+        store
+            .set_trace_tag(one, "k".into(), Some(json!("v")))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_trace_tag(one, "missing".into(), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_trace_tag(TraceId([9; 16]), "k".into(), Some(json!("v")))
+            .await
+            .unwrap()
+    );
+    let a = loupe_store::Assessment {
+        assessment_id: "a-1".into(),
+        trace_id: one,
+        create_time_ms: 5,
+        body: json!({"assessment_name": "quality", "feedback": {"value": 0.9}}),
+    };
+    assert!(store.put_assessment(one, a.clone()).await.unwrap());
+    assert!(!store.put_assessment(TraceId([9; 16]), a).await.unwrap());
+    let q = loupe_query::parse("feedback.quality > 0.5", 0).unwrap();
+    let page = store
+        .list_traces(TraceQuery {
+            filter: Some(q),
+            limit: 10,
+            ..TraceQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.traces.iter().map(|t| t.trace_id).collect::<Vec<_>>(),
+        vec![one]
+    );
+    let n = store
+        .delete_traces(loupe_store::TraceSelection::Ids(vec![
+            one,
+            TraceId([9; 16]),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(store.get_trace(one).await.unwrap().is_none());
+    assert!(store.assessments(vec![one]).await.unwrap().is_empty());
+    let n = store
+        .delete_traces(loupe_store::TraceSelection::StartedBy {
+            project: "default".into(),
+            max_start_ms: 0,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "trace 2 starts later");
+    let n = store
+        .delete_traces(loupe_store::TraceSelection::StartedBy {
+            project: "default".into(),
+            max_start_ms: 10_000,
+            limit: Some(5),
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}

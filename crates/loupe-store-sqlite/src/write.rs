@@ -2,7 +2,9 @@
 //!
 //! Spans are grouped by trace. A trace seen for the first time is inserted once, with roll-ups
 //! already computed from its spans in the batch; a trace already stored gets its new spans
-//! inserted (duplicates ignored) and one UPDATE that adds what they contribute.
+//! inserted (duplicates ignored) and one UPDATE that adds what they contribute. A row a client
+//! created before any span arrived (MLflow's StartTraceV3) takes its times from the first spans,
+//! and keeps the state the client reported.
 
 use std::collections::{HashMap, HashSet};
 
@@ -101,9 +103,10 @@ const INSERT_TRACE: &str = "INSERT INTO traces (trace_id, project, name, start_n
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 const UPDATE_TRACE: &str = "UPDATE traces SET \
-     start_ns = min(start_ns, ?2), \
-     end_ns = max(end_ns, ?3), \
-     duration_ms = (max(end_ns, ?3) - min(start_ns, ?2)) / 1000000, \
+     start_ns = CASE WHEN span_count = 0 THEN ?2 ELSE min(start_ns, ?2) END, \
+     end_ns = CASE WHEN span_count = 0 THEN ?3 ELSE max(end_ns, ?3) END, \
+     duration_ms = CASE WHEN span_count = 0 THEN (?3 - ?2) / 1000000 \
+                   ELSE (max(end_ns, ?3) - min(start_ns, ?2)) / 1000000 END, \
      span_count = span_count + ?4, \
      error_count = error_count + ?5, \
      input_tokens = input_tokens + ?6, \
@@ -113,8 +116,10 @@ const UPDATE_TRACE: &str = "UPDATE traces SET \
                  WHEN has_root = 0 AND ?10 IS NOT NULL AND (name = '' OR ?11 < start_ns) THEN ?10 \
                  ELSE name END, \
      has_root = has_root OR (?9 IS NOT NULL), \
-     root_status = coalesce(?12, root_status), \
-     status = CASE coalesce(?12, root_status) WHEN 1 THEN 1 WHEN 2 THEN 2 \
+     root_status = CASE WHEN json_extract(info, '$.state') IN ('OK', 'ERROR') THEN root_status \
+                   ELSE coalesce(?12, root_status) END, \
+     status = CASE (CASE WHEN json_extract(info, '$.state') IN ('OK', 'ERROR') THEN root_status \
+                         ELSE coalesce(?12, root_status) END) WHEN 1 THEN 1 WHEN 2 THEN 2 \
                    ELSE CASE WHEN error_count + ?5 > 0 THEN 2 ELSE 0 END END, \
      cost_usd = cost_usd + ?13, \
      session_id = coalesce(session_id, ?14), \
