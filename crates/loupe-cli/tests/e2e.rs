@@ -645,6 +645,12 @@ impl TraceStore for GatedStore {
     ) -> Result<Vec<loupe_store::Assessment>, StoreError> {
         self.inner.assessments(ids).await
     }
+    async fn trace_models(
+        &self,
+        ids: Vec<TraceId>,
+    ) -> Result<std::collections::HashMap<TraceId, Vec<String>>, StoreError> {
+        self.inner.trace_models(ids).await
+    }
     async fn delete_assessment(&self, id: TraceId, aid: String) -> Result<bool, StoreError> {
         self.inner.delete_assessment(id, aid).await
     }

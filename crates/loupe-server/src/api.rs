@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{Uri, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use loupe_model::{SpanStatus, TraceId, TraceSummary, normalize};
 use loupe_store::{
     Cursor, GroupKey, SessionQuery, SessionSummary, StatsQuery, StoredSpan, TraceQuery,
@@ -40,27 +40,6 @@ pub(crate) async fn not_found(method: axum::http::Method, uri: Uri) -> Response 
             .into_response();
     }
     ApiError::not_found(format!("no route for {}", uri.path())).into_response()
-}
-
-/// `GET /`: a placeholder until the web UI lands.
-pub(crate) async fn home() -> Response {
-    (
-        [(
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'",
-        )],
-        Html(concat!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Loupe</title>",
-            "<style>body{font:16px system-ui,sans-serif;max-width:42rem;margin:3rem auto;padding:0 1rem}",
-            "code{background:#8882;padding:0 .2em}</style></head><body>",
-            "<h1>Loupe</h1><p>LLM tracing, on your machine. The web UI is coming; meanwhile:</p><ul>",
-            "<li>send OTLP traces to <code>POST /v1/traces</code> (HTTP) or port 4317 (gRPC);</li>",
-            "<li>read them at <a href=\"/api/v1/traces\"><code>/api/v1/traces</code></a>;</li>",
-            "<li>the API is described at <a href=\"/api/v1/openapi.json\"><code>/api/v1/openapi.json</code></a>.</li>",
-            "</ul></body></html>"
-        )),
-    )
-        .into_response()
 }
 
 fn ns_to_ms(ns: u64) -> u64 {

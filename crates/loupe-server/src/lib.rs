@@ -12,6 +12,7 @@ pub mod error;
 mod grpc;
 mod mlflow;
 mod otlp_http;
+mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,7 +58,6 @@ pub struct AppState {
 /// The HTTP router: OTLP/HTTP, the JSON API, health and the home page.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", get(api::home))
         .route("/healthz", get(api::healthz))
         .route("/v1/traces", post(otlp_http::export))
         .route("/v1/logs", post(otlp_http::export_logs))
@@ -69,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sessions", get(api::list_sessions))
         .route("/api/v1/sessions/{session_id}", get(api::get_session))
         .merge(mlflow::routes())
+        .merge(ui::routes())
         .fallback(api::not_found)
         .with_state(state)
 }

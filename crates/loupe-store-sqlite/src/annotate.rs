@@ -410,3 +410,27 @@ pub(crate) fn delete_assessment(
         .map_err(db_err)?;
     Ok(n > 0)
 }
+
+pub(crate) fn trace_models(
+    conn: &Connection,
+    ids: &[TraceId],
+) -> Result<std::collections::HashMap<TraceId, Vec<String>>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT DISTINCT s.model FROM traces t JOIN spans s ON s.trace_seq = t.seq \
+             WHERE t.trace_id = ?1 AND s.model IS NOT NULL ORDER BY s.model",
+        )
+        .map_err(db_err)?;
+    let mut out = std::collections::HashMap::new();
+    for id in ids {
+        let models: Vec<String> = stmt
+            .query_map([&id.0[..]], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<Result<_, _>>()
+            .map_err(db_err)?;
+        if !models.is_empty() {
+            out.insert(*id, models);
+        }
+    }
+    Ok(out)
+}

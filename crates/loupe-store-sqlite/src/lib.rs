@@ -429,6 +429,14 @@ impl TraceStore for SqliteStore {
             .await
     }
 
+    async fn trace_models(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> Result<std::collections::HashMap<TraceId, Vec<String>>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| annotate::trace_models(c, &trace_ids)))
+            .await
+    }
+
     async fn delete_assessment(
         &self,
         trace_id: TraceId,

@@ -218,6 +218,12 @@ pub trait TraceStore: Send + Sync + 'static {
     /// The assessments of these traces, oldest first.
     async fn assessments(&self, trace_ids: Vec<TraceId>) -> Result<Vec<Assessment>, StoreError>;
 
+    /// The distinct models of each trace's spans (traces without any are left out).
+    async fn trace_models(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> Result<std::collections::HashMap<TraceId, Vec<String>>, StoreError>;
+
     /// Deletes an assessment; `false` if it did not exist.
     async fn delete_assessment(
         &self,

@@ -238,7 +238,9 @@ fn trace_id_of(s: &str) -> Result<TraceId, MlflowError> {
     parse_trace_id(s).map_err(MlflowError::invalid)
 }
 
-fn now_ms() -> i64 {
+pub(crate) use convert::rfc3339_ms as rfc3339;
+
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -246,7 +248,7 @@ fn now_ms() -> i64 {
 }
 
 /// 32 random hex digits (std's per-process random hash keys, mixed with a counter and the time).
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -1,0 +1,213 @@
+// Browser test of Loupe's web UI in the system's headless Chromium (Debian's `chromium`,
+// driven by playwright-core; no browser is downloaded). Run by clients/python/tests/test_ui.py:
+//
+//   node ui_test.mjs <loupe base URL> <screenshot dir>
+//
+// It seeds traces over OTLP/JSON whose span names, prompts, outputs, attributes and tags carry
+// HTML and script, then checks in the browser: the list, a search and an invalid search, opening
+// a trace, selecting spans, the chat view, keyboard navigation, feedback stored as an
+// assessment, and that no script from trace content ever ran while the text stayed visible.
+// Exits non-zero with a message on the first failed check; screenshots go to the given dir.
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const [base, shots] = process.argv.slice(2);
+if (!base || !shots) {
+  console.error("usage: node ui_test.mjs <loupe URL> <screenshot dir>");
+  process.exit(2);
+}
+mkdirSync(shots, { recursive: true });
+
+const XSS = `<script>window.__xss="script"</script><img src=x onerror="window.__xss='img'">`;
+const LINK = "javascript:window.__xss='link'";
+const hex = (n) => Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join("");
+const nowNs = BigInt(Date.now()) * 1_000_000n;
+const str = (key, value) => ({ key, value: { stringValue: value } });
+
+// One agent trace (AGENT → TOOL, CHAT_MODEL) carrying hostile text everywhere, and a plain one.
+const traceId = hex(32);
+const [root, tool, chat] = [hex(16), hex(16), hex(16)];
+const plainId = hex(32);
+const plainName = `plain-trace-${plainId.slice(0, 8)}`;
+const span = (id, parent, name, type, startMs, endMs, attrs, status = 1) => ({
+  traceId, spanId: id, parentSpanId: parent, name,
+  startTimeUnixNano: String(nowNs + BigInt(startMs) * 1_000_000n),
+  endTimeUnixNano: String(nowNs + BigInt(endMs) * 1_000_000n),
+  attributes: [str("mlflow.spanType", type), ...attrs],
+  status: { code: status },
+});
+const messages = JSON.stringify({
+  messages: [
+    { role: "system", content: "You help with refunds." },
+    { role: "user", content: `I want a refund ${XSS}` },
+  ],
+});
+const completion = JSON.stringify({
+  choices: [{ message: { role: "assistant", content: `Refund approved ${XSS} see ${LINK}` } }],
+  usage: { prompt_tokens: 21, completion_tokens: 9, total_tokens: 30 },
+});
+const body = {
+  resourceSpans: [{
+    resource: { attributes: [str("service.name", "ui-test")] },
+    scopeSpans: [{ spans: [
+      span(root, "", `agent ${XSS}`, "AGENT", 0, 900, [
+        str("mlflow.spanInputs", JSON.stringify({ question: `refund ${XSS}` })),
+        str("mlflow.spanOutputs", JSON.stringify({ answer: LINK })),
+        str("mlflow.traceTag.team", XSS),
+      ]),
+      span(tool, root, `lookup_order ${XSS}`, "TOOL", 10, 200, [
+        str("mlflow.spanInputs", JSON.stringify({ order: "#123" })),
+        str("mlflow.spanOutputs", JSON.stringify({ status: `shipped ${XSS}` })),
+        str(`attr ${XSS}`, LINK),
+      ], 2),
+      span(chat, root, "ChatCompletion", "CHAT_MODEL", 210, 880, [
+        str("mlflow.spanInputs", messages),
+        str("mlflow.spanOutputs", completion),
+        str("mlflow.message.format", "openai"),
+        str("gen_ai.request.model", "gpt-4o-mini"),
+        { key: "gen_ai.usage.input_tokens", value: { intValue: "21" } },
+        { key: "gen_ai.usage.output_tokens", value: { intValue: "9" } },
+      ]),
+      { ...span(hex(16), "", plainName, "CHAIN", 1000, 1100, []), traceId: plainId },
+    ] }],
+  }],
+};
+
+async function api(path, init) {
+  const res = await fetch(base + path, init);
+  const text = await res.text();
+  assert.ok(res.ok, `${init?.method || "GET"} ${path} -> ${res.status} ${text}`);
+  return text ? JSON.parse(text) : {};
+}
+
+await api("/v1/traces", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+// Tags set afterwards through the MLflow API (the user-edit path) carry hostile text too.
+await api(`/api/2.0/mlflow/traces/tr-${traceId}/tags`, {
+  method: "PATCH", headers: { "content-type": "application/json" },
+  body: JSON.stringify({ key: `note ${XSS}`, value: LINK }),
+});
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const problems = [];
+let step = "start";
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+  page.on("dialog", (d) => { problems.push(`dialog opened: ${d.message()}`); d.dismiss(); });
+  const noScriptRan = async () => assert.equal(await page.evaluate(() => window.__xss), undefined, `${step}: trace content ran as script`);
+  const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+
+  step = "list";
+  await page.goto(base + "/");
+  await page.waitForSelector(`tr[data-trace-id="${traceId}"]`);
+  await page.waitForSelector(`tr[data-trace-id="${plainId}"]`);
+  const row = page.locator(`tr[data-trace-id="${traceId}"]`);
+  assert.match(await row.innerText(), /agent <script>window\.__xss="script"<\/script><img src=x onerror=/);
+  assert.match(await row.locator("td.model").innerText(), /gpt-4o-mini/);
+  assert.match(await row.locator("td.tags").innerText(), /note <script>/);
+  assert.equal(await page.locator("img").count(), 0, "no <img> from trace content reached the DOM");
+  await noScriptRan();
+  await shot("1-list");
+
+  step = "search";
+  await page.fill("input[name=q]", `name = '${plainName}'`);
+  await page.click("form.search button[type=submit]");
+  await page.waitForURL(/q=/);
+  assert.equal(await page.locator("table.traces tbody tr").count(), 1);
+  assert.equal(await page.locator(`tr[data-trace-id="${plainId}"]`).count(), 1);
+  await page.fill("input[name=q]", "status = ");
+  await page.click("form.search button[type=submit]");
+  await page.waitForSelector("#query-error");
+  assert.match(await page.locator("#query-error").innerText(), /position 9/);
+  await shot("2-search-error");
+
+  step = "open trace";
+  await page.goto(base + "/");
+  await page.click(`tr[data-trace-id="${traceId}"] td.name a`);
+  await page.waitForURL(new RegExp(`/traces/${traceId}`));
+  await page.waitForSelector("#span-tree li[role=treeitem]");
+  assert.equal(await page.locator("#span-tree li[role=treeitem]").count(), 3);
+  assert.equal(await page.locator("#span-tree svg.bar rect").count(), 3, "one timeline bar per span");
+  assert.match(await page.locator("section.summary").innerText(), /30 total/);
+  await noScriptRan();
+  await shot("3-trace");
+
+  step = "expand a span";
+  await page.click(`li[data-span-id="${tool}"] > .row a.span-link`);
+  await page.waitForSelector(`#span-detail article[data-span-id="${tool}"]`);
+  const detail = await page.locator("#span-detail").innerText();
+  assert.match(detail, /shipped <script>window\.__xss=\\?"script\\?"<\/script>/);
+  assert.match(await page.locator("#span-detail table.attrs").textContent(), /attr <script>/, "attribute keys kept as text");
+  assert.equal(await page.locator(`li[data-span-id="${tool}"]`).getAttribute("aria-selected"), "true");
+  assert.equal(await page.locator("#span-detail a[href^='javascript:']").count(), 0, "no javascript: links");
+  await noScriptRan();
+  await shot("4-span");
+
+  step = "chat";
+  await page.click(`li[data-span-id="${chat}"] > .row a.span-link`);
+  await page.waitForSelector(`#span-detail article[data-span-id="${chat}"] section.chat`);
+  const roles = await page.locator("#span-detail .chat .role").allInnerTexts();
+  assert.deepEqual(roles.map((r) => r.toLowerCase()), ["system", "user", "assistant"]);
+  assert.match(await page.locator("#span-detail .chat").innerText(), /Refund approved <script>/);
+  await noScriptRan();
+  await shot("5-chat");
+
+  step = "keyboard";
+  await page.focus(`li[data-span-id="${chat}"]`);
+  await page.keyboard.press("ArrowUp");
+  await page.waitForSelector(`li[data-span-id="${tool}"][aria-selected=true]`);
+  await page.keyboard.press("Home");
+  await page.waitForSelector(`li[data-span-id="${root}"][aria-selected=true]`);
+  await page.keyboard.press("ArrowLeft");
+  assert.equal(await page.locator(`li[data-span-id="${root}"]`).getAttribute("aria-expanded"), "false");
+  assert.ok(!(await page.locator(`li[data-span-id="${tool}"]`).isVisible()), "collapsed children are hidden");
+  await page.keyboard.press("ArrowRight");
+  assert.ok(await page.locator(`li[data-span-id="${tool}"]`).isVisible());
+
+  step = "feedback";
+  await page.check("form.feedback input[value=up]");
+  await page.fill("form.feedback textarea", `Great answer <b>bold</b> ${XSS}`);
+  await Promise.all([page.waitForURL(/#assessments$/), page.click("form.feedback button[type=submit]")]);
+  const item = page.locator("section.assessments li.assessment");
+  assert.equal(await item.count(), 1);
+  assert.match(await item.innerText(), /user_feedback feedback: true — Great answer <b>bold<\/b> <script>/);
+  await noScriptRan();
+  const stored = await api(`/api/v1/traces/${traceId}`);
+  const fb = stored.assessments.find((a) => a.name === "user_feedback");
+  assert.ok(fb, "feedback stored as an assessment");
+  assert.equal(fb.value, true);
+  assert.equal(fb.source.source_type, "HUMAN");
+  assert.match(fb.rationale, /Great answer <b>bold<\/b>/);
+  await shot("6-feedback");
+
+  step = "dark theme";
+  await page.emulateMedia({ colorScheme: "dark" });
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.notEqual(bg, "rgb(255, 255, 255)", "dark theme follows prefers-color-scheme");
+  await shot("7-dark");
+
+  step = "laptop width";
+  await page.setViewportSize({ width: 1024, height: 700 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `no horizontal scrolling at 1024 px (overflow ${overflow}px)`);
+  await shot("8-laptop");
+
+  await noScriptRan();
+  assert.deepEqual(problems, [], "no page errors, console errors or dialogs");
+  console.log(`ui: every check passed; screenshots in ${shots}`);
+} catch (e) {
+  console.error(`ui: failed at step "${step}": ${e.message}`);
+  if (problems.length) console.error(problems.join("\n"));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
