@@ -31,6 +31,7 @@ const str = (key, value) => ({ key, value: { stringValue: value } });
 const traceId = hex(32);
 const [root, tool, chat] = [hex(16), hex(16), hex(16)];
 const plainId = hex(32);
+const sessionId = `sess-${hex(6)} ${XSS}`;
 const plainName = `plain-trace-${plainId.slice(0, 8)}`;
 const span = (id, parent, name, type, startMs, endMs, attrs, status = 1) => ({
   traceId, spanId: id, parentSpanId: parent, name,
@@ -54,6 +55,7 @@ const body = {
     resource: { attributes: [str("service.name", "ui-test")] },
     scopeSpans: [{ spans: [
       span(root, "", `agent ${XSS}`, "AGENT", 0, 900, [
+        str("session.id", sessionId),
         str("mlflow.spanInputs", JSON.stringify({ question: `refund ${XSS}` })),
         str("mlflow.spanOutputs", JSON.stringify({ answer: LINK })),
         str("mlflow.traceTag.team", XSS),
@@ -188,6 +190,53 @@ try {
   assert.equal(fb.source.source_type, "HUMAN");
   assert.match(fb.rationale, /Great answer <b>bold<\/b>/);
   await shot("6-feedback");
+
+  step = "session";
+  await page.click("section.summary dd a[href^='/sessions/']");
+  await page.waitForSelector(`article.turn[data-trace-id="${traceId}"]`);
+  assert.match(await page.locator("h1").innerText(), /Session sess-.* <script>/);
+  assert.match(await page.locator("article.turn").innerText(), /refund <script>/);
+  await noScriptRan();
+  await shot("6b-session");
+
+  step = "dashboard";
+  await page.goto(base + "/dashboard");
+  await page.waitForSelector("figure.chart svg circle");
+  assert.ok(await page.locator("figure.chart").count() >= 5, "volume, errors, latency, tokens, cost charts");
+  assert.ok(await page.locator("figure.chart svg circle").count() >= 5, "data points drawn");
+  assert.match(await page.locator("table.models").innerText(), /gpt-4o-mini/);
+  await shot("6c-dashboard");
+  const badRange = await fetch(base + "/dashboard?range=forever");
+  assert.equal(badRange.status, 400);
+  assert.match(await badRange.text(), /unknown range/);
+
+  step = "big trace";
+  // 50,000 spans: a root, 100 children, the rest under them.
+  const bigId = hex(32);
+  const ids = Array.from({ length: 50_000 }, () => hex(16));
+  const bigSpans = ids.map((id, i) => ({
+    traceId: bigId, spanId: id, parentSpanId: i === 0 ? "" : i <= 100 ? ids[0] : ids[1 + (i % 100)],
+    name: `step-${i}`, startTimeUnixNano: String(nowNs + BigInt(i) * 1000n),
+    endTimeUnixNano: String(nowNs + BigInt(i) * 1000n + 500_000n),
+    attributes: [str("mlflow.spanType", i ? "TOOL" : "AGENT"), str("mlflow.spanInputs", JSON.stringify({ q: "x".repeat(200) }))],
+    status: { code: 1 },
+  }));
+  for (let k = 0; k < bigSpans.length; k += 10_000) {
+    await api("/v1/traces", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: bigSpans.slice(k, k + 10_000) }] }] }) });
+  }
+  const t0 = Date.now();
+  await page.goto(`${base}/traces/${bigId}`);
+  await page.waitForSelector("#span-tree li[role=treeitem]");
+  const openMs = Date.now() - t0;
+  console.log(`ui: a 50,000-span trace opened in ${openMs} ms (navigation to a rendered tree)`);
+  assert.ok(openMs < 5_000, `a 50,000-span trace took ${openMs} ms to open`);
+  assert.ok(await page.locator("#span-tree li[role=treeitem]").count() <= 2_100, "rows are capped");
+  const more = page.locator("li.more a").first();
+  await Promise.all([page.waitForURL(/focus=/), more.click()]);
+  await page.waitForSelector("#span-tree li[role=treeitem]");
+  await shot("6d-big-trace");
+  await page.goto(`${base}/traces/${traceId}`);
 
   step = "dark theme";
   await page.emulateMedia({ colorScheme: "dark" });

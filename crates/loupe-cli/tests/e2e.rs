@@ -556,8 +556,12 @@ impl TraceStore for GatedStore {
     async fn list_traces(&self, q: TraceQuery) -> Result<TracePage, StoreError> {
         self.inner.list_traces(q).await
     }
-    async fn get_trace(&self, id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
-        self.inner.get_trace(id).await
+    async fn get_trace_with(
+        &self,
+        id: TraceId,
+        bodies: loupe_store::SpanBodies,
+    ) -> Result<Option<TraceDetail>, StoreError> {
+        self.inner.get_trace_with(id, bodies).await
     }
     async fn list_sessions(&self, q: SessionQuery) -> Result<SessionPage, StoreError> {
         self.inner.list_sessions(q).await

@@ -24,8 +24,8 @@ use loupe_model::TraceId;
 use loupe_model::TraceSummary;
 use loupe_store::{
     Assessment, EncodedEvent, EncodedSpan, Experiment, ExperimentKey, Recompute, RecomputeStats,
-    SessionPage, SessionQuery, SessionSummary, StatsGroup, StatsQuery, StoreError, TraceDetail,
-    TraceInfoUpdate, TracePage, TraceQuery, TraceSelection, TraceStore, WriteOutcome,
+    SessionPage, SessionQuery, SessionSummary, SpanBodies, StatsGroup, StatsQuery, StoreError,
+    TraceDetail, TraceInfoUpdate, TracePage, TraceQuery, TraceSelection, TraceStore, WriteOutcome,
 };
 use rusqlite::Connection;
 
@@ -282,9 +282,15 @@ impl TraceStore for SqliteStore {
             .await
     }
 
-    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
-        self.blocking(move |s| s.with_reader(|c| read::get_trace(&s.inner.log, c, trace_id)))
-            .await
+    async fn get_trace_with(
+        &self,
+        trace_id: TraceId,
+        bodies: SpanBodies,
+    ) -> Result<Option<TraceDetail>, StoreError> {
+        self.blocking(move |s| {
+            s.with_reader(|c| read::get_trace(&s.inner.log, c, trace_id, &bodies))
+        })
+        .await
     }
 
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsGroup>, StoreError> {

@@ -4,7 +4,8 @@ use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
 use std::collections::HashMap;
 
 use loupe_store::{
-    Cursor, SpanBody, StoreError, StoredSpan, TraceDetail, TracePage, TraceQuery, decode_bodies,
+    Cursor, SpanBodies, SpanBody, StoreError, StoredSpan, TraceDetail, TracePage, TraceQuery,
+    decode_bodies,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row};
@@ -295,6 +296,7 @@ pub(crate) fn get_trace(
     log: &LogReader,
     conn: &Connection,
     trace_id: TraceId,
+    which: &SpanBodies,
 ) -> Result<Option<TraceDetail>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
@@ -347,7 +349,15 @@ pub(crate) fn get_trace(
     let mut bodies = Bodies::new(log);
     for row in raw {
         let (mut span, at) = row.map_err(db_err)?;
-        span.body = bodies.get_or_note(at);
+        let wanted = match which {
+            SpanBodies::All => true,
+            SpanBodies::None => false,
+            SpanBodies::Only(id) => span.span_id == *id,
+            SpanBodies::Roots => span.parent_id.is_none(),
+        };
+        if wanted {
+            span.body = bodies.get_or_note(at);
+        }
         spans.push(span);
     }
     // Events that arrived as log records join their spans.

@@ -141,7 +141,17 @@ pub trait TraceStore: Send + Sync + 'static {
     async fn list_traces(&self, query: TraceQuery) -> Result<TracePage, StoreError>;
 
     /// One trace with its spans, or `None` if unknown.
-    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError>;
+    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
+        self.get_trace_with(trace_id, SpanBodies::All).await
+    }
+
+    /// One trace with its spans, reading only the span bodies asked for (the others are
+    /// empty): a big trace's outline costs no decompression.
+    async fn get_trace_with(
+        &self,
+        trace_id: TraceId,
+        bodies: SpanBodies,
+    ) -> Result<Option<TraceDetail>, StoreError>;
 
     /// Aggregates over matching traces (or their spans), per group.
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsGroup>, StoreError>;
@@ -230,6 +240,19 @@ pub trait TraceStore: Send + Sync + 'static {
         trace_id: TraceId,
         assessment_id: String,
     ) -> Result<bool, StoreError>;
+}
+
+/// Which span bodies [`TraceStore::get_trace_with`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpanBodies {
+    /// Every span's.
+    All,
+    /// None (the outline: columns only).
+    None,
+    /// This span's only.
+    Only(loupe_model::SpanId),
+    /// The root spans' only (those without a parent).
+    Roots,
 }
 
 /// An experiment: MLflow's name for a project, with a numeric id. Experiment 0 ("Default")

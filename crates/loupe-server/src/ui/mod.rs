@@ -3,6 +3,8 @@
 //! script or style, nothing from elsewhere). Every page works without the script; the script
 //! adds the live tail, span selection without a reload and tree keyboard navigation.
 
+mod dashboard;
+mod sessions;
 mod trace;
 
 use std::collections::HashMap;
@@ -41,6 +43,9 @@ pub(crate) fn routes() -> Router<AppState> {
             get(trace::span_fragment),
         )
         .route("/traces/{trace_id}/feedback", post(trace::feedback))
+        .route("/sessions", get(sessions::session_list))
+        .route("/sessions/{session_id}", get(sessions::session_page))
+        .route("/dashboard", get(dashboard::dashboard))
         .route(
             "/static/app.css",
             get(|| async { asset("text/css", APP_CSS) }),
@@ -109,7 +114,7 @@ pub(crate) fn layout(title: &str, body: Markup) -> Markup {
             body {
                 header.top {
                     a.brand href="/" { "Loupe" }
-                    nav { a href="/" { "Traces" } }
+                    nav { a href="/" { "Traces" } a href="/sessions" { "Sessions" } a href="/dashboard" { "Dashboard" } }
                 }
                 main { (body) }
             }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loupe_model::normalize::{self, Message};
 use loupe_model::{SpanId, TraceId};
-use loupe_store::{Assessment, StoredSpan, TraceDetail};
+use loupe_store::{Assessment, SpanBodies, StoredSpan, TraceDetail};
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
@@ -17,7 +17,7 @@ use super::{fmt_cost, fmt_ms, fmt_time, layout, page_response, status_badge, tag
 use crate::AppState;
 
 /// Tree rows rendered at most; the rest of a big trace is summarized per parent.
-const MAX_ROWS: usize = 5_000;
+const MAX_ROWS: usize = 2_000;
 /// A text field longer than this shows truncated, with "show all".
 const FIELD_CAP: usize = 20_000;
 
@@ -40,9 +40,13 @@ fn parse_id(id: &str) -> Result<TraceId, Box<Response>> {
     })
 }
 
-async fn load(state: &AppState, id: &str) -> Result<(TraceDetail, Vec<Assessment>), Box<Response>> {
+async fn load(
+    state: &AppState,
+    id: &str,
+    bodies: SpanBodies,
+) -> Result<(TraceDetail, Vec<Assessment>), Box<Response>> {
     let trace_id = parse_id(id)?;
-    let detail = match state.store.get_trace(trace_id).await {
+    let detail = match state.store.get_trace_with(trace_id, bodies).await {
         Ok(Some(d)) => d,
         Ok(None) => {
             return Err(Box::new(error_page(
@@ -87,17 +91,33 @@ pub(crate) async fn trace_page(
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let (detail, assessments) = match load(&state, &id).await {
+    // Only the selected span's body is read (the root's by default): a big trace's outline
+    // costs no decompression.
+    let wanted = params.get("span").and_then(|s| SpanId::from_hex(s).ok());
+    let bodies = wanted.map_or(SpanBodies::Roots, SpanBodies::Only);
+    let (detail, assessments) = match load(&state, &id, bodies).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
     let t = &detail.summary;
     let spans = &detail.spans;
-    let (roots, children) = tree(spans);
-    let selected = params
-        .get("span")
-        .and_then(|s| SpanId::from_hex(s).ok())
+    let (mut roots, children) = tree(spans);
+    // `focus`: show one subtree (what a "+N more spans" link of a big trace opens).
+    let focus = params
+        .get("focus")
+        .and_then(|f| SpanId::from_hex(f).ok())
+        .and_then(|f| spans.iter().position(|s| s.span_id == f));
+    if let Some(f) = focus {
+        roots = vec![f];
+    }
+    let selected = wanted
         .and_then(|sid| spans.iter().position(|s| s.span_id == sid))
+        .or_else(|| {
+            roots
+                .iter()
+                .copied()
+                .find(|i| spans[*i].parent_id.is_none())
+        })
         .or_else(|| roots.first().copied());
     let full = params.get("full").is_some_and(|v| v == "1");
     let hex = t.trace_id.to_hex();
@@ -115,7 +135,10 @@ pub(crate) async fn trace_page(
                 dt { "Spans" } dd { (t.span_count) @if t.error_count > 0 { " (" (t.error_count) " failed)" } }
                 dt { "Tokens" } dd { (t.input_tokens) " in · " (t.output_tokens) " out · " (t.total_tokens) " total" }
                 dt { "Cost" } dd { (fmt_cost(t.cost_usd)) }
-                @if let Some(s) = &t.session_id { dt { "Session" } dd { (s) } }
+                @if let Some(s) = &t.session_id {
+                    dt { "Session" }
+                    dd { a href={ "/sessions/" (form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")) } { (s) } }
+                }
                 @if let Some(u) = &t.user_id { dt { "User" } dd { (u) } }
             }
             @if !t.tags.is_empty() { p.tags { (tag_chips(&t.tags)) } }
@@ -128,7 +151,10 @@ pub(crate) async fn trace_page(
                     }
                 }
                 @if rows >= MAX_ROWS {
-                    p.note { "Showing the first " (MAX_ROWS) " spans of " (spans.len()) "." }
+                    p.note { "Showing the first " (MAX_ROWS) " spans of " (spans.len()) "; open a “more” row for the rest of its subtree." }
+                }
+                @if focus.is_some() {
+                    p.note { a href={ "/traces/" (hex) } { "← the whole trace" } }
                 }
             }
             section.detail-pane id="span-detail" aria-live="polite" {
@@ -202,7 +228,9 @@ fn node(
             @if !kids.is_empty() {
                 ul role="group" {
                     @for child in &rendered { (child) }
-                    @if hidden > 0 { li.more { "+" (hidden) " more spans" } }
+                    @if hidden > 0 {
+                        li.more { a href={ "/traces/" (trace) "?focus=" (id) } { "+" (hidden) " more spans" } }
+                    }
                 }
             }
         }
@@ -336,14 +364,17 @@ pub(crate) async fn span_fragment(
     State(state): State<AppState>,
     Path((id, span_id)): Path<(String, String)>,
 ) -> Response {
-    let (detail, _) = match load(&state, &id).await {
+    let Ok(sid) = SpanId::from_hex(&span_id) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid span id {span_id:?}"),
+        );
+    };
+    let (detail, _) = match load(&state, &id, SpanBodies::Only(sid)).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let Some(s) = SpanId::from_hex(&span_id)
-        .ok()
-        .and_then(|sid| detail.spans.iter().find(|s| s.span_id == sid))
-    else {
+    let Some(s) = detail.spans.iter().find(|s| s.span_id == sid) else {
         return error_page(StatusCode::NOT_FOUND, &format!("span {span_id} not found"));
     };
     page_response(
