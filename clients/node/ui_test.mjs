@@ -120,6 +120,16 @@ try {
   await noScriptRan();
   await shot("1-list");
 
+  step = "live tail";
+  // A trace sent while the list is open appears without a reload.
+  const liveId = hex(32);
+  await api("/v1/traces", { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [
+      { ...span(hex(16), "", `live ${XSS}`, "CHAIN", 0, 50, []), traceId: liveId }] }] }] }) });
+  await page.waitForSelector(`tr[data-trace-id="${liveId}"]`, { timeout: 15_000 });
+  assert.match(await page.locator(`tr[data-trace-id="${liveId}"]`).innerText(), /live <script>/);
+  await noScriptRan();
+
   step = "search";
   await page.fill("input[name=q]", `name = '${plainName}'`);
   await page.click("form.search button[type=submit]");
