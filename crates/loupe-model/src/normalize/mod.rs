@@ -273,6 +273,20 @@ pub(crate) fn maybe_json_object(v: &Value) -> Option<Map<String, Value>> {
     }
 }
 
+/// `camelCase` → `snake_case` (ASCII capitals only): Vercel AI SDK settings, MLflow field masks.
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,18 +171,7 @@ fn param_name(setting: &str) -> String {
     match setting {
         "maxOutputTokens" | "maxTokens" => "max_tokens".to_string(),
         "stopSequences" => "stop".to_string(),
-        other => {
-            let mut out = String::with_capacity(other.len() + 4);
-            for c in other.chars() {
-                if c.is_ascii_uppercase() {
-                    out.push('_');
-                    out.push(c.to_ascii_lowercase());
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        }
+        other => super::snake_case(other),
     }
 }
 

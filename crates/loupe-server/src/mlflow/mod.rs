@@ -773,20 +773,31 @@ async fn search_traces(State(state): State<AppState>, headers: HeaderMap, body: 
 
 // ---- tags and deletes ----------------------------------------------------------------------
 
+/// The trace, the body and the tag key of a tag request; server-set tags are refused.
+async fn tag_request(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(TraceId, Value, String), MlflowError> {
+    let v = json_body(state, headers, body).await?;
+    let id = trace_id_of(id)?;
+    let key = required(&v, "key")?.to_string();
+    if IMMUTABLE_TAGS.contains(&key.as_str()) {
+        return Err(MlflowError::invalid(format!(
+            "tag {key:?} is set by the server and cannot be changed"
+        )));
+    }
+    Ok((id, v, key))
+}
+
 async fn set_tag(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let v = json_body(&state, &headers, body).await?;
-    let id = trace_id_of(&id)?;
-    let key = required(&v, "key")?;
-    if IMMUTABLE_TAGS.contains(&key) {
-        return Err(MlflowError::invalid(format!(
-            "tag {key:?} is set by the server and cannot be changed"
-        )));
-    }
+    let (id, v, key) = tag_request(&state, &id, &headers, body).await?;
     if key.len() > 250 {
         return Err(MlflowError::invalid("tag keys are at most 250 characters"));
     }
@@ -802,7 +813,7 @@ async fn set_tag(
     }
     if !state
         .store
-        .set_trace_tag(id, key.to_string(), Some(Value::String(value)))
+        .set_trace_tag(id, key, Some(Value::String(value)))
         .await?
     {
         return Err(MlflowError::missing(format!(
@@ -819,15 +830,8 @@ async fn delete_tag(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let v = json_body(&state, &headers, body).await?;
-    let id = trace_id_of(&id)?;
-    let key = required(&v, "key")?;
-    if IMMUTABLE_TAGS.contains(&key) {
-        return Err(MlflowError::invalid(format!(
-            "tag {key:?} is set by the server and cannot be removed"
-        )));
-    }
-    if !state.store.set_trace_tag(id, key.to_string(), None).await? {
+    let (id, _, key) = tag_request(&state, &id, &headers, body).await?;
+    if !state.store.set_trace_tag(id, key.clone(), None).await? {
         return Err(MlflowError::missing(format!(
             "No trace tag with key '{key}' for trace with ID {}",
             mlflow_id(&id)
@@ -1013,16 +1017,7 @@ async fn get_assessment(
 
 /// camelCase FieldMask path → the snake_case JSON key.
 fn snake(path: &str) -> String {
-    let mut out = String::with_capacity(path.len() + 4);
-    for c in path.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    loupe_model::normalize::snake_case(path)
 }
 
 async fn update_assessment(
