@@ -24,13 +24,19 @@
 //! - [`span`]: a span by hand, `loupe_sdk::span("retrieve").span_type("RETRIEVER").start()`.
 //! - The current span follows `.await` ([`ActiveSpan::in_scope`], [`Instrumented`]) and
 //!   [`spawn`] carries it into `tokio::spawn`.
+//! - [`openai::client`]: OpenAI-compatible HTTP calls (chat, streaming, embeddings) traced as
+//!   `CHAT_MODEL` / `EMBEDDING` spans with the GenAI conventions.
+//! - [`async_openai::Traced`]: the `async-openai` client, traced the same way.
 //! - Spans are exported in batches over OTLP/HTTP protobuf from a background thread; the
 //!   calling thread only pushes into a bounded queue and never blocks (when full, spans are
 //!   dropped and counted: [`dropped_spans`]).
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(feature = "async-openai")]
+pub mod async_openai;
 mod export;
+pub mod openai;
 mod span;
 
 use std::time::Duration;
