@@ -59,6 +59,9 @@ pub enum TracesCommand {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Sort order instead of newest first: `duration_ms desc`, `name,start desc` …
+        #[arg(long)]
+        order_by: Option<String>,
         /// Continue from a previous page's cursor.
         #[arg(long)]
         cursor: Option<String>,
@@ -183,6 +186,7 @@ pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
             server,
             query,
             limit,
+            order_by,
             cursor,
         } => {
             let mut u = url(&server.server, "/api/v1/traces")?;
@@ -190,6 +194,9 @@ pub async fn run(cmd: TracesCommand) -> anyhow::Result<ExitCode> {
                 let mut q = u.query_pairs_mut();
                 q.append_pair("q", &query);
                 q.append_pair("limit", &limit.to_string());
+                if let Some(o) = &order_by {
+                    q.append_pair("order_by", o);
+                }
                 if let Some(c) = &cursor {
                     q.append_pair("cursor", c);
                 }

@@ -1578,3 +1578,54 @@ async fn stats_and_span_search() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn order_by_sorts_and_pages_by_position() {
+    let server = TestServer::start().await;
+    // Four traces: durations 30, 10, 40, 20 ms, started one second apart.
+    let mut spans = Vec::new();
+    for (i, dur) in [30u64, 10, 40, 20].into_iter().enumerate() {
+        let t = [0x70 + i as u8; 16];
+        let base = i as u64 * 1_000;
+        let mut s = pspan(t, 1, None, base, base + dur);
+        s.name = format!("t{i}");
+        spans.push(s);
+    }
+    assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
+    let names = |v: &Value| -> Vec<String> {
+        v["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, page) = server
+        .get("/api/v1/traces?order_by=duration_ms%20desc&limit=3")
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(names(&page), ["t2", "t0", "t3"]);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, rest) = server
+        .get(&format!(
+            "/api/v1/traces?order_by=duration_ms%20desc&limit=3&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(names(&rest), ["t1"]);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (_, by_name) = server.get("/api/v1/traces?order_by=name").await;
+    assert_eq!(names(&by_name), ["t0", "t1", "t2", "t3"]);
+    for bad in ["colour", "name%20sideways", "name,name", "start%20desc%20x"] {
+        let (s, e) = server.get(&format!("/api/v1/traces?order_by={bad}")).await;
+        assert_eq!(s, 400, "{bad}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("order"),
+            "{e}"
+        );
+    }
+    let (s, _) = server
+        .get("/api/v1/traces?order_by=name&cursor=garbage")
+        .await;
+    assert_eq!(s, 400);
+    server.stop().await;
+}

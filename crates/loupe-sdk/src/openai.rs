@@ -150,6 +150,9 @@ pub(crate) fn fold_stream(text: &str) -> Value {
     )
 }
 
+/// Tool calls assembled from one stream at most.
+const MAX_TOOL_CALLS: u64 = 128;
+
 /// Folds chat completion chunks into one completion-shaped value.
 pub(crate) fn fold_chunks(chunks: impl Iterator<Item = Value>) -> Value {
     let mut content = String::new();
@@ -182,7 +185,12 @@ pub(crate) fn fold_chunks(chunks: impl Iterator<Item = Value>) -> Value {
                 .into_iter()
                 .flatten()
             {
-                let i = tc.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                // An index from the server sizes a list: keep it sane.
+                let i = tc
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    .min(MAX_TOOL_CALLS) as usize;
                 while tool_calls.len() <= i {
                     tool_calls.push(
                         json!({"type": "function", "function": {"name": "", "arguments": ""}}),

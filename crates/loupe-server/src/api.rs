@@ -141,6 +141,7 @@ fn parse_num<T: std::str::FromStr>(
 /// Query parameters of `GET /api/v1/traces` that the handler understands.
 const LIST_PARAMS: &[&str] = &[
     "q",
+    "order_by",
     "limit",
     "cursor",
     "project",
@@ -164,6 +165,23 @@ pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery
             "invalid limit {limit}: expected 1 to {MAX_LIMIT}"
         )));
     }
+    let order = match params.get("order_by").filter(|o| !o.trim().is_empty()) {
+        Some(o) => {
+            loupe_store::OrderKey::parse_clauses(o.split(',')).map_err(ApiError::bad_request)?
+        }
+        None => Vec::new(),
+    };
+    let offset = match (order.is_empty(), params.get("cursor")) {
+        (false, Some(c)) => c
+            .strip_prefix('o')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid cursor {c:?}: pass back a next_cursor value unchanged"
+                ))
+            })?,
+        _ => 0,
+    };
     Ok(TraceQuery {
         project: params.get("project").cloned(),
         status: params.get("status").map(|s| parse_status(s)).transpose()?,
@@ -172,10 +190,16 @@ pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery
         start_from_ms: parse_num(params, "start_time_from_ms")?,
         start_to_ms: parse_num(params, "start_time_to_ms")?,
         limit,
-        cursor: params
-            .get("cursor")
-            .map(|c| Cursor::decode(c))
-            .transpose()?,
+        cursor: if order.is_empty() {
+            params
+                .get("cursor")
+                .map(|c| Cursor::decode(c))
+                .transpose()?
+        } else {
+            None
+        },
+        offset,
+        order,
         filter: filter_param(params)?,
         ..TraceQuery::default()
     })
@@ -360,10 +384,19 @@ pub(crate) async fn list_traces(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let query = trace_query(&params)?;
+    let (ordered, offset) = (!query.order.is_empty(), query.offset);
     let page = state.store.list_traces(query).await?;
+    // A custom order pages by position; the default order by keyset.
+    let next = page.next_cursor.map(|c| {
+        if ordered {
+            format!("o{}", offset + page.consumed)
+        } else {
+            c.encode()
+        }
+    });
     Ok(Json(json!({
         "traces": page.traces.iter().map(trace_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor.map(|c| c.encode()),
+        "next_cursor": next,
     })))
 }
 

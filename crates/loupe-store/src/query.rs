@@ -82,6 +82,62 @@ pub enum OrderKey {
 }
 
 impl OrderKey {
+    /// Parses `"<field> [ASC|DESC]"` (ascending by default), in Loupe's or MLflow's field
+    /// names (`start`, `timestamp_ms`, `duration_ms`, `execution_time_ms`, `attributes.status` …).
+    pub fn parse_clause(text: &str) -> Result<(OrderKey, bool), String> {
+        let mut parts = text.split_whitespace();
+        let field = parts.next().unwrap_or("");
+        let descending = match parts.next().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("ASC") => false,
+            Some("DESC") => true,
+            Some(other) => {
+                return Err(format!(
+                    "invalid order clause {text:?}: expected ASC or DESC, found {other:?}"
+                ));
+            }
+        };
+        if parts.next().is_some() {
+            return Err(format!("invalid order clause {text:?}"));
+        }
+        let bare = ["attributes.", "attribute.", "trace."]
+            .iter()
+            .find_map(|p| field.strip_prefix(p))
+            .unwrap_or(field);
+        let key = match bare.to_ascii_lowercase().as_str() {
+            "start" | "start_time" | "start_time_ms" | "timestamp_ms" | "timestamp"
+            | "request_time" => OrderKey::Start,
+            "end" | "end_time" | "end_time_ms" => OrderKey::End,
+            "duration" | "duration_ms" | "execution_time_ms" | "execution_time" | "latency" => {
+                OrderKey::Duration
+            }
+            "status" | "state" => OrderKey::Status,
+            "name" => OrderKey::Name,
+            "trace_id" | "request_id" => OrderKey::TraceId,
+            other => {
+                return Err(format!(
+                    "invalid order field {other:?}: traces sort by start, end, duration_ms, \
+                     status, name or trace_id"
+                ));
+            }
+        };
+        Ok((key, descending))
+    }
+
+    /// Parses a list of clauses, refusing a field named twice.
+    pub fn parse_clauses<'a>(
+        clauses: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<(OrderKey, bool)>, String> {
+        let mut out: Vec<(OrderKey, bool)> = Vec::new();
+        for c in clauses {
+            let (key, desc) = OrderKey::parse_clause(c)?;
+            if out.iter().any(|(k, _)| *k == key) {
+                return Err(format!("the order names {c:?} twice"));
+            }
+            out.push((key, desc));
+        }
+        Ok(out)
+    }
+
     /// The column.
     pub fn column(self) -> &'static str {
         match self {

@@ -651,59 +651,19 @@ fn searched_experiments(v: &Value) -> Vec<String> {
 
 /// Parses MLflow `order_by` clauses (`"timestamp_ms DESC"`).
 fn order_of(v: &Value) -> Result<Vec<(OrderKey, bool)>, MlflowError> {
-    let mut out: Vec<(OrderKey, bool)> = Vec::new();
-    for clause in v
+    let mut clauses = Vec::new();
+    for c in v
         .get("order_by")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
-        let text = clause
-            .as_str()
-            .ok_or_else(|| MlflowError::invalid("order_by entries must be strings"))?;
-        let mut parts = text.split_whitespace();
-        let field = parts.next().unwrap_or("");
-        let descending = match parts.next().map(str::to_ascii_uppercase).as_deref() {
-            None | Some("ASC") => false,
-            Some("DESC") => true,
-            Some(other) => {
-                return Err(MlflowError::invalid(format!(
-                    "invalid order_by clause {text:?}: expected ASC or DESC, found {other:?}"
-                )));
-            }
-        };
-        if parts.next().is_some() {
-            return Err(MlflowError::invalid(format!(
-                "invalid order_by clause {text:?}"
-            )));
-        }
-        let bare = field
-            .strip_prefix("attributes.")
-            .or_else(|| field.strip_prefix("attribute."))
-            .or_else(|| field.strip_prefix("trace."))
-            .unwrap_or(field);
-        let key = match bare {
-            "timestamp_ms" | "timestamp" | "start_time" | "request_time" => OrderKey::Start,
-            "execution_time_ms" | "execution_time" | "duration_ms" => OrderKey::Duration,
-            "end_time_ms" | "end_time" => OrderKey::End,
-            "status" | "state" => OrderKey::Status,
-            "name" => OrderKey::Name,
-            "request_id" | "trace_id" => OrderKey::TraceId,
-            other => {
-                return Err(MlflowError::invalid(format!(
-                    "invalid order_by field {other:?}: Loupe orders traces by timestamp_ms, \
-                     execution_time_ms, end_time_ms, status, name or request_id"
-                )));
-            }
-        };
-        if out.iter().any(|(k, _)| *k == key) {
-            return Err(MlflowError::invalid(format!(
-                "order_by names {field:?} twice"
-            )));
-        }
-        out.push((key, descending));
+        clauses.push(
+            c.as_str()
+                .ok_or_else(|| MlflowError::invalid("order_by entries must be strings"))?,
+        );
     }
-    Ok(out)
+    OrderKey::parse_clauses(clauses).map_err(MlflowError::invalid)
 }
 
 /// `POST /api/3.0/mlflow/traces/search`.
