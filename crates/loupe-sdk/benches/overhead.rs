@@ -3,9 +3,10 @@
 //!
 //!     cargo bench -p loupe-sdk --bench overhead
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// Spans timed between two flushes (well under the queue's capacity).
@@ -20,45 +21,6 @@ fn plain(order: u64, note: &str) -> u64 {
 #[loupe_sdk::trace(span_type = "TOOL")]
 fn traced(order: u64, note: &str) -> u64 {
     order.wrapping_mul(31).wrapping_add(note.len() as u64)
-}
-
-/// An OTLP/HTTP endpoint that answers 200 to every request (keep-alive), on its own thread.
-fn sink() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut out = stream;
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
-                    if out.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{addr}")
 }
 
 /// Times `iters` calls of `f` in chunks that fit the queue, flushing (untimed) between chunks,
@@ -81,7 +43,7 @@ fn chunked(iters: u64, f: impl Fn()) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let guard = loupe_sdk::Config::default()
-        .endpoint(sink())
+        .endpoint(support::endpoint_for_tests(Vec::new(), false).0)
         .queue_capacity(1 << 20)
         .init();
     let mut g = c.benchmark_group("span overhead");
