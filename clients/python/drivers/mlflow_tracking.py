@@ -131,6 +131,9 @@ def _install_log_capture() -> None:
 
 import requests  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
 REQUESTS: list[dict] = []
 MARKS: dict[str, int] = {}
 _req_lock = threading.Lock()
@@ -587,18 +590,7 @@ def _mock_client():
     return OpenAI(base_url=ARGS.mock_url, api_key="test", max_retries=0)
 
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "The city name."}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER_TOOL = _common.WEATHER_TOOL  # the tool every client suite offers the mock
 
 
 def scenario_openai() -> dict:

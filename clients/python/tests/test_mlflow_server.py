@@ -360,11 +360,17 @@ def test_write_wire_path(write_run: MlflowRun):
         assert version and all(q["status"] == 200 for q in version)
 
 
-def test_write_read_back_from_artifact_when_no_otlp(write_run: MlflowRun):
-    if write_run.result["race"] != "no_otlp":
-        pytest.skip("only the no-OTLP variants read spans from traces.json")
-    reads = write_run.phase("read")
-    tags = write_run.result["ok_trace"]["info"]["tags"]
+@pytest.fixture(scope="module", params=[k for k, (_, race) in WRITE_VARIANTS.items() if race == "no_otlp"])
+def no_otlp_run(request, mlflow_driver) -> MlflowRun:
+    """The write variants whose client never sends OTLP (the same cached runs as write_run)."""
+    mode, race = WRITE_VARIANTS[request.param]
+    return mlflow_driver("write", experiment(f"write-{request.param}"), mode=mode, race=race)
+
+
+def test_write_read_back_from_artifact_when_no_otlp(no_otlp_run: MlflowRun):
+    assert no_otlp_run.result["race"] == "no_otlp"
+    reads = no_otlp_run.phase("read")
+    tags = no_otlp_run.result["ok_trace"]["info"]["tags"]
     if tags.get("mlflow.trace.spansLocation") == "TRACKING_STORE":
         # a server may ingest traces.json into its store; then spans come from GetTrace
         assert requests_matching(reads, "GET", "/api/3.0/mlflow/traces/get")

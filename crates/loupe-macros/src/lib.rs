@@ -193,7 +193,7 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         }
     }
     let record_output = if opts.skip_output {
-        quote! { __loupe_span.finish_unrecorded(); }
+        quote! {}
     } else {
         let span = match &sig.output {
             ReturnType::Type(_, ty) => ty.span(),

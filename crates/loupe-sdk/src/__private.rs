@@ -40,9 +40,6 @@ impl ActiveSpan {
     pub fn __record_inputs(&mut self, inputs: Inputs) {
         self.set("mlflow.spanInputs", Value::Object(inputs.0));
     }
-
-    #[doc(hidden)]
-    pub fn finish_unrecorded(&mut self) {}
 }
 
 /// The return value of a traced call, recorded by [`RecordResult`] when it is a `Result` and

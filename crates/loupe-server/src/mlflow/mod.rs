@@ -975,11 +975,6 @@ async fn get_assessment(
     ok(json!({"assessment": a.body}))
 }
 
-/// camelCase FieldMask path → the snake_case JSON key.
-fn snake(path: &str) -> String {
-    loupe_model::normalize::snake_case(path)
-}
-
 async fn update_assessment(
     State(state): State<AppState>,
     Path((id, aid)): Path<(String, String)>,
@@ -999,7 +994,9 @@ async fn update_assessment(
     let fields: Vec<String> = if mask.trim().is_empty() {
         patch.keys().cloned().collect()
     } else {
-        mask.split(',').map(|p| snake(p.trim())).collect()
+        mask.split(',')
+            .map(|p| loupe_model::normalize::snake_case(p.trim()))
+            .collect()
     };
     let body = stored
         .body
@@ -1149,8 +1146,9 @@ mod tests {
 
     #[test]
     fn field_masks_become_snake_case() {
-        assert_eq!(snake("assessmentName"), "assessment_name");
-        assert_eq!(snake("feedback"), "feedback");
+        use loupe_model::normalize::snake_case;
+        assert_eq!(snake_case("assessmentName"), "assessment_name");
+        assert_eq!(snake_case("feedback"), "feedback");
     }
 
     #[test]
