@@ -9,6 +9,7 @@
 mod ids;
 pub mod normalize;
 pub mod pricing;
+pub mod text;
 mod span;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (`month` 1–12, `day` 1–31).

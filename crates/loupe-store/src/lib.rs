@@ -234,6 +234,13 @@ pub trait TraceStore: Send + Sync + 'static {
         trace_ids: Vec<TraceId>,
     ) -> Result<std::collections::HashMap<TraceId, Vec<String>>, StoreError>;
 
+    /// Returns once everything written before the call is searchable with `text ~` (a backend
+    /// that indexes text in the background waits for its indexer; one that indexes inside
+    /// `write_spans` returns at once).
+    async fn flush_text_index(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Deletes an assessment; `false` if it did not exist.
     async fn delete_assessment(
         &self,
