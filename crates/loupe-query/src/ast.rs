@@ -231,6 +231,9 @@ pub enum Expr {
         /// `IS NOT NULL`.
         negated: bool,
     },
+    /// `text ~ 'words'`: the trace's inputs, outputs, messages or errors hold the words, in
+    /// order, the last one as a prefix (see `loupe_model::text`).
+    Text(String),
 }
 
 /// Resolves a field path, in Loupe's or MLflow's spelling.

@@ -202,6 +202,37 @@ impl Parser {
         Ok(out)
     }
 
+    /// `text ~ 'words'`, after `text`.
+    fn full_text(&mut self) -> Result<Expr, QueryError> {
+        let op = self.expect("`~`")?;
+        if op.tok != Tok::Op("~") {
+            return Err(QueryError::at(
+                op.pos,
+                format!(
+                    "expected `~` after text (full-text match: text ~ 'words'), found {}",
+                    describe(&op.tok)
+                ),
+            ));
+        }
+        let t = self.expect("the quoted words to search for")?;
+        let Tok::Str(words) = t.tok else {
+            return Err(QueryError::at(
+                t.pos,
+                format!(
+                    "expected the quoted words to search for after `~`, found {}",
+                    describe(&t.tok)
+                ),
+            ));
+        };
+        if loupe_model::text::query_terms(&words).is_empty() {
+            return Err(QueryError::at(
+                t.pos,
+                "the search text needs at least one letter or digit",
+            ));
+        }
+        Ok(Expr::Text(words))
+    }
+
     fn condition(&mut self) -> Result<Expr, QueryError> {
         let t = self.expect("a field name")?;
         let Tok::Path(path) = &t.tok else {
@@ -212,10 +243,7 @@ impl Parser {
         };
         let lower0 = path[0].to_ascii_lowercase();
         if matches!(lower0.as_str(), "text" | "content") && path.len() == 1 {
-            return Err(QueryError::at(
-                t.pos,
-                "full-text search (text ~ '...') is not available yet",
-            ));
+            return self.full_text();
         }
         let field = resolve(path).ok_or_else(|| {
             QueryError::at(
@@ -339,7 +367,7 @@ impl Parser {
             Tok::Op("~") => {
                 return Err(QueryError::at(
                     t.pos,
-                    "`~` (full-text match) is not available yet",
+                    "`~` (full-text match) applies to `text` only: text ~ 'words'",
                 ));
             }
             other => {
@@ -636,7 +664,10 @@ mod tests {
             ("(status = 'OK'", 15, "expected `)`"),
             ("name = 'unterminated", 8, "unterminated"),
             ("name IN ('a' 'b')", 14, "expected `,` or `)`"),
-            ("text ~ 'refund'", 1, "full-text search"),
+            ("text = 'refund'", 6, "expected `~` after text"),
+            ("text ~ '!!'", 8, "at least one letter or digit"),
+            ("text ~ 5", 8, "quoted words"),
+            ("name ~ 'x'", 6, "applies to `text` only"),
             (
                 "span.attributes.model = 'x' OR name = 'y'",
                 1,
@@ -700,6 +731,9 @@ mod tests {
             "   ",
             "\u{0}",
             "ILIKE",
+            "text",
+            "'退款 refund'",
+            "'\"*'",
         ];
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..20_000 {
@@ -720,6 +754,7 @@ mod tests {
             match parse(&q, NOW) {
                 Ok(e) => {
                     let _ = crate::sql::sqlite(&e);
+                    let _ = crate::sql::postgres(&e);
                 }
                 Err(e) => assert!(
                     e.position >= 1 && e.position <= q.chars().count() + 1,

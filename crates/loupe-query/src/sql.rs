@@ -1,5 +1,7 @@
-//! Lowering to a SQLite condition over `traces t` (and `spans s` inside `EXISTS`), with every
-//! user value bound as a parameter.
+//! Lowering to a SQL condition over `traces t` (and `spans s` inside `EXISTS`, `assessments a`),
+//! for SQLite or PostgreSQL, with every user value bound as a parameter. Both backends keep the
+//! same table and column names, so one lowering serves both; only spellings differ (JSON access,
+//! case-sensitive LIKE, hex, the full-text index).
 
 use crate::ast::{AssessmentKind, CmpOp, Expr, Field, Literal, SpanField, TraceField};
 
@@ -14,6 +16,18 @@ pub enum Param {
     Real(f64),
 }
 
+/// Which SQL to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// SQLite (JSON as text, `json_extract`; full text in the attached FTS5 table
+    /// `fts.trace_text`, whose rowid is the trace's `seq << 8` plus a part number).
+    #[default]
+    Sqlite,
+    /// PostgreSQL (JSONB; full text in `trace_text (trace_seq, doc tsvector)`). Every
+    /// placeholder carries a cast to its parameter's type.
+    Postgres,
+}
+
 /// A condition and its parameters, in order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Lowered {
@@ -21,6 +35,44 @@ pub struct Lowered {
     pub sql: String,
     /// Parameters.
     pub params: Vec<Param>,
+    /// The dialect written.
+    pub dialect: Dialect,
+}
+
+impl Lowered {
+    fn pg(&self) -> bool {
+        self.dialect == Dialect::Postgres
+    }
+
+    /// Pushes a placeholder (cast to the parameter's type in PostgreSQL) and its parameter.
+    fn param(&mut self, p: Param) {
+        self.sql.push('?');
+        if self.pg() {
+            self.sql.push_str(match p {
+                Param::Text(_) => "::text",
+                Param::Int(_) => "::bigint",
+                Param::Real(_) => "::float8",
+            });
+        }
+        self.params.push(p);
+    }
+
+    /// The SQL with its `?` placeholders numbered `$first`, `$first + 1` … (PostgreSQL). User
+    /// text is never part of the SQL, so every `?` is a placeholder.
+    pub fn numbered(&self, first: usize) -> String {
+        let mut out = String::with_capacity(self.sql.len() + 16);
+        let mut n = first;
+        for c in self.sql.chars() {
+            if c == '?' {
+                out.push('$');
+                out.push_str(&n.to_string());
+                n += 1;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
 }
 
 fn span_only(e: &Expr) -> bool {
@@ -34,28 +86,98 @@ fn span_only(e: &Expr) -> bool {
         | Expr::IsNull { field, .. } => {
             matches!(field, Field::Span(_))
         }
+        Expr::Text(_) => false,
     }
 }
 
 /// Lowers `expr` for SQLite. Conditions on spans mean "some span of the trace": the span
 /// conditions joined by one AND are checked on the same span.
 pub fn sqlite(expr: &Expr) -> Lowered {
-    let mut out = Lowered::default();
-    lower(expr, false, &mut out);
-    out
+    lower_as(expr, Dialect::Sqlite, false)
 }
 
 /// Lowers `expr` for a query over spans (`spans s JOIN traces t`): span fields are about the
-/// span itself, trace fields about its trace.
+/// span itself, trace fields (and `text ~`) about its trace.
 pub fn sqlite_spans(expr: &Expr) -> Lowered {
-    let mut out = Lowered::default();
-    lower(expr, true, &mut out);
+    lower_as(expr, Dialect::Sqlite, true)
+}
+
+/// [`sqlite`] for PostgreSQL.
+pub fn postgres(expr: &Expr) -> Lowered {
+    lower_as(expr, Dialect::Postgres, false)
+}
+
+/// [`sqlite_spans`] for PostgreSQL.
+pub fn postgres_spans(expr: &Expr) -> Lowered {
+    lower_as(expr, Dialect::Postgres, true)
+}
+
+fn lower_as(expr: &Expr, dialect: Dialect, spans: bool) -> Lowered {
+    let mut out = Lowered {
+        dialect,
+        ..Lowered::default()
+    };
+    lower(expr, spans, &mut out);
     out
 }
 
 /// A JSON path for a tag or metadata key, as SQLite's `json_extract` reads it.
 pub fn json_path(key: &str) -> String {
     format!("$.\"{key}\"")
+}
+
+/// PostgreSQL's JSONB value of an assessment field, inside the EXISTS over `assessments a`.
+fn pg_assessment(kind: AssessmentKind) -> &'static str {
+    match kind {
+        AssessmentKind::Feedback => "(a.body #> '{feedback,value}')",
+        AssessmentKind::Expectation => {
+            "coalesce(a.body #> '{expectation,value}', \
+             a.body #> '{expectation,serialized_value,value}')"
+        }
+    }
+}
+
+/// Pushes the column expression of a field (binding JSON paths as parameters). `numeric` says
+/// the value is compared with a number (PostgreSQL reads JSON values as numbers then, with
+/// booleans as 1 and 0, as SQLite's `json_extract` does).
+fn column_for(field: &Field, numeric: bool, out: &mut Lowered) {
+    if out.pg() {
+        match field {
+            Field::Trace(TraceField::TraceId) => {
+                out.sql.push_str("encode(t.trace_id, 'hex')");
+                return;
+            }
+            Field::Tag(k) | Field::Metadata(k) => {
+                out.sql.push_str(if matches!(field, Field::Tag(_)) {
+                    "(t.tags ->> "
+                } else {
+                    "(t.metadata ->> "
+                });
+                out.param(Param::Text(k.clone()));
+                out.sql.push(')');
+                return;
+            }
+            Field::Assessment(kind, _) => {
+                let v = pg_assessment(*kind);
+                if numeric {
+                    out.sql.push_str(&format!(
+                        "(CASE jsonb_typeof({v}) WHEN 'number' THEN ({v} #>> '{{}}')::float8 \
+                         WHEN 'boolean' THEN (CASE WHEN {v} = 'true'::jsonb THEN 1.0 ELSE 0.0 END) END)"
+                    ));
+                } else {
+                    out.sql.push_str(&format!("({v} #>> '{{}}')"));
+                }
+                return;
+            }
+            Field::Span(SpanField::DurationMs) => {
+                out.sql
+                    .push_str("((s.end_ns - s.start_ns) / 1000000.0)::float8");
+                return;
+            }
+            _ => {}
+        }
+    }
+    column(field, out)
 }
 
 /// Pushes the column expression of a field (binding JSON paths as parameters).
@@ -90,13 +212,15 @@ fn column(field: &Field, out: &mut Lowered) {
             SpanField::CostUsd => "s.cost_usd",
         },
         Field::Tag(k) => {
-            out.sql.push_str("json_extract(t.tags, ?)");
-            out.params.push(Param::Text(json_path(k)));
+            out.sql.push_str("json_extract(t.tags, ");
+            out.param(Param::Text(json_path(k)));
+            out.sql.push(')');
             return;
         }
         Field::Metadata(k) => {
-            out.sql.push_str("json_extract(t.metadata, ?)");
-            out.params.push(Param::Text(json_path(k)));
+            out.sql.push_str("json_extract(t.metadata, ");
+            out.param(Param::Text(json_path(k)));
+            out.sql.push(')');
             return;
         }
         // Inside the EXISTS over `assessments a` that `lower` opens.
@@ -113,8 +237,7 @@ fn column(field: &Field, out: &mut Lowered) {
 }
 
 fn literal(field: &Field, v: &Literal, out: &mut Lowered) {
-    out.sql.push('?');
-    out.params.push(match (field, v) {
+    out.param(match (field, v) {
         // Trace ids compare as lower-case hex, with MLflow's `tr-` prefix dropped.
         (Field::Trace(TraceField::TraceId), Literal::Str(s)) => {
             Param::Text(s.strip_prefix("tr-").unwrap_or(s).to_ascii_lowercase())
@@ -180,12 +303,20 @@ fn lower_assessment(e: &Expr, name: &str, out: &mut Lowered) {
         other => ("EXISTS", Some(other)),
     };
     out.sql.push_str(open);
-    out.sql.push_str(
-        " (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
-         AND json_extract(a.body, '$.assessment_name') = ? \
-         AND coalesce(json_extract(a.body, '$.valid'), 1) != 0",
-    );
-    out.params.push(Param::Text(name.to_string()));
+    if out.pg() {
+        out.sql.push_str(
+            " (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
+             AND coalesce(a.body -> 'valid', 'true'::jsonb) != 'false'::jsonb \
+             AND (a.body ->> 'assessment_name') = ",
+        );
+    } else {
+        out.sql.push_str(
+            " (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
+             AND coalesce(json_extract(a.body, '$.valid'), 1) != 0 \
+             AND json_extract(a.body, '$.assessment_name') = ",
+        );
+    }
+    out.param(Param::Text(name.to_string()));
     if let Some(cond) = body {
         out.sql.push_str(" AND ");
         lower_inner(cond, true, out);
@@ -276,14 +407,22 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
                 CmpOp::Lt => ("(# < ?)", vec![lo]),
                 CmpOp::Le => ("(# < ?)", vec![hi]),
             };
-            let mut col = Lowered::default();
+            let mut col = Lowered {
+                dialect: out.dialect,
+                ..Lowered::default()
+            };
             column(field, &mut col);
-            out.sql.push_str(&sql.replace('#', &col.sql));
-            out.params.extend(params.into_iter().map(Param::Int));
+            let mut parts = sql.split('?');
+            out.sql
+                .push_str(&parts.next().unwrap_or_default().replace('#', &col.sql));
+            for (p, rest) in params.into_iter().zip(parts) {
+                out.param(Param::Int(p));
+                out.sql.push_str(&rest.replace('#', &col.sql));
+            }
         }
         Expr::Cmp { field, op, value } => {
             out.sql.push('(');
-            column(field, out);
+            column_for(field, !matches!(value, Literal::Str(_)), out);
             out.sql.push(' ');
             out.sql.push_str(op.sql());
             out.sql.push(' ');
@@ -296,7 +435,8 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
             negated,
         } => {
             out.sql.push('(');
-            column(field, out);
+            let numeric = values.iter().any(|v| !matches!(v, Literal::Str(_)));
+            column_for(field, numeric, out);
             out.sql
                 .push_str(if *negated { " NOT IN (" } else { " IN (" });
             for (i, v) in values.iter().enumerate() {
@@ -317,22 +457,48 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
             if *negated {
                 out.sql.push_str("NOT ");
             }
-            column(field, out);
-            if *case_insensitive {
-                // SQLite's LIKE ignores ASCII case; lower() both sides for the rest of Unicode.
-                out.sql.push_str(" LIKE ? ESCAPE '\\'");
-                out.params.push(Param::Text(pattern.clone()));
-            } else {
-                out.sql.push_str(" GLOB ?");
-                out.params.push(Param::Text(like_to_glob(pattern)));
+            column_for(field, false, out);
+            match (out.dialect, *case_insensitive) {
+                // SQLite's LIKE ignores (ASCII) case; GLOB does not.
+                (Dialect::Sqlite, true) => {
+                    out.sql.push_str(" LIKE ");
+                    out.param(Param::Text(pattern.clone()));
+                    out.sql.push_str(" ESCAPE '\\'");
+                }
+                (Dialect::Sqlite, false) => {
+                    out.sql.push_str(" GLOB ");
+                    out.param(Param::Text(like_to_glob(pattern)));
+                }
+                (Dialect::Postgres, ci) => {
+                    out.sql.push_str(if ci { " ILIKE " } else { " LIKE " });
+                    out.param(Param::Text(pattern.clone()));
+                    out.sql.push_str(" ESCAPE '\\'");
+                }
             }
             out.sql.push(')');
         }
         // Only on span attributes, which `lower` answers before reaching here.
         Expr::Regex { .. } => out.sql.push_str("(1)"),
+        Expr::Text(words) => match out.dialect {
+            Dialect::Sqlite => {
+                out.sql.push_str(
+                    "(t.seq IN (SELECT rowid >> 8 FROM fts.trace_text WHERE trace_text MATCH ",
+                );
+                let q = loupe_model::text::fts5_query(words).unwrap_or_default();
+                out.param(Param::Text(q));
+                out.sql.push_str("))");
+            }
+            Dialect::Postgres => {
+                out.sql
+                    .push_str("(t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ");
+                let q = loupe_model::text::pg_tsquery(words).unwrap_or_default();
+                out.param(Param::Text(q));
+                out.sql.push_str("::tsquery))");
+            }
+        },
         Expr::IsNull { field, negated } => {
             out.sql.push('(');
-            column(field, out);
+            column_for(field, false, out);
             out.sql.push_str(if *negated {
                 " IS NOT NULL)"
             } else {
@@ -413,8 +579,8 @@ mod tests {
         assert_eq!(
             l.sql,
             "((t.status = ?) AND EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
-             AND json_extract(a.body, '$.assessment_name') = ? \
              AND coalesce(json_extract(a.body, '$.valid'), 1) != 0 \
+             AND json_extract(a.body, '$.assessment_name') = ? \
              AND (json_extract(a.body, '$.feedback.value') > ?)))"
         );
         assert_eq!(
@@ -435,5 +601,77 @@ mod tests {
         let l = low("feedback.correct = true OR feedback.label LIKE 'good%'");
         assert_eq!(l.params[1], Param::Int(1));
         assert_eq!(l.params[3], Param::Text("good*".into()));
+    }
+
+    fn pg(q: &str) -> Lowered {
+        postgres(&parse(q, NOW).expect("parses"))
+    }
+
+    #[test]
+    fn postgres_casts_every_placeholder_and_numbers_them() {
+        let l =
+            pg("status = 'ERROR' AND tags.team = 'a' AND duration_ms > 1.5 AND trace_id = 'tr-AB'");
+        assert_eq!(
+            l.sql,
+            "((t.status = ?::bigint) AND ((t.tags ->> ?::text) = ?::text) AND (t.duration_ms > ?::float8) \
+             AND (encode(t.trace_id, 'hex') = ?::text))"
+        );
+        assert_eq!(l.params.len(), 5);
+        assert!(l.numbered(3).contains("$3::bigint") && l.numbered(3).contains("$7::text"));
+        assert!(!l.numbered(1).contains('?'));
+    }
+
+    #[test]
+    fn postgres_like_is_case_sensitive_and_ilike_is_not() {
+        let l = pg("name LIKE 'Chat%' AND span.model ILIKE 'GPT%'");
+        assert!(
+            l.sql.contains("(t.name LIKE ?::text ESCAPE '\\')"),
+            "{}",
+            l.sql
+        );
+        assert!(
+            l.sql.contains("(s.model ILIKE ?::text ESCAPE '\\')"),
+            "{}",
+            l.sql
+        );
+        assert_eq!(l.params[1], Param::Text("Chat%".into()));
+    }
+
+    #[test]
+    fn postgres_reads_assessment_values_as_numbers_or_text() {
+        let l = pg("feedback.correct = true");
+        assert!(
+            l.sql
+                .contains("jsonb_typeof((a.body #> '{feedback,value}'))"),
+            "{}",
+            l.sql
+        );
+        assert!(l.sql.contains("= ?::bigint"), "{}", l.sql);
+        let l = pg("feedback.label = 'good'");
+        assert!(
+            l.sql
+                .contains("((a.body #> '{feedback,value}') #>> '{}') = ?::text"),
+            "{}",
+            l.sql
+        );
+    }
+
+    #[test]
+    fn full_text_uses_each_backends_index_with_the_words_bound() {
+        let l = low("text ~ 'Refund 退款' AND status = 'ERROR'");
+        assert!(
+            l.sql.starts_with(
+                "((t.seq IN (SELECT rowid >> 8 FROM fts.trace_text WHERE trace_text MATCH ?))"
+            ),
+            "{}",
+            l.sql
+        );
+        assert_eq!(l.params[0], Param::Text("\"refund 退款\" *".into()));
+        let l = pg("NOT text ~ 'it''s'");
+        assert_eq!(
+            l.sql,
+            "NOT ((t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ?::text::tsquery)))"
+        );
+        assert_eq!(l.params[0], Param::Text("'it' <-> 's':*".into()));
     }
 }
