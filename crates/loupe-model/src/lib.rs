@@ -9,8 +9,8 @@
 mod ids;
 pub mod normalize;
 pub mod pricing;
-pub mod text;
 mod span;
+pub mod text;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (`month` 1–12, `day` 1–31).
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {

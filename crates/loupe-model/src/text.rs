@@ -332,9 +332,10 @@ mod tests {
 
     #[test]
     fn words_fold_case_and_accents() {
-        assert_eq!(terms("Café CAFE café! naïve-Ünïcode"), [
-            "cafe", "cafe", "cafe", "naive", "unicode"
-        ]);
+        assert_eq!(
+            terms("Café CAFE café! naïve-Ünïcode"),
+            ["cafe", "cafe", "cafe", "naive", "unicode"]
+        );
         // Decomposed input (e + combining acute) reads the same as precomposed.
         assert_eq!(terms("cafe\u{301}"), ["cafe"]);
         assert_eq!(terms("ﬁle ①"), ["file", "1"]);
@@ -350,18 +351,25 @@ mod tests {
     fn unspaced_scripts_become_pairs() {
         assert_eq!(terms("我要退款"), ["我要", "要退", "退款", "款"]);
         assert_eq!(terms("退"), ["退"]);
-        assert_eq!(terms("gpt-4o 说 退款了"), [
-            "gpt", "4o", "说", "退款", "款了", "了"
-        ]);
+        assert_eq!(
+            terms("gpt-4o 说 退款了"),
+            ["gpt", "4o", "说", "退款", "款了", "了"]
+        );
         assert_eq!(query_terms("退款"), ["退款"]);
         assert_eq!(query_terms("退款 refund"), ["退款", "款", "refund"]);
     }
 
     #[test]
     fn queries_are_phrases_with_a_prefix_last_term() {
-        assert_eq!(fts5_query("Refund please").as_deref(), Some("\"refund please\" *"));
+        assert_eq!(
+            fts5_query("Refund please").as_deref(),
+            Some("\"refund please\" *")
+        );
         assert_eq!(fts5_query("!!! ..."), None);
-        assert_eq!(pg_tsquery("it's 退款").as_deref(), Some("'it' <-> 's' <-> '退款':*"));
+        assert_eq!(
+            pg_tsquery("it's 退款").as_deref(),
+            Some("'it' <-> 's' <-> '退款':*")
+        );
         assert_eq!(pg_tsquery("  "), None);
     }
 
@@ -372,9 +380,9 @@ mod tests {
         for q in ["我要", "要退款", "退款 refund", "款", "说", "refund no"] {
             let q = query_terms(q);
             let n = q.len();
-            let found = doc.windows(n).any(|w| {
-                w[..n - 1] == q[..n - 1] && w[n - 1].starts_with(q[n - 1].as_str())
-            });
+            let found = doc
+                .windows(n)
+                .any(|w| w[..n - 1] == q[..n - 1] && w[n - 1].starts_with(q[n - 1].as_str()));
             assert!(found, "{q:?} in {doc:?}");
         }
     }
@@ -388,7 +396,9 @@ mod tests {
     #[test]
     fn documents_take_each_string_once_and_skip_keys() {
         let mut d = SpanText::new();
-        d.add_json(&serde_json::json!({"question": "Where is my refund?", "k": ["Where is my refund?"]}));
+        d.add_json(
+            &serde_json::json!({"question": "Where is my refund?", "k": ["Where is my refund?"]}),
+        );
         d.add_json(&serde_json::json!("{\"nested\": \"json text\"}"));
         assert_eq!(d.text(), "where is my refund json text");
     }

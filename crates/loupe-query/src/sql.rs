@@ -20,7 +20,7 @@ pub enum Param {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dialect {
     /// SQLite (JSON as text, `json_extract`; full text in the attached FTS5 table
-    /// `fts.trace_text`, whose rowid is the trace's `seq << 8` plus a part number).
+    /// `fts.trace_text`, whose rowid is the trace's `seq << 16` plus a part number).
     #[default]
     Sqlite,
     /// PostgreSQL (JSONB; full text in `trace_text (trace_seq, doc tsvector)`). Every
@@ -482,7 +482,7 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         Expr::Text(words) => match out.dialect {
             Dialect::Sqlite => {
                 out.sql.push_str(
-                    "(t.seq IN (SELECT rowid >> 8 FROM fts.trace_text WHERE trace_text MATCH ",
+                    "(t.seq IN (SELECT rowid >> 16 FROM fts.trace_text WHERE trace_text MATCH ",
                 );
                 let q = loupe_model::text::fts5_query(words).unwrap_or_default();
                 out.param(Param::Text(q));
@@ -661,7 +661,7 @@ mod tests {
         let l = low("text ~ 'Refund 退款' AND status = 'ERROR'");
         assert!(
             l.sql.starts_with(
-                "((t.seq IN (SELECT rowid >> 8 FROM fts.trace_text WHERE trace_text MATCH ?))"
+                "((t.seq IN (SELECT rowid >> 16 FROM fts.trace_text WHERE trace_text MATCH ?))"
             ),
             "{}",
             l.sql

@@ -275,9 +275,12 @@ pub(crate) fn set_trace_tag(
 /// Traces deleted per transaction, so ingest waits only briefly.
 const DELETE_CHUNK: usize = 500;
 
+/// Deletes traces in chunks; after each chunk commits, `committed` gets the deleted traces'
+/// numbers and the lowest rowid of their spans (for the text index).
 pub(crate) fn delete_traces(
     conn: &mut Connection,
     which: &TraceSelection,
+    committed: &dyn Fn(&[i64], Option<i64>) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
     let targets: Vec<(i64, Vec<u8>)> = match which {
         TraceSelection::Ids(ids) => {
@@ -322,7 +325,19 @@ pub(crate) fn delete_traces(
     let mut deleted = 0u64;
     for chunk in targets.chunks(DELETE_CHUNK) {
         let tx = conn.transaction().map_err(db_err)?;
+        let mut min_span: Option<i64> = None;
         for (seq, id) in chunk {
+            let first: Option<i64> = tx
+                .query_row(
+                    "SELECT min(rowid) FROM spans WHERE trace_seq = ?1",
+                    [seq],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            min_span = match (min_span, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tx.execute(
                 "DELETE FROM span_bodies WHERE id IN (SELECT rowid FROM spans WHERE trace_seq = ?1)",
                 [seq],
@@ -339,6 +354,8 @@ pub(crate) fn delete_traces(
                 .map_err(db_err)? as u64;
         }
         tx.commit().map_err(db_err)?;
+        let seqs: Vec<i64> = chunk.iter().map(|(seq, _)| *seq).collect();
+        committed(&seqs, min_span)?;
     }
     Ok(deleted)
 }

@@ -8,6 +8,7 @@
 
 mod annotate;
 mod bodylog;
+mod fts;
 mod read;
 mod recompute;
 mod schema;
@@ -51,6 +52,9 @@ struct Inner {
     _checkpointer: Option<Checkpointer>,
     /// Set when the writer should complete a checkpoint (see [`Checkpointer`]).
     rewind: Arc<AtomicBool>,
+    /// The full-text index and its background indexer.
+    text: fts::TextIndex,
+    data_dir: PathBuf,
 }
 
 /// The writer's connection and the body log it appends to, used under one lock.
@@ -156,6 +160,7 @@ impl SqliteStore {
         let log = bodylog::LogWriter::open(data_dir)?;
         let rewind = Arc::new(AtomicBool::new(false));
         let checkpointer = Checkpointer::start(path.clone(), rewind.clone())?;
+        let text = fts::TextIndex::start(data_dir)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -164,6 +169,8 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 _checkpointer: Some(checkpointer),
                 rewind,
+                text,
+                data_dir: data_dir.to_path_buf(),
             }),
         })
     }
@@ -197,6 +204,7 @@ impl SqliteStore {
             None => {
                 let c = Connection::open(&self.inner.path).map_err(db_err)?;
                 schema::configure(&c, false).map_err(db_err)?;
+                fts::attach(&c, &self.inner.data_dir).map_err(db_err)?;
                 c
             }
         };
@@ -271,6 +279,7 @@ impl TraceStore for SqliteStore {
             })?;
             let t2 = std::time::Instant::now();
             s.sync_wal()?;
+            s.inner.text.notify();
             tracing::debug!(seg_sync = ?(t2 - t1), spans = spans.len(), lock_and_insert = ?(t1 - t0), fsync = ?t1.elapsed(), "sqlite write");
             Ok(outcome)
         })
@@ -415,8 +424,27 @@ impl TraceStore for SqliteStore {
     }
 
     async fn delete_traces(&self, which: TraceSelection) -> Result<u64, StoreError> {
-        self.blocking(move |s| s.with_writer(|c| annotate::delete_traces(c, &which)))
-            .await
+        self.blocking(move |s| {
+            s.with_writer(|c| {
+                annotate::delete_traces(c, &which, &|seqs, min_span| {
+                    s.inner.text.forget(seqs, min_span)
+                })
+            })
+        })
+        .await
+    }
+
+    async fn flush_text_index(&self) -> Result<(), StoreError> {
+        self.blocking(|s| {
+            let target: i64 = s.with_reader(|c| {
+                c.query_row("SELECT coalesce(max(rowid), 0) FROM spans", [], |r| {
+                    r.get(0)
+                })
+                .map_err(db_err)
+            })?;
+            s.inner.text.wait_for(target)
+        })
+        .await
     }
 
     async fn put_assessment(
