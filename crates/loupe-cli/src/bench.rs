@@ -408,6 +408,13 @@ fn make_text(rng: &mut impl Rng, bytes: usize) -> String {
     s
 }
 
+/// Replies in other languages, added to one output in a thousand.
+pub(crate) const RARE_TEXTS: [&str; 3] = [
+    " 客户说：我要退款，订单还没到。",
+    " العميل يريد استرداد المبلغ",
+    " Le client a reçu un remboursement pour la crème brûlée.",
+];
+
 /// Distinct texts the client picks from, so generating requests costs the client little CPU
 /// (the server compresses each span on its own, so repeats across spans do not help it).
 const TEXT_POOL: usize = 512;
@@ -475,7 +482,14 @@ pub(crate) fn build_request(
                     "mlflow.spanInputs",
                     format!("{{\"question\": \"{}\"}}", text(rng, payload)),
                 ),
-                sv("mlflow.spanOutputs", text(rng, payload)),
+                sv("mlflow.spanOutputs", {
+                    let mut out = text(rng, payload);
+                    // Now and then a reply in another language, for the full-text bench.
+                    if rng.random_range(0..1_000) == 0 {
+                        out.push_str(RARE_TEXTS[rng.random_range(0..RARE_TEXTS.len())]);
+                    }
+                    out
+                }),
             ];
             if let Some(id) = &session {
                 attributes.push(sv("session.id", id.clone()));

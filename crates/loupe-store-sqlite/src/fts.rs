@@ -8,7 +8,8 @@
 //!   maps matches to traces with a shift and no join. A trace has at most 65,536 parts (one per
 //!   pass that saw new spans of it); text beyond that is not indexed.
 //! - The table is contentless (it keeps the index, not the text) with `contentless_delete`, so
-//!   deleting a trace removes its documents.
+//!   deleting a trace removes its documents, and keeps no positions (`detail = none`): queries
+//!   ask for all their terms, not their order.
 //! - Progress is the span rowid up to which everything is indexed, stored in the same
 //!   transaction as the documents: a crash re-indexes at most one pass, never skips one.
 //!   Deleting the newest spans lets SQLite hand their rowids out again, so a delete moves the
@@ -41,7 +42,7 @@ const MAX_PARTS: i64 = 1 << 16;
 
 const SCHEMA: &str = "
 CREATE VIRTUAL TABLE IF NOT EXISTS trace_text USING fts5(
-    body, content = '', contentless_delete = 1,
+    body, content = '', contentless_delete = 1, detail = none,
     tokenize = 'unicode61 remove_diacritics 0'
 );
 CREATE TABLE IF NOT EXISTS text_parts (trace_seq INTEGER PRIMARY KEY, parts INTEGER NOT NULL);

@@ -106,6 +106,14 @@ CREATE TABLE assessments (
 );
 CREATE INDEX assessments_by_trace ON assessments (trace_id, create_time);
 "#,
+    // Version 4: the start-time index also covers what aggregations read, so "by hour over the
+    // last day" scans one index range instead of fetching each trace row (measured at 1M
+    // traces: see the note in `stats.rs`). It still orders the trace list (start, seq).
+    r#"
+DROP INDEX traces_by_start;
+CREATE INDEX traces_by_start ON traces (start_ns, seq, status, duration_ms, input_tokens,
+    output_tokens, total_tokens, cost_usd, project);
+"#,
 ];
 
 /// Per-connection settings.
