@@ -43,46 +43,60 @@ fn is_unspaced(c: char) -> bool {
         | 0x20000..=0x3FFFF) // CJK extensions B and later
 }
 
-/// Splits text into terms, as [`push_terms`] describes.
+/// Splits text into terms, as the module describes, appending them to `out` separated by
+/// single spaces (one buffer: no allocation per term).
 struct Terms<'a> {
-    out: &'a mut Vec<String>,
+    out: &'a mut String,
     word: String,
     run: Vec<char>,
 }
 
 impl Terms<'_> {
+    fn emit(&mut self, term: impl Iterator<Item = char>) {
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        self.out.extend(term);
+    }
+
     fn flush_word(&mut self) {
         if !self.word.is_empty() {
             if self.word.len() <= MAX_TERM {
-                self.out.push(std::mem::take(&mut self.word));
-            } else {
-                self.word.clear();
+                if !self.out.is_empty() {
+                    self.out.push(' ');
+                }
+                self.out.push_str(&self.word);
             }
+            self.word.clear();
         }
     }
 
     /// Ends a run of unspaced characters; `trailing` leaves out what only a document needs
     /// (the final single character after the pairs), for the end of a query.
     fn flush_run(&mut self, trailing: bool) {
-        match self.run.len() {
+        let run = std::mem::take(&mut self.run);
+        match run.len() {
             0 => {}
-            1 => self.out.push(self.run[0].to_string()),
+            1 => self.emit(run.iter().copied()),
             n => {
-                for w in self.run.windows(2) {
-                    self.out.push(w.iter().collect());
+                for w in run.windows(2) {
+                    self.emit(w.iter().copied());
                 }
                 if !trailing {
-                    self.out.push(self.run[n - 1].to_string());
+                    self.emit(std::iter::once(run[n - 1]));
                 }
             }
         }
+        self.run = run;
         self.run.clear();
     }
 
     fn push(&mut self, text: &str) {
         for c in text.chars() {
             if c.is_ascii() {
-                self.flush_run(false);
+                if !self.run.is_empty() {
+                    self.flush_run(false);
+                }
                 if c.is_ascii_alphanumeric() {
                     self.word.push(c.to_ascii_lowercase());
                 } else {
@@ -118,25 +132,30 @@ impl Terms<'_> {
     }
 }
 
-/// The terms of `text`, as a document holds them.
-pub fn terms(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
+/// Appends the terms of `text` to `out` (space-separated), as a document holds them.
+pub fn push_terms(text: &str, out: &mut String) {
     let mut t = Terms {
-        out: &mut out,
+        out,
         word: String::new(),
         run: Vec::new(),
     };
     t.push(text);
     t.flush_word();
     t.flush_run(false);
-    out
+}
+
+/// The terms of `text`, as a document holds them.
+pub fn terms(text: &str) -> Vec<String> {
+    let mut out = String::new();
+    push_terms(text, &mut out);
+    out.split(' ').filter(|t| !t.is_empty()).map(str::to_string).collect()
 }
 
 /// The terms of a query: as [`terms`], but a trailing run of unspaced characters ends with its
 /// last pair (the last term is matched as a prefix). Empty when the text has no letter or
 /// digit.
 pub fn query_terms(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = String::new();
     let mut t = Terms {
         out: &mut out,
         word: String::new(),
@@ -145,7 +164,7 @@ pub fn query_terms(text: &str) -> Vec<String> {
     t.push(text);
     t.flush_word();
     t.flush_run(true);
-    out
+    out.split(' ').filter(|t| !t.is_empty()).map(str::to_string).collect()
 }
 
 /// The searchable text of spans: their inputs, outputs, messages, retrieved documents, status
@@ -154,7 +173,7 @@ pub fn query_terms(text: &str) -> Vec<String> {
 #[derive(Debug, Default)]
 pub struct SpanText {
     seen: HashSet<u64>,
-    terms: Vec<String>,
+    text: String,
     bytes: usize,
 }
 
@@ -180,7 +199,7 @@ impl SpanText {
         }
         let take = floor_char_boundary(s, MAX_SPAN_TEXT - self.bytes);
         self.bytes += take;
-        self.terms.extend(terms(&s[..take]));
+        push_terms(&s[..take], &mut self.text);
     }
 
     /// Adds every string inside a JSON value (object keys are not text).
@@ -226,17 +245,18 @@ impl SpanText {
 
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.terms.is_empty()
+        self.text.is_empty()
     }
 
     /// The terms, space-separated (what an FTS5 table with the `unicode61` tokenizer indexes).
-    pub fn text(&self) -> String {
-        self.terms.join(" ")
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The distinct terms, as a PostgreSQL `tsvector` literal (cast with `::tsvector`).
     pub fn pg_tsvector(&self) -> String {
-        pg_tsvector(&self.terms)
+        let terms: Vec<String> = self.text.split(' ').map(str::to_string).collect();
+        pg_tsvector(&terms)
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Lowered {
     pub params: Vec<Param>,
     /// The dialect written.
     pub dialect: Dialect,
+    /// SQLite: check `text ~` per trace against the index (see [`sqlite_text`]).
+    probe_text: bool,
+    /// SQLite: the FTS5 query for the words of each `text ~` (see [`sqlite_text`]).
+    text_queries: Vec<(String, String)>,
 }
 
 impl Lowered {
@@ -100,6 +104,32 @@ pub fn sqlite(expr: &Expr) -> Lowered {
 /// span itself, trace fields (and `text ~`) about its trace.
 pub fn sqlite_spans(expr: &Expr) -> Lowered {
     lower_as(expr, Dialect::Sqlite, true)
+}
+
+/// [`sqlite`], with the FTS5 query of each `text ~` chosen by the store (`text_queries`:
+/// words → query, from [`full_text_conditions`]; missing words use
+/// [`loupe_model::text::fts5_query`]). With `probe`, `text ~` is checked trace by trace (an
+/// FTS5 lookup bounded to the trace's rowids) instead of as a list of every matching trace: for
+/// words found in many traces, a newest-first page then stops after a few lookups, where the
+/// list would hold them all.
+pub fn sqlite_text(expr: &Expr, probe: bool, text_queries: Vec<(String, String)>) -> Lowered {
+    let mut out = Lowered {
+        probe_text: probe,
+        text_queries,
+        ..Lowered::default()
+    };
+    lower(expr, false, &mut out);
+    out
+}
+
+/// The words of every `text ~` condition in `expr`.
+pub fn full_text_conditions(expr: &Expr) -> Vec<&str> {
+    match expr {
+        Expr::And(v) | Expr::Or(v) => v.iter().flat_map(full_text_conditions).collect(),
+        Expr::Not(x) => full_text_conditions(x),
+        Expr::Text(words) => vec![words.as_str()],
+        _ => Vec::new(),
+    }
 }
 
 /// [`sqlite`] for PostgreSQL.
@@ -324,6 +354,16 @@ fn lower_assessment(e: &Expr, name: &str, out: &mut Lowered) {
     out.sql.push(')');
 }
 
+/// The FTS5 query for `words`: the store's choice, else the plain one.
+fn fts5_for(words: &str, out: &Lowered) -> String {
+    out.text_queries
+        .iter()
+        .find(|(w, _)| w == words)
+        .map(|(_, q)| q.clone())
+        .or_else(|| loupe_model::text::fts5_query(words))
+        .unwrap_or_default()
+}
+
 fn lower(e: &Expr, in_span: bool, out: &mut Lowered) {
     match field_of(e) {
         Some(Field::Assessment(_, name)) => return lower_assessment(e, name, out),
@@ -480,11 +520,19 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         // Only on span attributes, which `lower` answers before reaching here.
         Expr::Regex { .. } => out.sql.push_str("(1)"),
         Expr::Text(words) => match out.dialect {
+            Dialect::Sqlite if out.probe_text => {
+                out.sql
+                    .push_str("EXISTS (SELECT 1 FROM fts.trace_text WHERE trace_text MATCH ");
+                let q = fts5_for(words, out);
+                out.param(Param::Text(q));
+                out.sql
+                    .push_str(" AND rowid BETWEEN (t.seq << 16) AND (t.seq << 16) + 65535)");
+            }
             Dialect::Sqlite => {
                 out.sql.push_str(
                     "(t.seq IN (SELECT rowid >> 16 FROM fts.trace_text WHERE trace_text MATCH ",
                 );
-                let q = loupe_model::text::fts5_query(words).unwrap_or_default();
+                let q = fts5_for(words, out);
                 out.param(Param::Text(q));
                 out.sql.push_str("))");
             }

@@ -45,6 +45,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS trace_text USING fts5(
     body, content = '', contentless_delete = 1, detail = none,
     tokenize = 'unicode61 remove_diacritics 0'
 );
+-- The index's terms, for spelling out a query's last word (a prefix) as whole terms.
+CREATE VIRTUAL TABLE IF NOT EXISTS trace_text_terms USING fts5vocab(trace_text, 'row');
 CREATE TABLE IF NOT EXISTS text_parts (trace_seq INTEGER PRIMARY KEY, parts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS text_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";

@@ -128,6 +128,79 @@ pub(crate) fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
 /// the page ends early with a cursor, so one request stays bounded.
 const MAX_POST_SCAN: usize = 20_000;
 
+/// Matches past which a `text ~` query counts as common (see [`text_plan`]).
+const COMMON_TEXT: i64 = 5_000;
+
+/// Most index terms a query's last word (a prefix) is spelled out as.
+const MAX_PREFIX_TERMS: usize = 16;
+
+/// The FTS5 query for `words`, with its last word (a prefix) spelled out as the terms of the
+/// index that start with it: FTS5 answers a prefix by merging every such term's list of
+/// documents, over the whole index, on every lookup; an OR of a few whole terms seeks instead.
+fn fts5_query(conn: &Connection, words: &str) -> Result<Option<String>, StoreError> {
+    let terms = loupe_model::text::query_terms(words);
+    let Some((last, head)) = terms.split_last() else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT term FROM fts.trace_text_terms WHERE term >= ?1 AND term < ?2 \
+             ORDER BY term LIMIT ?3",
+        )
+        .map_err(db_err)?;
+    let upper = format!("{last}{}", char::MAX);
+    let found: Vec<String> = stmt
+        .query_map(
+            rusqlite::params![last, upper, MAX_PREFIX_TERMS as i64 + 1],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    let quote = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
+    let mut q: Vec<String> = head.iter().map(|t| quote(t)).collect();
+    if found.len() > MAX_PREFIX_TERMS {
+        q.push(format!("{} *", quote(last)));
+    } else if found.is_empty() {
+        // No term starts with it: the query matches nothing, and says so exactly.
+        q.push(quote(last));
+    } else {
+        let any: Vec<String> = found.iter().map(|t| quote(t)).collect();
+        q.push(format!("({})", any.join(" OR ")));
+    }
+    Ok(Some(q.join(" AND ")))
+}
+
+/// The FTS5 queries of `filter`'s `text ~` conditions, and whether one of them is common (more
+/// than [`COMMON_TEXT`] documents): then a newest-first page probes the index trace by trace
+/// and finds its page among the newest traces after a few lookups; for rarer words the list of
+/// matches is short and cheapest to build whole.
+fn text_plan(
+    conn: &Connection,
+    filter: &loupe_query::Expr,
+) -> Result<(bool, Vec<(String, String)>), StoreError> {
+    let mut common = false;
+    let mut queries = Vec::new();
+    for words in loupe_query::sql::full_text_conditions(filter) {
+        let Some(q) = fts5_query(conn, words)? else {
+            continue;
+        };
+        if !common {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM (SELECT 1 FROM fts.trace_text \
+                     WHERE trace_text MATCH ?1 LIMIT ?2)",
+                    rusqlite::params![q, COMMON_TEXT + 1],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            common = n > COMMON_TEXT;
+        }
+        queries.push((words.to_string(), q));
+    }
+    Ok((common, queries))
+}
+
 pub(crate) fn list_traces(
     conn: &Connection,
     log: &LogReader,
@@ -173,7 +246,8 @@ pub(crate) fn list_traces(
         args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
     }
     if let Some(filter) = &q.filter {
-        let lowered = loupe_query::sql::sqlite(filter);
+        let (common, queries) = text_plan(conn, filter)?;
+        let lowered = loupe_query::sql::sqlite_text(filter, common && q.order.is_empty(), queries);
         sql.push_str(" AND ");
         sql.push_str(&lowered.sql);
         args.extend(lowered.params.into_iter().map(|p| match p {
