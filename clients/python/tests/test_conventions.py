@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+import urllib.parse
 
 import pytest
 from conftest import SCENARIOS, ConventionRun, driver_common, mock_openai
@@ -398,3 +400,27 @@ def test_sessions(run: ConventionRun):
         listed = [t.get("trace_id") for t in body.get("traces", [])]
         m.equal("sessions/{id} traces (in start order)", listed, [t.get("trace_id") for t in traces])
     m.check()
+
+
+def test_full_text_search_finds_each_scenario(run: ConventionRun):
+    """`text ~` over what each real client recorded: the index is filled in the background, so
+    the first search waits for it; then the words of one scenario find that trace alone."""
+    chat_id = run.scenario("chat_scenario")["trace"]["trace_id"]
+    stream_id = run.scenario("stream_scenario")["trace"]["trace_id"]
+
+    def search(q: str, wait: bool = True) -> set:
+        deadline = time.monotonic() + 10
+        while True:
+            status, body = run.loupe.get("/api/v1/traces?" + urllib.parse.urlencode({"q": q, "limit": 50}))
+            assert status == 200, f"{q}: {status} {body!r}"
+            ids = {t["trace_id"] for t in body["traces"]}
+            if ids or not wait or time.monotonic() > deadline:
+                return ids
+            time.sleep(0.2)
+
+    # The question (an input) and the mock's answer (an output) are both searchable.
+    assert search("text ~ 'capital of France'") == {chat_id}
+    assert search("text ~ 'MOCK ANSWER capital'") == {chat_id}
+    assert stream_id in search("text ~ 'count from one'")
+    assert search("text ~ 'zanzibar'", wait=False) == set()
+    assert search("text ~ 'capital' AND NOT text ~ 'france'", wait=False) == set()
