@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use loupe_model::text::SpanText;
 use loupe_store::StoreError;
@@ -36,6 +36,15 @@ const PASS_SPANS: i64 = 4_096;
 
 /// How long a flush waits for the indexer before it reports the index as behind.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// While spans keep arriving (and nobody waits for the index), the indexer rests this many
+/// times as long as each pass took: it then takes at most a fifth of a core from ingest, and
+/// catches up in the pauses. Measured with `loupe bench ingest --seconds 10`: 55,391 spans/s
+/// at 32.1 µs of server CPU per span with the indexer unbounded.
+const REST_FACTOR: u32 = 4;
+
+/// Writes this recent count as "spans keep arriving".
+const BUSY_WINDOW: Duration = Duration::from_secs(1);
 
 /// Most parts (documents) one trace may have.
 const MAX_PARTS: i64 = 1 << 16;
@@ -59,6 +68,10 @@ struct State {
     stop: bool,
     /// The last pass failed with this.
     error: Option<String>,
+    /// When spans were last written.
+    last_write: Option<Instant>,
+    /// Callers waiting in [`TextIndex::wait_for`].
+    waiting: usize,
 }
 
 struct Shared {
@@ -146,6 +159,8 @@ impl TextIndex {
                 dirty: true,
                 stop: false,
                 error: None,
+                last_write: None,
+                waiting: 0,
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -166,6 +181,7 @@ impl TextIndex {
     pub(crate) fn notify(&self) {
         if let Ok(mut st) = self.shared.state.lock() {
             st.dirty = true;
+            st.last_write = Some(Instant::now());
             self.shared.wake.notify_one();
         }
     }
@@ -179,11 +195,15 @@ impl TextIndex {
             .lock()
             .map_err(|_| StoreError::internal("text index poisoned"))?;
         st.dirty = true;
-        self.shared.wake.notify_one();
-        while st.indexed < target {
+        st.waiting += 1;
+        self.shared.wake.notify_all();
+        let out = loop {
+            if st.indexed >= target {
+                break Ok(());
+            }
             let now = std::time::Instant::now();
             if now >= deadline || st.stop {
-                return Err(StoreError::unavailable(format!(
+                break Err(StoreError::unavailable(format!(
                     "the text index is behind (indexed up to span {}, waiting for {target}){}",
                     st.indexed,
                     st.error
@@ -198,8 +218,9 @@ impl TextIndex {
                 .wait_timeout(st, deadline - now)
                 .map_err(|_| StoreError::internal("text index poisoned"))?
                 .0;
-        }
-        Ok(())
+        };
+        st.waiting -= 1;
+        out
     }
 
     /// Forgets deleted traces: drops their documents and moves the progress mark back below
@@ -270,6 +291,7 @@ fn run(shared: &Shared, main: &Connection, log: &LogReader) {
         }
         // Passes until caught up.
         loop {
+            let began = Instant::now();
             let r = pass(shared, main, log);
             let Ok(mut st) = shared.state.lock() else {
                 return;
@@ -280,6 +302,22 @@ fn run(shared: &Shared, main: &Connection, log: &LogReader) {
                     shared.done.notify_all();
                     if !more || st.stop {
                         break;
+                    }
+                    let busy = st.last_write.is_some_and(|t| t.elapsed() < BUSY_WINDOW);
+                    if busy && st.waiting == 0 {
+                        // Rest, unless someone starts waiting or we are stopped.
+                        let rest = began.elapsed() * REST_FACTOR;
+                        let until = Instant::now() + rest;
+                        while st.waiting == 0 && !st.stop {
+                            let now = Instant::now();
+                            if now >= until {
+                                break;
+                            }
+                            st = match shared.wake.wait_timeout(st, until - now) {
+                                Ok((g, _)) => g,
+                                Err(_) => return,
+                            };
+                        }
                     }
                 }
                 Err(e) => {
