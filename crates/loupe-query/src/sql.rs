@@ -37,8 +37,9 @@ pub struct Lowered {
     pub params: Vec<Param>,
     /// The dialect written.
     pub dialect: Dialect,
-    /// SQLite: check `text ~` per trace against the index (see [`sqlite_text`]).
-    probe_text: bool,
+    /// SQLite: check `text ~` per trace against the index, for traces numbered up to this (see
+    /// [`sqlite_text`]).
+    probe_text: Option<i64>,
     /// SQLite: the FTS5 query for the words of each `text ~` (see [`sqlite_text`]).
     text_queries: Vec<(String, String)>,
 }
@@ -111,8 +112,13 @@ pub fn sqlite_spans(expr: &Expr) -> Lowered {
 /// [`loupe_model::text::fts5_query`]). With `probe`, `text ~` is checked trace by trace (an
 /// FTS5 lookup bounded to the trace's rowids) instead of as a list of every matching trace: for
 /// words found in many traces, a newest-first page then stops after a few lookups, where the
-/// list would hold them all.
-pub fn sqlite_text(expr: &Expr, probe: bool, text_queries: Vec<(String, String)>) -> Lowered {
+/// list would hold them all. `probe` is the highest trace number with indexed text: traces
+/// after it (ingested, not yet indexed) cannot match and are not looked up.
+pub fn sqlite_text(
+    expr: &Expr,
+    probe: Option<i64>,
+    text_queries: Vec<(String, String)>,
+) -> Lowered {
     let mut out = Lowered {
         probe_text: probe,
         text_queries,
@@ -520,13 +526,15 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         // Only on span attributes, which `lower` answers before reaching here.
         Expr::Regex { .. } => out.sql.push_str("(1)"),
         Expr::Text(words) => match out.dialect {
-            Dialect::Sqlite if out.probe_text => {
+            Dialect::Sqlite if out.probe_text.is_some() => {
+                out.sql.push_str("(t.seq <= ");
+                out.param(Param::Int(out.probe_text.unwrap_or_default()));
                 out.sql
-                    .push_str("EXISTS (SELECT 1 FROM fts.trace_text WHERE trace_text MATCH ");
+                    .push_str(" AND EXISTS (SELECT 1 FROM fts.trace_text WHERE trace_text MATCH ");
                 let q = fts5_for(words, out);
                 out.param(Param::Text(q));
                 out.sql
-                    .push_str(" AND rowid BETWEEN (t.seq << 16) AND (t.seq << 16) + 65535)");
+                    .push_str(" AND rowid BETWEEN (t.seq << 16) AND (t.seq << 16) + 65535))");
             }
             Dialect::Sqlite => {
                 out.sql.push_str(

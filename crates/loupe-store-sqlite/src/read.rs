@@ -247,7 +247,19 @@ pub(crate) fn list_traces(
     }
     if let Some(filter) = &q.filter {
         let (common, queries) = text_plan(conn, filter)?;
-        let lowered = loupe_query::sql::sqlite_text(filter, common && q.order.is_empty(), queries);
+        let probe = if common && q.order.is_empty() {
+            Some(
+                conn.query_row(
+                    "SELECT coalesce(max(trace_seq), 0) FROM fts.text_parts",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db_err)?,
+            )
+        } else {
+            None
+        };
+        let lowered = loupe_query::sql::sqlite_text(filter, probe, queries);
         sql.push_str(" AND ");
         sql.push_str(&lowered.sql);
         args.extend(lowered.params.into_iter().map(|p| match p {
