@@ -275,12 +275,15 @@ pub(crate) fn set_trace_tag(
 /// Traces deleted per transaction, so ingest waits only briefly.
 const DELETE_CHUNK: usize = 500;
 
-/// Deletes traces in chunks; after each chunk commits, `committed` gets the deleted traces'
-/// numbers and the lowest rowid of their spans (for the text index).
+/// Told, after each chunk of a delete commits, the deleted traces' numbers and the lowest rowid
+/// of their spans (for the text index).
+pub(crate) type OnDeleted<'a> = &'a dyn Fn(&[i64], Option<i64>) -> Result<(), StoreError>;
+
+/// Deletes traces in chunks, telling `committed` about each chunk.
 pub(crate) fn delete_traces(
     conn: &mut Connection,
     which: &TraceSelection,
-    committed: &dyn Fn(&[i64], Option<i64>) -> Result<(), StoreError>,
+    committed: OnDeleted<'_>,
 ) -> Result<u64, StoreError> {
     let targets: Vec<(i64, Vec<u8>)> = match which {
         TraceSelection::Ids(ids) => {
