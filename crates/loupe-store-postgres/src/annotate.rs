@@ -1,0 +1,478 @@
+//! What clients add around spans: experiments, trace info reported by the client, tags,
+//! assessments, and deleting traces. Each write is one transaction (or one statement).
+
+use std::collections::HashMap;
+
+use loupe_model::{SpanStatus, TraceId, TraceSummary};
+use loupe_store::{
+    Assessment, Experiment, ExperimentKey, StoreError, TraceInfoUpdate, TraceSelection,
+};
+use serde_json::{Map, Value};
+use tokio_postgres::Row;
+
+use crate::read::{TRACE_COLUMNS, trace_row};
+use crate::{pg_err, to_i64};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+const EXPERIMENT_COLUMNS: &str =
+    "id, name, artifact_location, lifecycle_stage, creation_time, last_update_time, tags";
+
+fn experiment_row(r: &Row) -> Result<Experiment, StoreError> {
+    let g = |e| pg_err(e);
+    Ok(Experiment {
+        id: r.try_get(0).map_err(g)?,
+        name: r.try_get(1).map_err(g)?,
+        artifact_location: r.try_get(2).map_err(g)?,
+        lifecycle_stage: r.try_get(3).map_err(g)?,
+        creation_time_ms: r.try_get(4).map_err(g)?,
+        last_update_time_ms: r.try_get(5).map_err(g)?,
+        tags: match r.try_get::<_, Value>(6).map_err(g)? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+    })
+}
+
+pub(crate) async fn create_experiment(
+    client: &deadpool_postgres::Object,
+    name: &str,
+    artifact_location: Option<&str>,
+    tags: &Map<String, Value>,
+) -> Result<Experiment, StoreError> {
+    if name.trim().is_empty() {
+        return Err(StoreError::invalid("an experiment needs a non-empty name"));
+    }
+    let now = now_ms();
+    // One statement: the id comes from a sequence, a name taken (now or concurrently) inserts
+    // nothing.
+    let stmt = client
+        .prepare_cached(&format!(
+            "WITH id AS (SELECT nextval('experiments_id') AS id) \
+             INSERT INTO experiments (id, name, artifact_location, creation_time, \
+             last_update_time, tags) \
+             SELECT id.id, $1, coalesce(NULLIF($2, ''), 'mlflow-artifacts:/' || id.id), $3, $3, $4 \
+             FROM id ON CONFLICT (name) DO NOTHING RETURNING {EXPERIMENT_COLUMNS}"
+        ))
+        .await
+        .map_err(pg_err)?;
+    let tags = Value::Object(tags.clone());
+    let row = client
+        .query_opt(&stmt, &[&name, &artifact_location, &now, &tags])
+        .await
+        .map_err(pg_err)?;
+    match row {
+        Some(r) => experiment_row(&r),
+        None => Err(StoreError::already_exists(format!(
+            "Experiment '{name}' already exists."
+        ))),
+    }
+}
+
+pub(crate) async fn experiment(
+    client: &deadpool_postgres::Object,
+    key: &ExperimentKey,
+) -> Result<Option<Experiment>, StoreError> {
+    let row = match key {
+        ExperimentKey::Id(id) => {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = $1"
+                ))
+                .await
+                .map_err(pg_err)?;
+            client.query_opt(&stmt, &[id]).await
+        }
+        ExperimentKey::Name(n) => {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE name = $1"
+                ))
+                .await
+                .map_err(pg_err)?;
+            client.query_opt(&stmt, &[n]).await
+        }
+    }
+    .map_err(pg_err)?;
+    row.as_ref().map(experiment_row).transpose()
+}
+
+pub(crate) async fn list_experiments(
+    client: &deadpool_postgres::Object,
+) -> Result<Vec<Experiment>, StoreError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments ORDER BY id"
+        ))
+        .await
+        .map_err(pg_err)?;
+    client
+        .query(&stmt, &[])
+        .await
+        .map_err(pg_err)?
+        .iter()
+        .map(experiment_row)
+        .collect()
+}
+
+async fn summary(
+    client: &impl deadpool_postgres::GenericClient,
+    trace_id: &TraceId,
+    lock: bool,
+) -> Result<Option<(i64, TraceSummary)>, StoreError> {
+    let sql = format!(
+        "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.trace_id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+    client
+        .query_opt(&stmt, &[&&trace_id.0[..]])
+        .await
+        .map_err(pg_err)?
+        .as_ref()
+        .map(trace_row)
+        .transpose()
+}
+
+pub(crate) async fn upsert_trace_info(
+    client: &mut deadpool_postgres::Object,
+    u: &TraceInfoUpdate,
+) -> Result<TraceSummary, StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let start = u
+        .start_ns
+        .map_or_else(|| now_ms().saturating_mul(1_000_000), to_i64);
+    let end = start.saturating_add(u.duration_ns.map_or(0, to_i64));
+    let status = TraceSummary::status_from(u.status, 0);
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, duration_ms, status, \
+             root_status, has_root, span_count, tags, metadata, info, session_id, user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, 0, $9, $10, $11, $12, $13) \
+             ON CONFLICT (trace_id) DO NOTHING RETURNING seq",
+        )
+        .await
+        .map_err(pg_err)?;
+    let inserted = tx
+        .query_opt(
+            &stmt,
+            &[
+                &&u.trace_id.0[..],
+                &u.project,
+                &u.name.clone().unwrap_or_default(),
+                &start,
+                &end,
+                &((end - start) / 1_000_000),
+                &status.code(),
+                &u.status.map(|s| s.code()),
+                &Value::Object(u.tags.clone()),
+                &Value::Object(u.metadata.clone()),
+                &Value::Object(u.info.clone()),
+                &u.session_id,
+                &u.user_id,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+    if inserted.is_none() {
+        // The row exists: lock it, merge, write back.
+        let (seq, old) = summary(&tx, &u.trace_id, true)
+            .await?
+            .ok_or_else(|| crate::retry_later("a trace row vanished under a concurrent delete"))?;
+        // Times and name from the client only while no span says otherwise.
+        let (start, end) = if old.span_count == 0 {
+            let start = u.start_ns.map_or(to_i64(old.start_ns), to_i64);
+            (
+                start,
+                u.duration_ns
+                    .map_or(to_i64(old.end_ns), |d| start.saturating_add(to_i64(d))),
+            )
+        } else {
+            (to_i64(old.start_ns), to_i64(old.end_ns))
+        };
+        let name = match (&u.name, old.has_root) {
+            (Some(n), false) if !n.is_empty() => n.clone(),
+            _ => old.name.clone(),
+        };
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE traces SET tags = tags || $2::jsonb, metadata = metadata || $3::jsonb, \
+                 info = info || $4::jsonb, start_ns = $5::bigint, end_ns = $6::bigint, \
+                 duration_ms = ($6::bigint - $5::bigint) / 1000000, name = $7::text, \
+                 root_status = coalesce($8::bigint, root_status), \
+                 session_id = coalesce(session_id, $9::text), \
+                 user_id = coalesce(user_id, $10::text), \
+                 status = CASE coalesce($8::bigint, root_status) WHEN 1 THEN 1 WHEN 2 THEN 2 \
+                          ELSE CASE WHEN error_count > 0 THEN 2 ELSE 0 END END \
+                 WHERE seq = $1",
+            )
+            .await
+            .map_err(pg_err)?;
+        tx.execute(
+            &stmt,
+            &[
+                &seq,
+                &Value::Object(u.tags.clone()),
+                &Value::Object(u.metadata.clone()),
+                &Value::Object(u.info.clone()),
+                &start,
+                &end,
+                &name,
+                &u.status.map(|s: SpanStatus| s.code()),
+                &u.session_id,
+                &u.user_id,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    let out = summary(&tx, &u.trace_id, false)
+        .await?
+        .map(|(_, s)| s)
+        .ok_or_else(|| crate::retry_later("a trace row vanished under a concurrent delete"))?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(out)
+}
+
+pub(crate) async fn trace_summaries(
+    client: &deadpool_postgres::Object,
+    ids: &[TraceId],
+) -> Result<Vec<TraceSummary>, StoreError> {
+    let raw: Vec<&[u8]> = ids.iter().map(|t| &t.0[..]).collect();
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.trace_id = ANY($1::bytea[])"
+        ))
+        .await
+        .map_err(pg_err)?;
+    let mut found: HashMap<TraceId, TraceSummary> = HashMap::with_capacity(ids.len());
+    for r in client.query(&stmt, &[&raw]).await.map_err(pg_err)? {
+        let (_, s) = trace_row(&r)?;
+        found.insert(s.trace_id, s);
+    }
+    // In the order asked (an id asked twice comes back twice, as the SQLite store does).
+    Ok(ids.iter().filter_map(|id| found.get(id).cloned()).collect())
+}
+
+pub(crate) async fn set_trace_tag(
+    client: &deadpool_postgres::Object,
+    trace_id: &TraceId,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<bool, StoreError> {
+    let n = match value {
+        Some(v) => {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE traces SET tags = tags || jsonb_build_object($2::text, $3::jsonb) \
+                     WHERE trace_id = $1",
+                )
+                .await
+                .map_err(pg_err)?;
+            client
+                .execute(&stmt, &[&&trace_id.0[..], &key, v])
+                .await
+                .map_err(pg_err)?
+        }
+        None => {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE traces SET tags = tags - $2::text \
+                     WHERE trace_id = $1 AND tags ? $2::text",
+                )
+                .await
+                .map_err(pg_err)?;
+            client
+                .execute(&stmt, &[&&trace_id.0[..], &key])
+                .await
+                .map_err(pg_err)?
+        }
+    };
+    Ok(n > 0)
+}
+
+/// Traces deleted per transaction, so ingest waits only briefly.
+const DELETE_CHUNK: usize = 500;
+
+pub(crate) async fn delete_traces(
+    client: &mut deadpool_postgres::Object,
+    which: &TraceSelection,
+) -> Result<u64, StoreError> {
+    let targets: Vec<(i64, Vec<u8>)> = match which {
+        TraceSelection::Ids(ids) => {
+            let raw: Vec<&[u8]> = ids.iter().map(|t| &t.0[..]).collect();
+            let stmt = client
+                .prepare_cached(
+                    "SELECT seq, trace_id FROM traces WHERE trace_id = ANY($1::bytea[])",
+                )
+                .await
+                .map_err(pg_err)?;
+            client
+                .query(&stmt, &[&raw])
+                .await
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(pg_err)?
+        }
+        TraceSelection::StartedBy {
+            project,
+            max_start_ms,
+            limit,
+        } => {
+            let max_ns = max_start_ms
+                .saturating_mul(1_000_000)
+                .saturating_add(999_999);
+            let limit = limit.map_or(i64::MAX, to_i64);
+            let stmt = client
+                .prepare_cached(
+                    "SELECT seq, trace_id FROM traces WHERE project = $1 AND start_ns <= $2 \
+                     ORDER BY start_ns, seq LIMIT $3",
+                )
+                .await
+                .map_err(pg_err)?;
+            client
+                .query(&stmt, &[project, &max_ns, &limit])
+                .await
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(pg_err)?
+        }
+    };
+    let mut deleted = 0u64;
+    for chunk in targets.chunks(DELETE_CHUNK) {
+        let seqs: Vec<i64> = chunk.iter().map(|(s, _)| *s).collect();
+        let ids: Vec<&[u8]> = chunk.iter().map(|(_, id)| id.as_slice()).collect();
+        let tx = client.transaction().await.map_err(pg_err)?;
+        // The trace rows first: a writer adding spans to one of them waits, then finds it gone
+        // and starts it again.
+        let n = tx
+            .execute("DELETE FROM traces WHERE seq = ANY($1::bigint[])", &[&seqs])
+            .await
+            .map_err(pg_err)?;
+        tx.execute(
+            "DELETE FROM span_groups WHERE id IN \
+             (SELECT body_group FROM spans WHERE trace_seq = ANY($1::bigint[]))",
+            &[&seqs],
+        )
+        .await
+        .map_err(pg_err)?;
+        for sql in [
+            "DELETE FROM spans WHERE trace_seq = ANY($1::bigint[])",
+            "DELETE FROM trace_text WHERE trace_seq = ANY($1::bigint[])",
+        ] {
+            tx.execute(sql, &[&seqs]).await.map_err(pg_err)?;
+        }
+        for sql in [
+            "DELETE FROM span_events WHERE trace_id = ANY($1::bytea[])",
+            "DELETE FROM assessments WHERE trace_id = ANY($1::bytea[])",
+        ] {
+            tx.execute(sql, &[&ids]).await.map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        deleted += n;
+    }
+    Ok(deleted)
+}
+
+pub(crate) async fn put_assessment(
+    client: &deadpool_postgres::Object,
+    trace_id: &TraceId,
+    a: &Assessment,
+) -> Result<bool, StoreError> {
+    // One statement: inserted (or replaced) only if the trace exists.
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO assessments (id, trace_id, create_time, body) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM traces WHERE trace_id = $2) \
+             ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
+        )
+        .await
+        .map_err(pg_err)?;
+    let n = client
+        .execute(
+            &stmt,
+            &[
+                &a.assessment_id,
+                &&trace_id.0[..],
+                &a.create_time_ms,
+                &a.body,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(n > 0)
+}
+
+pub(crate) async fn assessments(
+    client: &deadpool_postgres::Object,
+    trace_ids: &[TraceId],
+) -> Result<Vec<Assessment>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, create_time, body FROM assessments WHERE trace_id = $1 \
+             ORDER BY create_time, id",
+        )
+        .await
+        .map_err(pg_err)?;
+    let mut out = Vec::new();
+    for t in trace_ids {
+        for r in client.query(&stmt, &[&&t.0[..]]).await.map_err(pg_err)? {
+            out.push(Assessment {
+                assessment_id: r.try_get(0).map_err(pg_err)?,
+                trace_id: *t,
+                create_time_ms: r.try_get(1).map_err(pg_err)?,
+                body: r.try_get(2).map_err(pg_err)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn delete_assessment(
+    client: &deadpool_postgres::Object,
+    trace_id: &TraceId,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached("DELETE FROM assessments WHERE id = $1 AND trace_id = $2")
+        .await
+        .map_err(pg_err)?;
+    let n = client
+        .execute(&stmt, &[&id, &&trace_id.0[..]])
+        .await
+        .map_err(pg_err)?;
+    Ok(n > 0)
+}
+
+pub(crate) async fn trace_models(
+    client: &deadpool_postgres::Object,
+    ids: &[TraceId],
+) -> Result<HashMap<TraceId, Vec<String>>, StoreError> {
+    let raw: Vec<&[u8]> = ids.iter().map(|t| &t.0[..]).collect();
+    let stmt = client
+        .prepare_cached(
+            "SELECT DISTINCT t.trace_id, s.model FROM traces t JOIN spans s ON s.trace_seq = t.seq \
+             WHERE t.trace_id = ANY($1::bytea[]) AND s.model IS NOT NULL \
+             ORDER BY t.trace_id, s.model",
+        )
+        .await
+        .map_err(pg_err)?;
+    let mut out: HashMap<TraceId, Vec<String>> = HashMap::new();
+    for r in client.query(&stmt, &[&raw]).await.map_err(pg_err)? {
+        let id: Vec<u8> = r.try_get(0).map_err(pg_err)?;
+        let id = TraceId::from_slice(&id).map_err(StoreError::internal)?;
+        out.entry(id)
+            .or_default()
+            .push(r.try_get(1).map_err(pg_err)?);
+    }
+    Ok(out)
+}

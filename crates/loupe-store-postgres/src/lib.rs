@@ -1,0 +1,398 @@
+//! Loupe's shared store: PostgreSQL, for several `loupe serve` replicas pointed at one database.
+//!
+//! The schema keeps the SQLite store's table and column names (`traces t`, `spans s`,
+//! `assessments a`, `trace_text`), so the query layer's one lowering serves both
+//! (`loupe_query::sql::postgres`). What differs:
+//! - Writers are many: a batch locks its traces' rows in trace-id order before it adds spans,
+//!   and roll-ups are added to the locked row (`x = x + delta`), so concurrent batches of one
+//!   trace neither lose deltas nor deadlock. Spans are inserted with `ON CONFLICT DO NOTHING`,
+//!   and only those actually inserted count.
+//! - Span bodies (the compressed group frames of `loupe_store::encode`) are stored once per
+//!   group in `span_groups`; a span row names its group and its index in it.
+//! - Full text is indexed inside the write transaction (`trace_text`, a `tsvector` per trace and
+//!   batch with a GIN index), so `flush_text_index` has nothing to wait for.
+//! - Migrations are versioned in `schema_version` and run at connect under an advisory lock, so
+//!   replicas starting together migrate once.
+
+mod annotate;
+mod read;
+mod recompute;
+mod schema;
+mod sessions;
+mod stats;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use loupe_model::{TraceId, TraceSummary};
+use loupe_store::{
+    Assessment, EncodedEvent, EncodedSpan, ErrorKind, Experiment, ExperimentKey, Recompute,
+    RecomputeStats, SessionPage, SessionQuery, SessionSummary, SpanBodies, StatsGroup, StatsQuery,
+    StoreError, TraceDetail, TraceInfoUpdate, TracePage, TraceQuery, TraceSelection, TraceStore,
+    WriteOutcome,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+/// Connections kept by one store (one `loupe serve` process).
+const POOL_SIZE: usize = 16;
+
+/// How long a request waits for a free connection before it is told to retry.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+
+/// Times a write is retried after PostgreSQL chose it as a deadlock or serialization victim.
+const WRITE_RETRIES: usize = 4;
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// Where it is connected, without the password.
+    describe: String,
+}
+
+/// Marks errors worth retrying as a whole transaction (see [`retryable`]).
+const RETRY_MARK: &str = "postgres (retry): ";
+
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let text = format!("{}: {} ({})", code.code(), db.message(), db.severity());
+        if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        {
+            return StoreError::unavailable(format!("{RETRY_MARK}{text}"));
+        }
+        if code.code().starts_with("08")
+            || code.code().starts_with("53")
+            || code.code().starts_with("57")
+        {
+            // Connection problems, out of resources, shutting down: the client retries later.
+            return StoreError::unavailable(format!("postgres: {text}"));
+        }
+        return StoreError::internal(format!("postgres: {text}"));
+    }
+    if e.is_closed() {
+        return StoreError::unavailable(format!("postgres connection closed: {e}"));
+    }
+    StoreError::unavailable(format!("postgres: {e}"))
+}
+
+/// An error that makes the caller run its transaction again (a row it relied on vanished
+/// under a concurrent delete).
+pub(crate) fn retry_later(message: &str) -> StoreError {
+    StoreError::unavailable(format!("{RETRY_MARK}{message}"))
+}
+
+fn retryable(e: &StoreError) -> bool {
+    e.kind == ErrorKind::Unavailable && e.message.starts_with(RETRY_MARK)
+}
+
+/// Parameters of a statement built at run time.
+pub(crate) type Args = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// A statement built at run time: SQL with `$n` placeholders and its parameters.
+#[derive(Default)]
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    pub(crate) args: Args,
+}
+
+impl Sql {
+    pub(crate) fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// Appends a placeholder for `v`, cast to `ty`.
+    pub(crate) fn arg<T: ToSql + Sync + Send + 'static>(&mut self, v: T, ty: &str) -> &mut Self {
+        self.args.push(Box::new(v));
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self.text.push_str("::");
+        self.text.push_str(ty);
+        self
+    }
+
+    /// Appends a lowered query condition and binds its parameters.
+    pub(crate) fn lowered(&mut self, l: &loupe_query::sql::Lowered) -> &mut Self {
+        self.text.push_str(&l.numbered(self.args.len() + 1));
+        for p in &l.params {
+            match p {
+                loupe_query::sql::Param::Text(s) => self.args.push(Box::new(s.clone())),
+                loupe_query::sql::Param::Int(i) => self.args.push(Box::new(*i)),
+                loupe_query::sql::Param::Real(r) => self.args.push(Box::new(*r)),
+            }
+        }
+        self
+    }
+
+    pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Runs CPU work (decompression, text extraction) off the async executor.
+pub(crate) async fn cpu<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::internal(format!("store task failed: {e}")))
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = config
+        .get_ports()
+        .first()
+        .map_or(String::new(), |p| format!(":{p}"));
+    format!(
+        "postgresql://{}{host}{port}/{}",
+        config.get_user().map_or(String::new(), |u| format!("{u}@")),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/dbname`, or
+    /// key=value pairs) and runs any pending migrations. Connections are plain TCP or Unix
+    /// sockets: `sslmode=require` is refused.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::invalid(format!("invalid PostgreSQL connection string: {e}"))
+        })?;
+        let describe = describe(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| StoreError::internal(format!("cannot build the connection pool: {e}")))?;
+        let store = Self {
+            inner: Arc::new(Inner { pool, describe }),
+        };
+        let mut client = store.client().await?;
+        schema::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    /// Where the store is connected (host, port, database; never the password).
+    pub fn describe(&self) -> &str {
+        &self.inner.describe
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg_err(e),
+            other => StoreError::unavailable(format!("cannot connect to PostgreSQL: {other}")),
+        })
+    }
+}
+
+#[async_trait]
+impl TraceStore for PostgresStore {
+    async fn write_spans(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, StoreError> {
+        if spans.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let prepared = write::prepare(spans).await?;
+        let mut client = self.client().await?;
+        let mut attempt = 0;
+        loop {
+            match write::write_spans(&mut client, &prepared).await {
+                Err(e) if retryable(&e) && attempt < WRITE_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "write retried");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_traces(&self, query: TraceQuery) -> Result<TracePage, StoreError> {
+        let client = self.client().await?;
+        read::list_traces(&client, &query).await
+    }
+
+    async fn get_trace_with(
+        &self,
+        trace_id: TraceId,
+        bodies: SpanBodies,
+    ) -> Result<Option<TraceDetail>, StoreError> {
+        let client = self.client().await?;
+        read::get_trace(&client, trace_id, &bodies).await
+    }
+
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsGroup>, StoreError> {
+        let client = self.client().await?;
+        stats::stats(&client, &query).await
+    }
+
+    async fn list_spans(
+        &self,
+        filter: Option<loupe_query::Expr>,
+        limit: usize,
+        before: Option<(i64, i64)>,
+    ) -> Result<loupe_store::SpanPage, StoreError> {
+        let client = self.client().await?;
+        stats::list_spans(&client, filter.as_ref(), limit, before).await
+    }
+
+    async fn list_sessions(&self, query: SessionQuery) -> Result<SessionPage, StoreError> {
+        let client = self.client().await?;
+        sessions::list_sessions(&client, &query).await
+    }
+
+    async fn get_session(
+        &self,
+        session_id: String,
+        limit: usize,
+    ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError> {
+        let client = self.client().await?;
+        sessions::get_session(&client, &session_id, limit).await
+    }
+
+    async fn write_events(&self, events: Vec<EncodedEvent>) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let client = self.client().await?;
+        write::write_events(&client, &events).await
+    }
+
+    async fn recompute(&self, how: Recompute) -> Result<RecomputeStats, StoreError> {
+        let mut client = self.client().await?;
+        let mut stats = RecomputeStats::default();
+        let mut after = 0i64;
+        while let Some(last) =
+            recompute::recompute_chunk(&mut client, &how, after, &mut stats).await?
+        {
+            after = last;
+        }
+        Ok(stats)
+    }
+
+    async fn create_experiment(
+        &self,
+        name: String,
+        artifact_location: Option<String>,
+        tags: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Experiment, StoreError> {
+        let client = self.client().await?;
+        annotate::create_experiment(&client, &name, artifact_location.as_deref(), &tags).await
+    }
+
+    async fn experiment(&self, key: ExperimentKey) -> Result<Option<Experiment>, StoreError> {
+        let client = self.client().await?;
+        annotate::experiment(&client, &key).await
+    }
+
+    async fn list_experiments(&self) -> Result<Vec<Experiment>, StoreError> {
+        let client = self.client().await?;
+        annotate::list_experiments(&client).await
+    }
+
+    async fn upsert_trace_info(&self, update: TraceInfoUpdate) -> Result<TraceSummary, StoreError> {
+        let mut client = self.client().await?;
+        let mut attempt = 0;
+        loop {
+            match annotate::upsert_trace_info(&mut client, &update).await {
+                Err(e) if retryable(&e) && attempt < WRITE_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn trace_summaries(&self, ids: Vec<TraceId>) -> Result<Vec<TraceSummary>, StoreError> {
+        let client = self.client().await?;
+        annotate::trace_summaries(&client, &ids).await
+    }
+
+    async fn set_trace_tag(
+        &self,
+        trace_id: TraceId,
+        key: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        annotate::set_trace_tag(&client, &trace_id, &key, value.as_ref()).await
+    }
+
+    async fn delete_traces(&self, which: TraceSelection) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        annotate::delete_traces(&mut client, &which).await
+    }
+
+    async fn put_assessment(
+        &self,
+        trace_id: TraceId,
+        assessment: Assessment,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        annotate::put_assessment(&client, &trace_id, &assessment).await
+    }
+
+    async fn assessments(&self, trace_ids: Vec<TraceId>) -> Result<Vec<Assessment>, StoreError> {
+        let client = self.client().await?;
+        annotate::assessments(&client, &trace_ids).await
+    }
+
+    async fn trace_models(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> Result<std::collections::HashMap<TraceId, Vec<String>>, StoreError> {
+        let client = self.client().await?;
+        annotate::trace_models(&client, &trace_ids).await
+    }
+
+    async fn delete_assessment(
+        &self,
+        trace_id: TraceId,
+        assessment_id: String,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        annotate::delete_assessment(&client, &trace_id, &assessment_id).await
+    }
+}

@@ -1,0 +1,163 @@
+//! Re-deriving stored spans after a mapping or price change, in small transactions.
+
+use std::collections::HashMap;
+
+use loupe_model::normalize::Derived;
+use loupe_store::{Recompute, RecomputeStats, StoreError};
+
+use crate::read::Groups;
+use crate::{pg_err, to_i64, u};
+
+/// Spans per transaction: small enough that ingest waits at most a few milliseconds.
+const CHUNK: i64 = 2_000;
+
+/// Processes the spans after `after` (a span id); returns the last id seen, or `None` at the
+/// end.
+pub(crate) async fn recompute_chunk(
+    client: &mut deadpool_postgres::Object,
+    how: &Recompute,
+    after: i64,
+    stats: &mut RecomputeStats,
+) -> Result<Option<i64>, StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let rows = tx
+        .query(
+            "SELECT id, trace_seq, start_ns, span_type, model, provider, input_tokens, \
+             output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, \
+             reasoning_tokens, cost_usd, body_group, body_idx \
+             FROM spans WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after, &CHUNK],
+        )
+        .await
+        .map_err(pg_err)?;
+    let mut spans = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let opt = |i: usize| -> Result<Option<u64>, StoreError> {
+            Ok(r.try_get::<_, Option<i64>>(i).map_err(pg_err)?.map(u))
+        };
+        let d = Derived {
+            span_type: r.try_get(3).map_err(pg_err)?,
+            request_model: r.try_get(4).map_err(pg_err)?,
+            provider: r.try_get(5).map_err(pg_err)?,
+            input_tokens: opt(6)?,
+            output_tokens: opt(7)?,
+            total_tokens: opt(8)?,
+            cache_read_tokens: opt(9)?,
+            cache_write_tokens: opt(10)?,
+            reasoning_tokens: opt(11)?,
+            ..Derived::default()
+        };
+        spans.push((
+            r.try_get::<_, i64>(0).map_err(pg_err)?,
+            r.try_get::<_, i64>(1).map_err(pg_err)?,
+            u(r.try_get(2).map_err(pg_err)?),
+            (
+                r.try_get::<_, i64>(13).map_err(pg_err)?,
+                r.try_get::<_, i32>(14).map_err(pg_err)?,
+            ),
+            d,
+            r.try_get::<_, Option<f64>>(12).map_err(pg_err)?,
+        ));
+    }
+    let Some(last) = spans.last().map(|s| s.0) else {
+        return Ok(None);
+    };
+    let groups = match how {
+        Recompute::Reindex(_) => Groups::load(&tx, spans.iter().map(|s| s.3.0).collect()).await?,
+        Recompute::Reprice(_) => Groups::empty(),
+    };
+    let mut touched: HashMap<i64, (Option<String>, Option<String>)> = HashMap::new();
+    let update = tx
+        .prepare_cached(
+            "UPDATE spans SET span_type = $2, model = $3, provider = $4, input_tokens = $5, \
+             output_tokens = $6, total_tokens = $7, cache_read_tokens = $8, \
+             cache_write_tokens = $9, reasoning_tokens = $10, cost_usd = $11 WHERE id = $1",
+        )
+        .await
+        .map_err(pg_err)?;
+    for (id, seq, start_ns, at, old, old_cost) in spans {
+        stats.spans += 1;
+        let (new, cost) = match how {
+            Recompute::Reindex(f) => {
+                let body = groups.get(at)?;
+                let d = f(&body, start_ns);
+                let c = d.cost_usd;
+                (d, c)
+            }
+            Recompute::Reprice(f) => {
+                let c = f(&old, start_ns);
+                (old.clone(), c)
+            }
+        };
+        let entry = touched.entry(seq).or_default();
+        if entry.0.is_none() {
+            entry.0.clone_from(&new.session_id);
+        }
+        if entry.1.is_none() {
+            entry.1.clone_from(&new.user_id);
+        }
+        let same = new.span_type == old.span_type
+            && new.model() == old.request_model.as_deref()
+            && new.provider == old.provider
+            && new.input_tokens == old.input_tokens
+            && new.output_tokens == old.output_tokens
+            && new.total_tokens == old.total_tokens
+            && new.cache_read_tokens == old.cache_read_tokens
+            && new.cache_write_tokens == old.cache_write_tokens
+            && new.reasoning_tokens == old.reasoning_tokens
+            && cost == old_cost;
+        if same {
+            continue;
+        }
+        stats.changed += 1;
+        tx.execute(
+            &update,
+            &[
+                &id,
+                &new.span_type,
+                &new.model(),
+                &new.provider,
+                &new.input_tokens.map(to_i64),
+                &new.output_tokens.map(to_i64),
+                &new.total_tokens.map(to_i64),
+                &new.cache_read_tokens.map(to_i64),
+                &new.cache_write_tokens.map(to_i64),
+                &new.reasoning_tokens.map(to_i64),
+                &cost,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    // Lock the touched traces first (writers lock them before adding spans), so the sums below
+    // see every span committed so far and none is added until this commits.
+    let mut seqs: Vec<i64> = touched.keys().copied().collect();
+    seqs.sort_unstable();
+    tx.execute(
+        "SELECT 1 FROM traces WHERE seq = ANY($1::bigint[]) ORDER BY seq FOR UPDATE",
+        &[&seqs],
+    )
+    .await
+    .map_err(pg_err)?;
+    let rollup = tx
+        .prepare_cached(
+            "UPDATE traces SET \
+             input_tokens = (SELECT coalesce(sum(input_tokens), 0)::bigint FROM spans WHERE trace_seq = $1), \
+             output_tokens = (SELECT coalesce(sum(output_tokens), 0)::bigint FROM spans WHERE trace_seq = $1), \
+             total_tokens = (SELECT coalesce(sum(total_tokens), 0)::bigint FROM spans WHERE trace_seq = $1), \
+             cost_usd = (SELECT coalesce(sum(cost_usd), 0)::float8 FROM spans WHERE trace_seq = $1), \
+             session_id = coalesce($2, session_id), \
+             user_id = coalesce($3, user_id) \
+             WHERE seq = $1",
+        )
+        .await
+        .map_err(pg_err)?;
+    for (seq, (session, user)) in &touched {
+        tx.execute(&rollup, &[seq, session, user])
+            .await
+            .map_err(pg_err)?;
+    }
+    stats.traces += touched.len() as u64;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(Some(last))
+}

@@ -1,0 +1,161 @@
+//! Versioned migrations, tracked in `schema_version` and applied at connect.
+
+use loupe_store::StoreError;
+
+use crate::pg_err;
+
+/// Migrations in order; entry `i` moves the schema from version `i` to `i + 1`. Never edit a
+/// released entry: append a new one.
+///
+/// The names of tables and columns are those of the SQLite store: the query layer lowers one
+/// filter for both (`loupe_query::sql`).
+pub(crate) const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE traces (
+    seq           BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    trace_id      BYTEA   NOT NULL UNIQUE,
+    project       TEXT    NOT NULL,
+    name          TEXT    NOT NULL DEFAULT '',
+    start_ns      BIGINT  NOT NULL,
+    end_ns        BIGINT  NOT NULL,
+    duration_ms   BIGINT  NOT NULL DEFAULT 0,
+    status        BIGINT  NOT NULL DEFAULT 0,
+    root_status   BIGINT,
+    has_root      BOOLEAN NOT NULL DEFAULT false,
+    span_count    BIGINT  NOT NULL DEFAULT 0,
+    error_count   BIGINT  NOT NULL DEFAULT 0,
+    input_tokens  BIGINT  NOT NULL DEFAULT 0,
+    output_tokens BIGINT  NOT NULL DEFAULT 0,
+    total_tokens  BIGINT  NOT NULL DEFAULT 0,
+    cost_usd      DOUBLE PRECISION NOT NULL DEFAULT 0,
+    session_id    TEXT,
+    user_id       TEXT,
+    tags          JSONB   NOT NULL DEFAULT '{}',
+    metadata      JSONB   NOT NULL DEFAULT '{}',
+    info          JSONB   NOT NULL DEFAULT '{}'
+);
+CREATE INDEX traces_by_start ON traces (start_ns, seq);
+CREATE INDEX traces_by_project_start ON traces (project, start_ns, seq);
+CREATE INDEX traces_by_status_start ON traces (status, start_ns, seq);
+CREATE INDEX traces_by_session ON traces (session_id, start_ns) WHERE session_id IS NOT NULL;
+
+-- The compressed bodies of the spans of one trace that arrived together (one zstd frame).
+-- Ids come from a sequence taken before the spans are inserted, so a group of duplicates is
+-- never written.
+CREATE SEQUENCE span_groups_id;
+CREATE TABLE span_groups (
+    id   BIGINT PRIMARY KEY,
+    body BYTEA  NOT NULL
+);
+
+CREATE TABLE spans (
+    id                 BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    trace_seq          BIGINT  NOT NULL,
+    span_id            BIGINT  NOT NULL,
+    parent_id          BIGINT,
+    name               TEXT    NOT NULL,
+    span_type          TEXT    NOT NULL,
+    start_ns           BIGINT  NOT NULL,
+    end_ns             BIGINT  NOT NULL,
+    status             BIGINT  NOT NULL,
+    status_message     TEXT    NOT NULL DEFAULT '',
+    model              TEXT,
+    input_tokens       BIGINT,
+    output_tokens      BIGINT,
+    total_tokens       BIGINT,
+    provider           TEXT,
+    cache_read_tokens  BIGINT,
+    cache_write_tokens BIGINT,
+    reasoning_tokens   BIGINT,
+    cost_usd           DOUBLE PRECISION,
+    body_group         BIGINT  NOT NULL,
+    body_idx           INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX spans_by_trace ON spans (trace_seq, span_id);
+CREATE INDEX spans_by_model ON spans (model, trace_seq) WHERE model IS NOT NULL;
+CREATE INDEX spans_by_type ON spans (span_type, trace_seq);
+
+-- Span events that arrive as OTLP log records, keyed by the trace id because they may come
+-- before their span does.
+CREATE TABLE span_events (
+    trace_id BYTEA  NOT NULL,
+    span_id  BIGINT NOT NULL,
+    time_ns  BIGINT NOT NULL,
+    event    JSONB  NOT NULL
+);
+CREATE INDEX span_events_by_trace ON span_events (trace_id, span_id, time_ns);
+
+-- Experiments: MLflow's projects with ids; 0 is "Default", the project `default`.
+CREATE SEQUENCE experiments_id START 1;
+CREATE TABLE experiments (
+    id                BIGINT PRIMARY KEY,
+    name              TEXT   NOT NULL UNIQUE,
+    artifact_location TEXT   NOT NULL,
+    lifecycle_stage   TEXT   NOT NULL DEFAULT 'active',
+    creation_time     BIGINT NOT NULL,
+    last_update_time  BIGINT NOT NULL,
+    tags              JSONB  NOT NULL DEFAULT '{}'
+);
+INSERT INTO experiments (id, name, artifact_location, creation_time, last_update_time)
+    VALUES (0, 'Default', 'mlflow-artifacts:/0', 0, 0);
+
+CREATE TABLE assessments (
+    id          TEXT   PRIMARY KEY,
+    trace_id    BYTEA  NOT NULL,
+    create_time BIGINT NOT NULL,
+    body        JSONB  NOT NULL
+);
+CREATE INDEX assessments_by_trace ON assessments (trace_id, create_time);
+
+-- Full text: the terms of the spans of one trace written in one batch (loupe_model::text).
+CREATE TABLE trace_text (
+    trace_seq BIGINT   NOT NULL,
+    doc       TSVECTOR NOT NULL
+);
+CREATE INDEX trace_text_doc ON trace_text USING GIN (doc);
+CREATE INDEX trace_text_by_trace ON trace_text (trace_seq);
+"#];
+
+/// Key of the advisory lock that serializes migrations between replicas.
+const MIGRATION_LOCK: i64 = 0x4c6f_7570_6500_0001;
+
+/// Applies pending migrations in one transaction; refuses a database newer than this binary.
+pub(crate) async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_err)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await
+        .map_err(pg_err)?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0)::bigint FROM schema_version",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::internal(format!(
+            "the database has schema version {current}, newer than this binary knows ({known}); upgrade loupe"
+        )));
+    }
+    if current == known {
+        return Ok(());
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        tx.batch_execute(sql).await.map_err(pg_err)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&(i as i64 + 1)],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    tx.commit().await.map_err(pg_err)
+}

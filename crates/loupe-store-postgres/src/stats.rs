@@ -1,0 +1,244 @@
+//! Aggregations (per model, span type, project, tag or time bucket) and span search.
+//!
+//! PostgreSQL groups and aggregates itself; percentiles are `percentile_disc`, the nearest rank
+//! the SQLite store computes (the smallest value with at least that share of values at or
+//! below it).
+
+use std::cmp::Ordering;
+
+use loupe_model::TraceId;
+use loupe_store::{GroupKey, StatsGroup, StatsQuery, StoreError};
+use serde_json::Value;
+
+use crate::read::{Groups, SPAN_COLUMNS, span_row};
+use crate::{Sql, pg_err, u};
+
+fn cmp_keys(a: &[Value], b: &[Value]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Null, _) => Ordering::Less,
+            (_, Value::Null) => Ordering::Greater,
+            (Value::Number(m), Value::Number(n)) => m
+                .as_f64()
+                .partial_cmp(&n.as_f64())
+                .unwrap_or(Ordering::Equal),
+            _ => x.to_string().cmp(&y.to_string()),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+/// How a group key column is read back.
+#[derive(Clone, Copy)]
+enum KeyType {
+    Text,
+    Int,
+    Json,
+}
+
+pub(crate) async fn stats(
+    client: &deadpool_postgres::Object,
+    q: &StatsQuery,
+) -> Result<Vec<StatsGroup>, StoreError> {
+    let span_level = q.group_by.iter().any(GroupKey::span_level);
+    let bucket_ms = q.bucket_ms.max(1);
+    let mut sql = Sql::new("SELECT ");
+    let mut types = Vec::with_capacity(q.group_by.len());
+    for k in &q.group_by {
+        match k {
+            GroupKey::Project => {
+                sql.push("t.project");
+                types.push(KeyType::Text);
+            }
+            GroupKey::Tag(key) => {
+                sql.push("(t.tags -> ").arg(key.clone(), "text").push(")");
+                types.push(KeyType::Json);
+            }
+            GroupKey::Metadata(key) => {
+                sql.push("(t.metadata -> ")
+                    .arg(key.clone(), "text")
+                    .push(")");
+                types.push(KeyType::Json);
+            }
+            GroupKey::Time => {
+                sql.push(if span_level {
+                    "((s.start_ns / "
+                } else {
+                    "((t.start_ns / "
+                });
+                sql.arg(bucket_ms.saturating_mul(1_000_000), "bigint")
+                    .push(") * ")
+                    .arg(bucket_ms, "bigint")
+                    .push(")");
+                types.push(KeyType::Int);
+            }
+            GroupKey::Model => {
+                sql.push("s.model");
+                types.push(KeyType::Text);
+            }
+            GroupKey::Provider => {
+                sql.push("s.provider");
+                types.push(KeyType::Text);
+            }
+            GroupKey::SpanType => {
+                sql.push("s.span_type");
+                types.push(KeyType::Text);
+            }
+        }
+        sql.push(", ");
+    }
+    let (dur, err, input, output, total, cost, from) = if span_level {
+        (
+            "((s.end_ns - s.start_ns) / 1000000.0)::float8",
+            "s.status = 2",
+            "s.input_tokens",
+            "s.output_tokens",
+            "s.total_tokens",
+            "s.cost_usd",
+            "traces t JOIN spans s ON s.trace_seq = t.seq",
+        )
+    } else {
+        (
+            "t.duration_ms::float8",
+            "t.status = 2",
+            "t.input_tokens",
+            "t.output_tokens",
+            "t.total_tokens",
+            "t.cost_usd",
+            "traces t",
+        )
+    };
+    sql.push(&format!(
+        "count(*)::bigint, (count(*) FILTER (WHERE {err}))::bigint, \
+         percentile_disc(0.5) WITHIN GROUP (ORDER BY {dur}), \
+         percentile_disc(0.95) WITHIN GROUP (ORDER BY {dur}), \
+         percentile_disc(0.99) WITHIN GROUP (ORDER BY {dur}), \
+         coalesce(sum({input}), 0)::bigint, coalesce(sum({output}), 0)::bigint, \
+         coalesce(sum({total}), 0)::bigint, coalesce(sum({cost}), 0)::float8 \
+         FROM {from} WHERE true"
+    ));
+    if span_level
+        && q.group_by
+            .iter()
+            .any(|k| matches!(k, GroupKey::Model | GroupKey::Provider))
+    {
+        sql.push(" AND s.model IS NOT NULL");
+    }
+    if let Some(f) = &q.filter {
+        sql.push(" AND ");
+        sql.lowered(&loupe_query::sql::postgres(f));
+    }
+    if let Some(t) = q.start_from_ms {
+        sql.push(" AND t.start_ns >= ")
+            .arg(t.saturating_mul(1_000_000), "bigint");
+    }
+    if let Some(t) = q.start_to_ms {
+        sql.push(" AND t.start_ns < ")
+            .arg(t.saturating_mul(1_000_000), "bigint");
+    }
+    if !q.group_by.is_empty() {
+        let cols: Vec<String> = (1..=q.group_by.len()).map(|i| i.to_string()).collect();
+        sql.push(" GROUP BY ").push(&cols.join(", "));
+    }
+    // Without groups an aggregate over no rows is still one row; the SQLite store returns none.
+    sql.push(" HAVING count(*) > 0");
+    let rows = client
+        .query(sql.text.as_str(), &sql.params())
+        .await
+        .map_err(pg_err)?;
+    let n = types.len();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut key = Vec::with_capacity(n);
+        for (i, ty) in types.iter().enumerate() {
+            key.push(match ty {
+                KeyType::Text => r
+                    .try_get::<_, Option<String>>(i)
+                    .map_err(pg_err)?
+                    .map_or(Value::Null, Value::String),
+                KeyType::Int => r
+                    .try_get::<_, Option<i64>>(i)
+                    .map_err(pg_err)?
+                    .map_or(Value::Null, Value::from),
+                KeyType::Json => r
+                    .try_get::<_, Option<Value>>(i)
+                    .map_err(pg_err)?
+                    .unwrap_or(Value::Null),
+            });
+        }
+        let f = |i: usize| -> Result<f64, StoreError> {
+            Ok(r.try_get::<_, Option<f64>>(n + i)
+                .map_err(pg_err)?
+                .unwrap_or(0.0))
+        };
+        let i = |i: usize| -> Result<u64, StoreError> {
+            Ok(u(r.try_get::<_, i64>(n + i).map_err(pg_err)?))
+        };
+        out.push(StatsGroup {
+            key,
+            count: i(0)?,
+            error_count: i(1)?,
+            p50_ms: f(2)?,
+            p95_ms: f(3)?,
+            p99_ms: f(4)?,
+            input_tokens: i(5)?,
+            output_tokens: i(6)?,
+            total_tokens: i(7)?,
+            cost_usd: f(8)?,
+        });
+    }
+    out.sort_by(|a, b| cmp_keys(&a.key, &b.key));
+    Ok(out)
+}
+
+pub(crate) async fn list_spans(
+    client: &deadpool_postgres::Object,
+    filter: Option<&loupe_query::Expr>,
+    limit: usize,
+    before: Option<(i64, i64)>,
+) -> Result<loupe_store::SpanPage, StoreError> {
+    let mut sql = Sql::new(format!(
+        "SELECT t.trace_id, s.id, {SPAN_COLUMNS} \
+         FROM spans s JOIN traces t ON t.seq = s.trace_seq WHERE true"
+    ));
+    if let Some(f) = filter {
+        sql.push(" AND ");
+        sql.lowered(&loupe_query::sql::postgres_spans(f));
+    }
+    if let Some((_, id)) = before {
+        sql.push(" AND s.id < ").arg(id, "bigint");
+    }
+    // Newest first by arrival: the id order, which the primary key serves without a sort.
+    let limit = limit.max(1);
+    sql.push(" ORDER BY s.id DESC LIMIT ")
+        .arg(i64::try_from(limit).unwrap_or(i64::MAX) + 1, "bigint");
+    let rows = client
+        .query(sql.text.as_str(), &sql.params())
+        .await
+        .map_err(pg_err)?;
+    let more = rows.len() > limit;
+    let mut spans = Vec::with_capacity(rows.len().min(limit));
+    for r in rows.iter().take(limit) {
+        let tid: Vec<u8> = r.try_get(0).map_err(pg_err)?;
+        let trace_id = TraceId::from_slice(&tid).map_err(StoreError::internal)?;
+        let id: i64 = r.try_get(1).map_err(pg_err)?;
+        let (span, at) = span_row(r, 2)?;
+        spans.push((trace_id, id, span, at));
+    }
+    let groups = Groups::load(client, spans.iter().map(|(_, _, _, at)| at.0).collect()).await?;
+    let last = spans
+        .last()
+        .map(|(_, id, s, _)| (i64::try_from(s.start_ns).unwrap_or(i64::MAX), *id));
+    let out = spans
+        .into_iter()
+        .map(|(t, _, mut s, at)| {
+            s.body = groups.get_or_note(at);
+            (t, s)
+        })
+        .collect();
+    Ok((out, if more { last } else { None }))
+}

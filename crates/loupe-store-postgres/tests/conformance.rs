@@ -1,0 +1,56 @@
+//! The store conformance suite on PostgreSQL: a throwaway server started from the machine's
+//! binaries, one database per test.
+
+use loupe_store_conformance::pg;
+use loupe_store_postgres::PostgresStore;
+
+loupe_store_conformance::conformance_tests!(async {
+    let db = pg::fresh_database().await;
+    let store = PostgresStore::connect(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", db.url));
+    (store, db)
+});
+
+/// Connecting again runs no migration twice, and a newer schema is refused.
+#[tokio::test]
+async fn migrations_run_once_and_refuse_a_newer_schema() {
+    let db = pg::fresh_database().await;
+    let first = PostgresStore::connect(&db.url).await.expect("connects");
+    let (a, b) = tokio::join!(
+        PostgresStore::connect(&db.url),
+        PostgresStore::connect(&db.url)
+    );
+    a.expect("second connect");
+    b.expect("third connect");
+    assert!(first.describe().contains(&db.name), "{}", first.describe());
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(conn);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM schema_version", &[])
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(n, 1);
+    client
+        .execute("INSERT INTO schema_version (version) VALUES (999)", &[])
+        .await
+        .expect("insert");
+    let err = PostgresStore::connect(&db.url)
+        .await
+        .err()
+        .expect("a newer schema is refused");
+    assert!(err.message.contains("newer"), "{}", err.message);
+}
+
+/// A bad connection string is an input error, not a panic.
+#[tokio::test]
+async fn a_bad_url_is_refused() {
+    let err = PostgresStore::connect("postgres://[broken")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.kind, loupe_store::ErrorKind::InvalidInput);
+}
