@@ -11,15 +11,20 @@ use clap::Args;
 use loupe_ingest::{IngestQueue, QueueConfig};
 use loupe_model::pricing::PriceBook;
 use loupe_server::{AppState, ServerConfig};
+use loupe_store_postgres::PostgresStore;
 use loupe_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 /// Options of `loupe serve`. Flags win over environment variables, which win over defaults.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where the data lives.
+    /// Where the data lives (with the embedded SQLite store, the default).
     #[arg(long, env = "LOUPE_DATA_DIR", default_value = "./loupe-data")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL database to keep the data in instead of the data directory
+    /// (`postgres://user:password@host:5432/dbname`); several replicas may share one.
+    #[arg(long, env = "LOUPE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// HTTP address: OTLP/HTTP, JSON API, UI (port 0 picks a free port).
     #[arg(long, env = "LOUPE_HTTP", default_value = "127.0.0.1:4318")]
     pub http: SocketAddr,
@@ -81,16 +86,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let store = SqliteStore::open(&args.data_dir)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let (store, where_data): (Arc<dyn loupe_store::TraceStore>, String) =
+        match args.database_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let store = PostgresStore::connect(url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .context("cannot open the PostgreSQL store (--database-url)")?;
+                let at = store.describe().to_string();
+                (Arc::new(store), at)
+            }
+            None => {
+                let store = SqliteStore::open(&args.data_dir)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| {
+                        format!("cannot open the store in {}", args.data_dir.display())
+                    })?;
+                (Arc::new(store), args.data_dir.display().to_string())
+            }
+        };
     let http = TcpListener::bind(args.http)
         .await
         .with_context(|| format!("cannot listen on {} (HTTP)", args.http))?;
     let grpc = TcpListener::bind(args.grpc)
         .await
         .with_context(|| format!("cannot listen on {} (gRPC)", args.grpc))?;
-    let store: Arc<dyn loupe_store::TraceStore> = Arc::new(store);
     let (queue, writer) = IngestQueue::start(
         store.clone(),
         QueueConfig {
@@ -114,7 +134,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_millis()
     );
-    println!("  data:      {}", args.data_dir.display());
+    println!("  data:      {where_data}");
     println!("  HTTP:      http://{http_addr}  (OTLP/HTTP at /v1/traces, API at /api/v1, UI at /)");
     println!("  OTLP/gRPC: {grpc_addr}");
     loupe_server::serve(http, grpc, state, shutdown_signal()).await?;
