@@ -54,3 +54,42 @@ async fn a_bad_url_is_refused() {
         .expect("refused");
     assert_eq!(err.kind, loupe_store::ErrorKind::InvalidInput);
 }
+
+/// Two stores (two replicas) and many concurrent batches over the same traces: every span is
+/// stored once and every roll-up is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_writing_the_same_traces_at_once() {
+    use loupe_store::TraceStore;
+    use loupe_store_conformance::fixtures::{check_rollup, trace_spans};
+    let db = pg::fresh_database().await;
+    let a = PostgresStore::connect(&db.url).await.expect("connects");
+    let b = PostgresStore::connect(&db.url).await.expect("connects");
+    let traces: Vec<u8> = (20..40).collect();
+    let mut tasks = Vec::new();
+    for w in 0..8usize {
+        let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+        // Each writer sends a different overlapping part, traces in a different order.
+        let mut batch = Vec::new();
+        for (i, t) in traces.iter().enumerate() {
+            let t = if w % 3 == 0 {
+                traces[traces.len() - 1 - i]
+            } else {
+                *t
+            };
+            for (k, s) in trace_spans(t).into_iter().enumerate() {
+                if (k + w) % 3 != 0 {
+                    batch.push(s);
+                }
+            }
+        }
+        tasks.push(tokio::spawn(async move { store.write_spans(batch).await }));
+    }
+    let mut inserted = 0;
+    for t in tasks {
+        inserted += t.await.expect("task").expect("write").inserted;
+    }
+    assert_eq!(inserted, 4 * traces.len() as u64, "each span stored once");
+    for t in traces {
+        check_rollup(&a, t).await;
+    }
+}
