@@ -34,7 +34,8 @@ pub const TEXT_DB: &str = "text.db";
 /// Spans read per pass.
 const PASS_SPANS: i64 = 4_096;
 
-/// How long a flush waits for the indexer before it reports the index as behind.
+/// How long a flush waits for the indexer to make progress before it reports the index as
+/// behind (it waits as long as passes keep advancing).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// While spans keep arriving (and nobody waits for the index), the indexer rests this many
@@ -188,7 +189,7 @@ impl TextIndex {
 
     /// Waits until every span up to `target` (a span rowid) is indexed.
     pub(crate) fn wait_for(&self, target: i64) -> Result<(), StoreError> {
-        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
+        let mut deadline = Instant::now() + FLUSH_TIMEOUT;
         let mut st = self
             .shared
             .state
@@ -197,11 +198,16 @@ impl TextIndex {
         st.dirty = true;
         st.waiting += 1;
         self.shared.wake.notify_all();
+        let mut seen = st.indexed;
         let out = loop {
             if st.indexed >= target {
                 break Ok(());
             }
-            let now = std::time::Instant::now();
+            if st.indexed > seen {
+                seen = st.indexed;
+                deadline = Instant::now() + FLUSH_TIMEOUT;
+            }
+            let now = Instant::now();
             if now >= deadline || st.stop {
                 break Err(StoreError::unavailable(format!(
                     "the text index is behind (indexed up to span {}, waiting for {target}){}",
