@@ -221,19 +221,26 @@ fn free_port() -> Result<u16, String> {
 /// The directory holding `initdb`, `postgres` and `pg_ctl`: on `PATH`, else the newest
 /// `/usr/lib/postgresql/<version>/bin` (where Debian puts them).
 fn find_bin_dir() -> Result<PathBuf, String> {
+    find_bin_dir_in(
+        std::env::var_os("PATH").as_deref(),
+        Path::new("/usr/lib/postgresql"),
+    )
+}
+
+fn find_bin_dir_in(path: Option<&std::ffi::OsStr>, debian: &Path) -> Result<PathBuf, String> {
     let has_all = |d: &Path| {
         ["initdb", "postgres", "pg_ctl"]
             .iter()
             .all(|b| d.join(b).is_file())
     };
-    if let Some(path) = std::env::var_os("PATH") {
-        for d in std::env::split_paths(&path) {
+    if let Some(path) = path {
+        for d in std::env::split_paths(path) {
             if has_all(&d) {
                 return Ok(d);
             }
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(debian)
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| {
@@ -305,6 +312,24 @@ pub async fn fresh_database() -> TestDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_binaries_say_what_to_install() {
+        let empty = tempfile::tempdir().expect("temp dir");
+        let err = find_bin_dir_in(Some(empty.path().as_os_str()), empty.path())
+            .expect_err("nothing to find");
+        assert!(err.contains("apt-get install postgresql"), "{err}");
+        // The newest Debian version wins when PATH has none.
+        for v in ["9", "15", "13"] {
+            let bin = empty.path().join(v).join("bin");
+            std::fs::create_dir_all(&bin).expect("mkdir");
+            for b in ["initdb", "postgres", "pg_ctl"] {
+                std::fs::write(bin.join(b), "").expect("write");
+            }
+        }
+        let found = find_bin_dir_in(None, empty.path()).expect("found");
+        assert_eq!(found, empty.path().join("15").join("bin"));
+    }
 
     #[tokio::test]
     async fn a_database_accepts_queries() {

@@ -82,7 +82,13 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() {
         return StoreError::unavailable(format!("postgres connection closed: {e}"));
     }
-    StoreError::unavailable(format!("postgres: {e}"))
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if io {
+        // The connection failed: the client retries later.
+        return StoreError::unavailable(format!("postgres: {e}"));
+    }
+    // A value that did not convert, a protocol surprise: a bug, not a busy server.
+    StoreError::internal(format!("postgres: {e}"))
 }
 
 /// An error that makes the caller run its transaction again (a row it relied on vanished
