@@ -114,13 +114,6 @@ DROP INDEX traces_by_start;
 CREATE INDEX traces_by_start ON traces (start_ns, seq, status, duration_ms, input_tokens,
     output_tokens, total_tokens, cost_usd, project);
 "#,
-    // Version 5: model calls keyed by trace, with what per-model aggregations read, so "cost and
-    // latency per model" walks the traces of a time range and reads each one's model calls from
-    // this index alone, without fetching span rows. Partial: only spans that name a model.
-    r#"
-CREATE INDEX spans_models ON spans (trace_seq, model, status, start_ns, end_ns, input_tokens,
-    output_tokens, total_tokens, cost_usd, provider) WHERE model IS NOT NULL;
-"#,
 ];
 
 /// Per-connection settings.
