@@ -80,10 +80,12 @@ impl Lowered {
     }
 }
 
+/// Whether a condition is about one span. `NOT` is not: `NOT span.type = 'LLM'` means "no span
+/// is an LLM call" (`span.type != 'LLM'` is "some span is not").
 fn span_only(e: &Expr) -> bool {
     match e {
         Expr::And(v) | Expr::Or(v) => v.iter().all(span_only),
-        Expr::Not(x) => span_only(x),
+        Expr::Not(_) => false,
         Expr::Cmp { field, .. }
         | Expr::In { field, .. }
         | Expr::Like { field, .. }
@@ -376,7 +378,7 @@ fn lower(e: &Expr, in_span: bool, out: &mut Lowered) {
         // Checked after SQL, on the candidates' spans (`crate::post`); the parser allows these
         // only under AND, where "true" leaves the rest of the query to decide.
         Some(Field::SpanAttribute(_)) => {
-            out.sql.push_str("(1)");
+            out.sql.push_str("(1 = 1)");
             return;
         }
         _ => {}
@@ -524,7 +526,7 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
             out.sql.push(')');
         }
         // Only on span attributes, which `lower` answers before reaching here.
-        Expr::Regex { .. } => out.sql.push_str("(1)"),
+        Expr::Regex { .. } => out.sql.push_str("(1 = 1)"),
         Expr::Text(words) => match out.dialect {
             Dialect::Sqlite if out.probe_text.is_some() => {
                 out.sql.push_str("(t.seq <= ");
@@ -729,5 +731,30 @@ mod tests {
             "NOT ((t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ?::text::tsquery)))"
         );
         assert_eq!(l.params[0], Param::Text("'it' & 's':*".into()));
+    }
+
+    #[test]
+    fn not_on_a_span_condition_means_no_such_span() {
+        let l = low("NOT span.type = 'LLM'");
+        assert_eq!(
+            l.sql,
+            "NOT (EXISTS (SELECT 1 FROM spans s WHERE s.trace_seq = t.seq AND ((s.span_type = ?))))"
+        );
+        let l = low("span.type != 'LLM'");
+        assert!(
+            l.sql.starts_with("EXISTS (SELECT 1 FROM spans s"),
+            "{}",
+            l.sql
+        );
+        // In a query over spans, NOT is about the span itself.
+        let l = sqlite_spans(&parse("NOT span.type = 'LLM'", NOW).expect("parses"));
+        assert_eq!(l.sql, "NOT ((s.span_type = ?))");
+    }
+
+    #[test]
+    fn conditions_checked_after_sql_are_true_in_both_dialects() {
+        let q = "span.attributes.k = 'v' AND status = 'OK'";
+        assert!(low(q).sql.starts_with("((1 = 1) AND"), "{}", low(q).sql);
+        assert!(pg(q).sql.starts_with("((1 = 1) AND"), "{}", pg(q).sql);
     }
 }
