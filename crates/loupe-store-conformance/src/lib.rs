@@ -4,7 +4,7 @@
 //! test file expands [`conformance_tests!`] with an expression that builds a fresh store, and
 //! gets one `#[tokio::test]` per case:
 //!
-//! ```ignore
+//! ```text
 //! loupe_store_conformance::conformance_tests!(async {
 //!     let dir = tempfile::tempdir().expect("temp dir");
 //!     let store = SqliteStore::open(dir.path()).expect("opens");
