@@ -148,7 +148,10 @@ pub fn push_terms(text: &str, out: &mut String) {
 pub fn terms(text: &str) -> Vec<String> {
     let mut out = String::new();
     push_terms(text, &mut out);
-    out.split(' ').filter(|t| !t.is_empty()).map(str::to_string).collect()
+    out.split(' ')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The terms of a query: as [`terms`], but a trailing run of unspaced characters ends with its
@@ -164,7 +167,10 @@ pub fn query_terms(text: &str) -> Vec<String> {
     t.push(text);
     t.flush_word();
     t.flush_run(true);
-    out.split(' ').filter(|t| !t.is_empty()).map(str::to_string).collect()
+    out.split(' ')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The searchable text of spans: their inputs, outputs, messages, retrieved documents, status
