@@ -1,7 +1,7 @@
 //! `#[trace]`: records a function call as a span. Use it as `#[loupe_sdk::trace]`; this crate
 //! only expands the attribute (the runtime lives in `loupe-sdk`).
 //!
-//! ```ignore
+//! ```text
 //! #[loupe_sdk::trace(name = "retrieve", span_type = "RETRIEVER", skip(client))]
 //! async fn retrieve(client: &Client, query: &str, k: usize) -> Result<Vec<Doc>, Error> { … }
 //! ```
