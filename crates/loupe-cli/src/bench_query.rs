@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use loupe_model::pricing::PriceBook;
 use loupe_store::{GroupKey, StatsQuery, TraceQuery, TraceStore};
+use loupe_store_postgres::PostgresStore;
 use loupe_store_sqlite::SqliteStore;
 
 use crate::bench::build_request;
@@ -17,8 +18,11 @@ use crate::bench::build_request;
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Where to write (created if missing; traces are added to what is there).
+    #[arg(long, required_unless_present = "database_url")]
+    pub data_dir: Option<PathBuf>,
+    /// Write into this PostgreSQL database instead (`postgres://…`).
     #[arg(long)]
-    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
     /// Traces to write (5 spans each).
     #[arg(long, default_value_t = 1_000_000)]
     pub traces: usize,
@@ -33,8 +37,11 @@ pub struct LoadArgs {
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// A data directory written by `loupe bench load`.
+    #[arg(long, required_unless_present = "database_url")]
+    pub data_dir: Option<PathBuf>,
+    /// Query this PostgreSQL database instead (written by `loupe bench load --database-url`).
     #[arg(long)]
-    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
     /// Runs per query class (the median is reported).
     #[arg(long, default_value_t = 15)]
     pub runs: usize,
@@ -47,8 +54,67 @@ fn anyhow_store(e: loupe_store::StoreError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// The store a bench works on: SQLite in a data directory, or PostgreSQL.
+enum BenchStore {
+    Sqlite(SqliteStore, PathBuf),
+    Postgres(PostgresStore),
+}
+
+impl BenchStore {
+    async fn open(data_dir: Option<&PathBuf>, url: Option<&str>) -> anyhow::Result<Self> {
+        Ok(match (url, data_dir) {
+            (Some(url), _) => {
+                BenchStore::Postgres(PostgresStore::connect(url).await.map_err(anyhow_store)?)
+            }
+            (None, Some(dir)) => {
+                BenchStore::Sqlite(SqliteStore::open(dir).map_err(anyhow_store)?, dir.clone())
+            }
+            (None, None) => anyhow::bail!("give --data-dir or --database-url"),
+        })
+    }
+
+    fn store(&self) -> Arc<dyn TraceStore> {
+        match self {
+            BenchStore::Sqlite(s, _) => Arc::new(s.clone()),
+            BenchStore::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            BenchStore::Sqlite(_, dir) => dir.display().to_string(),
+            BenchStore::Postgres(s) => format!("PostgreSQL {}", s.describe()),
+        }
+    }
+
+    /// Bytes on disk: in all, of the database, of the text index.
+    async fn bytes(&self) -> anyhow::Result<(u64, u64, u64)> {
+        Ok(match self {
+            BenchStore::Sqlite(_, dir) => {
+                let size = |files: [&str; 2]| -> u64 {
+                    files
+                        .iter()
+                        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+                        .map(|m| m.len())
+                        .sum()
+                };
+                (
+                    crate::bench::dir_bytes(dir),
+                    size(["loupe.db", "loupe.db-wal"]),
+                    size(["text.db", "text.db-wal"]),
+                )
+            }
+            BenchStore::Postgres(s) => {
+                let (all, text) = s.database_bytes().await.map_err(anyhow_store)?;
+                (all, all.saturating_sub(text), text)
+            }
+        })
+    }
+}
+
 pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(&args.data_dir).map_err(anyhow_store)?;
+    let bench = BenchStore::open(args.data_dir.as_ref(), args.database_url.as_deref()).await?;
+    let store = bench.store();
     let prices = Arc::new(PriceBook::builtin());
     let per_batch = 400; // traces per transaction
     let spread = args.days.max(1) * 86_400_000_000_000;
@@ -74,15 +140,33 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     });
     let mut written = 0usize;
     let mut last_report = 0;
+    // A bar on a terminal; a line per 5% otherwise (logs).
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "load {bar:40} {pos}/{len} traces  {msg}  eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
     while let Some(spans) = rx.recv().await {
         store.write_spans(spans).await.map_err(anyhow_store)?;
         written += per_batch.min(total - written);
+        let rate = written as f64 * 5.0 / t0.elapsed().as_secs_f64();
+        if let Some(bar) = &bar {
+            bar.set_position(written as u64);
+            bar.set_message(format!("{rate:.0} spans/s"));
+            continue;
+        }
         let pct = written * 100 / total.max(1);
         if pct >= last_report + 5 || written == total {
             last_report = pct;
-            let rate = written as f64 * 5.0 / t0.elapsed().as_secs_f64();
             eprintln!("load: {pct:>3}%  {written} traces  {rate:.0} spans/s");
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish();
     }
     producer.await?;
     let secs = t0.elapsed().as_secs_f64();
@@ -93,29 +177,21 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         t_text.elapsed().as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
-    let bytes = crate::bench::dir_bytes(&args.data_dir);
+    let (bytes, db_bytes, text_bytes) = bench.bytes().await?;
+    let per_million = |b: u64| b as f64 / 1e6 / (written.max(1) as f64 * 5.0 / 1e6);
     println!(
-        "load: {written} traces ({} spans) in {secs:.0} s ({:.0} spans/s); data {:.2} GB = {:.0} MB per million spans",
+        "load: {written} traces ({} spans) in {secs:.0} s ({:.0} spans/s) into {}; data {:.2} GB = {:.0} MB per million spans",
         written * 5,
         written as f64 * 5.0 / secs,
+        bench.describe(),
         bytes as f64 / 1e9,
-        bytes as f64 / 1e6 / (written as f64 * 5.0 / 1e6),
+        per_million(bytes),
     );
-    let text_bytes: u64 = ["text.db", "text.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(args.data_dir.join(f)).ok())
-        .map(|m| m.len())
-        .sum();
-    let db_bytes: u64 = ["loupe.db", "loupe.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(args.data_dir.join(f)).ok())
-        .map(|m| m.len())
-        .sum();
     println!(
-        "load: of which database {:.0} MB, text index {:.0} MB, span bodies {:.0} MB (per million spans)",
-        db_bytes as f64 / 1e6 / (written as f64 * 5.0 / 1e6),
-        text_bytes as f64 / 1e6 / (written as f64 * 5.0 / 1e6),
-        bytes.saturating_sub(db_bytes + text_bytes) as f64 / 1e6 / (written as f64 * 5.0 / 1e6),
+        "load: of which database {:.0} MB, text index {:.0} MB, span bodies (SQLite: the body log) {:.0} MB (per million spans)",
+        per_million(db_bytes),
+        per_million(text_bytes),
+        per_million(bytes.saturating_sub(db_bytes + text_bytes)),
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -133,12 +209,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.data_dir.join(loupe_store_sqlite::DB_FILE).exists(),
-        "no Loupe data in {}; run `loupe bench load` first",
-        args.data_dir.display()
-    );
-    let store = Arc::new(SqliteStore::open(&args.data_dir).map_err(anyhow_store)?);
+    if let (None, Some(dir)) = (&args.database_url, &args.data_dir) {
+        anyhow::ensure!(
+            dir.join(loupe_store_sqlite::DB_FILE).exists(),
+            "no Loupe data in {}; run `loupe bench load` first",
+            dir.display()
+        );
+    }
+    let bench = BenchStore::open(args.data_dir.as_ref(), args.database_url.as_deref()).await?;
+    let store = bench.store();
     let page = |q: &str| -> anyhow::Result<TraceQuery> {
         Ok(TraceQuery {
             limit: 50,
@@ -207,9 +286,13 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     ];
     println!(
         "query bench on {} ({} runs each, median):",
-        args.data_dir.display(),
+        bench.describe(),
         args.runs
     );
+    let phase = |since: (u64, Instant)| -> f64 {
+        (ingested.load(Ordering::Relaxed) - since.0) as f64 / since.1.elapsed().as_secs_f64()
+    };
+    let pages_began = (ingested.load(Ordering::Relaxed), Instant::now());
     for (class, q) in &classes {
         let mut times = Vec::new();
         let mut hits = 0;
@@ -224,6 +307,8 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             median(times).as_secs_f64() * 1e3
         );
     }
+    let during_pages = phase(pages_began);
+    let stats_began = (ingested.load(Ordering::Relaxed), Instant::now());
     for (label, group_by, q) in [
         (
             "24h by hour (traces)",
@@ -258,17 +343,17 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             median(times).as_secs_f64() * 1e3
         );
     }
-
+    let during_stats = phase(stats_began);
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = ingest {
         h.await?;
         let n = ingested.load(Ordering::Relaxed) - n_before;
         println!(
-            "  ingest meanwhile: {n} spans in {:.1} s = {:.0} spans/s; alone just before: {:.0} spans/s \
-             (in-process writer, 100 traces per batch, text indexer running)",
-            t_ingest.elapsed().as_secs_f64(),
-            n as f64 / t_ingest.elapsed().as_secs_f64(),
+            "  ingest, spans/s (in-process writer, 100 traces per batch): alone just before {:.0}; \
+             during the page queries {during_pages:.0}; during the aggregations {during_stats:.0}; \
+             {n} spans in {:.1} s of queries in all",
             alone.unwrap_or_default(),
+            t_ingest.elapsed().as_secs_f64(),
         );
     }
     Ok(ExitCode::SUCCESS)

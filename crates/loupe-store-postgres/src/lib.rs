@@ -229,6 +229,22 @@ impl PostgresStore {
         &self.inner.describe
     }
 
+    /// Bytes the database takes on disk, with its indexes, and those of the text index alone.
+    pub async fn database_bytes(&self) -> Result<(u64, u64), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_database_size(current_database()), \
+                 pg_total_relation_size('trace_text')",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        let all: i64 = row.get(0);
+        let text: i64 = row.get(1);
+        Ok((all.max(0) as u64, text.max(0) as u64))
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.inner.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => pg_err(e),
