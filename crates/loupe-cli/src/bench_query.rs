@@ -196,12 +196,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use loupe_model::now_ms;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

@@ -13,12 +13,7 @@ use tokio_postgres::Row;
 use crate::read::{TRACE_COLUMNS, trace_row};
 use crate::{pg_err, to_i64};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use loupe_model::now_ms;
 
 const EXPERIMENT_COLUMNS: &str =
     "id, name, artifact_location, lifecycle_stage, creation_time, last_update_time, tags";

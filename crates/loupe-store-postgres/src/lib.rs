@@ -155,9 +155,7 @@ impl Sql {
     }
 }
 
-pub(crate) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
+pub(crate) use loupe_store::to_i64;
 
 pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)

@@ -77,18 +77,7 @@ pub(crate) async fn recompute_chunk(
         .map_err(pg_err)?;
     for (id, seq, start_ns, at, old, old_cost) in spans {
         stats.spans += 1;
-        let (new, cost) = match how {
-            Recompute::Reindex(f) => {
-                let body = groups.get(at)?;
-                let d = f(&body, start_ns);
-                let c = d.cost_usd;
-                (d, c)
-            }
-            Recompute::Reprice(f) => {
-                let c = f(&old, start_ns);
-                (old.clone(), c)
-            }
-        };
+        let (new, cost) = how.apply(&old, start_ns, || groups.get(at))?;
         let entry = touched.entry(seq).or_default();
         if entry.0.is_none() {
             entry.0.clone_from(&new.session_id);
@@ -96,17 +85,7 @@ pub(crate) async fn recompute_chunk(
         if entry.1.is_none() {
             entry.1.clone_from(&new.user_id);
         }
-        let same = new.span_type == old.span_type
-            && new.model() == old.request_model.as_deref()
-            && new.provider == old.provider
-            && new.input_tokens == old.input_tokens
-            && new.output_tokens == old.output_tokens
-            && new.total_tokens == old.total_tokens
-            && new.cache_read_tokens == old.cache_read_tokens
-            && new.cache_write_tokens == old.cache_write_tokens
-            && new.reasoning_tokens == old.reasoning_tokens
-            && cost == old_cost;
-        if same {
+        if Recompute::unchanged(&new, cost, &old, old_cost) {
             continue;
         }
         stats.changed += 1;

@@ -4,33 +4,12 @@
 //! the SQLite store computes (the smallest value with at least that share of values at or
 //! below it).
 
-use std::cmp::Ordering;
-
 use loupe_model::TraceId;
 use loupe_store::{GroupKey, StatsGroup, StatsQuery, StoreError};
 use serde_json::Value;
 
 use crate::read::{Groups, SPAN_COLUMNS, span_row};
 use crate::{Sql, pg_err, u};
-
-fn cmp_keys(a: &[Value], b: &[Value]) -> Ordering {
-    for (x, y) in a.iter().zip(b) {
-        let o = match (x, y) {
-            (Value::Null, Value::Null) => Ordering::Equal,
-            (Value::Null, _) => Ordering::Less,
-            (_, Value::Null) => Ordering::Greater,
-            (Value::Number(m), Value::Number(n)) => m
-                .as_f64()
-                .partial_cmp(&n.as_f64())
-                .unwrap_or(Ordering::Equal),
-            _ => x.to_string().cmp(&y.to_string()),
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    Ordering::Equal
-}
 
 /// How a group key column is read back.
 #[derive(Clone, Copy)]
@@ -191,7 +170,7 @@ pub(crate) async fn stats(
             cost_usd: f(8)?,
         });
     }
-    out.sort_by(|a, b| cmp_keys(&a.key, &b.key));
+    out.sort_by(|a, b| loupe_store::cmp_group_keys(&a.key, &b.key));
     Ok(out)
 }
 

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use loupe_model::normalize::LlmView;
 use loupe_model::text::SpanText;
-use loupe_model::{SpanId, SpanStatus, TraceId};
-use loupe_store::{EncodedSpan, StoreError, WriteOutcome, decode_bodies};
+use loupe_model::{SpanId, TraceId};
+use loupe_store::{EncodedSpan, StoreError, TraceDelta, WriteOutcome, decode_bodies};
 use serde_json::Value;
 
 use crate::{cpu, pg_err, to_i64};
@@ -47,71 +47,6 @@ pub(crate) async fn prepare(spans: Vec<EncodedSpan>) -> Result<Arc<Prepared>, St
         Arc::new(Prepared { spans, views })
     })
     .await
-}
-
-/// What the new spans of one trace add to its roll-up.
-struct Delta {
-    min_start: i64,
-    max_end: i64,
-    spans: i64,
-    errors: i64,
-    input_tokens: i64,
-    output_tokens: i64,
-    total_tokens: i64,
-    cost_usd: f64,
-    session_id: Option<String>,
-    user_id: Option<String>,
-    root: Option<(String, SpanStatus)>,
-    /// The earliest non-root span, naming traces whose root has not arrived.
-    earliest: Option<(i64, String)>,
-}
-
-impl Delta {
-    fn new() -> Self {
-        Self {
-            min_start: i64::MAX,
-            max_end: i64::MIN,
-            spans: 0,
-            errors: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            total_tokens: 0,
-            cost_usd: 0.0,
-            session_id: None,
-            user_id: None,
-            root: None,
-            earliest: None,
-        }
-    }
-
-    fn add(&mut self, s: &EncodedSpan) {
-        let start = to_i64(s.start_ns);
-        self.min_start = self.min_start.min(start);
-        self.max_end = self.max_end.max(to_i64(s.end_ns));
-        self.spans += 1;
-        self.errors += i64::from(s.status == SpanStatus::Error);
-        self.input_tokens = self
-            .input_tokens
-            .saturating_add(s.input_tokens.map_or(0, to_i64));
-        self.output_tokens = self
-            .output_tokens
-            .saturating_add(s.output_tokens.map_or(0, to_i64));
-        self.total_tokens = self
-            .total_tokens
-            .saturating_add(s.total_tokens.map_or(0, to_i64));
-        self.cost_usd += s.cost_usd.unwrap_or(0.0);
-        if self.session_id.is_none() {
-            self.session_id.clone_from(&s.session_id);
-        }
-        if self.user_id.is_none() {
-            self.user_id.clone_from(&s.user_id);
-        }
-        if s.parent_id.is_none() {
-            self.root = Some((s.name.clone(), s.status));
-        } else if self.earliest.as_ref().is_none_or(|(t, _)| start < *t) {
-            self.earliest = Some((start, s.name.clone()));
-        }
-    }
 }
 
 const INSERT_TRACES: &str = "INSERT INTO traces (trace_id, project, start_ns, end_ns, metadata) \
@@ -346,7 +281,7 @@ pub(crate) async fn write_spans(
             if new.is_empty() {
                 continue;
             }
-            let mut delta = Delta::new();
+            let mut delta = TraceDelta::new();
             for &i in &new {
                 delta.add(&batch.spans[i]);
             }
@@ -510,7 +445,7 @@ struct DeltaColumns {
 }
 
 impl DeltaColumns {
-    fn push(&mut self, seq: i64, d: Delta) {
+    fn push(&mut self, seq: i64, d: TraceDelta) {
         self.seq.push(seq);
         self.min_start.push(d.min_start);
         self.max_end.push(d.max_end);

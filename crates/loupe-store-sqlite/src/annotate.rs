@@ -13,12 +13,7 @@ use crate::db_err;
 use crate::read::{TRACE_COLUMNS, trace_row};
 use crate::write::to_i64;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use loupe_model::now_ms;
 
 fn json_map(s: &str) -> Map<String, Value> {
     serde_json::from_str(s).unwrap_or_default()

@@ -52,25 +52,6 @@ fn to_json(v: SqlValue) -> Value {
     }
 }
 
-fn cmp_keys(a: &[Value], b: &[Value]) -> Ordering {
-    for (x, y) in a.iter().zip(b) {
-        let o = match (x, y) {
-            (Value::Null, Value::Null) => Ordering::Equal,
-            (Value::Null, _) => Ordering::Less,
-            (_, Value::Null) => Ordering::Greater,
-            (Value::Number(m), Value::Number(n)) => m
-                .as_f64()
-                .partial_cmp(&n.as_f64())
-                .unwrap_or(Ordering::Equal),
-            _ => x.to_string().cmp(&y.to_string()),
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    Ordering::Equal
-}
-
 pub(crate) fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatsGroup>, StoreError> {
     let span_level = q.group_by.iter().any(GroupKey::span_level);
     let bucket_ms = q.bucket_ms.max(1);
@@ -187,7 +168,7 @@ pub(crate) fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatsGroup>
             }
         })
         .collect();
-    out.sort_by(|a, b| cmp_keys(&a.key, &b.key));
+    out.sort_by(|a, b| loupe_store::cmp_group_keys(&a.key, &b.key));
     Ok(out)
 }
 

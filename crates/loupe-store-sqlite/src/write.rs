@@ -8,86 +8,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
-use loupe_store::{EncodedSpan, StoreError, WriteOutcome};
+use loupe_model::{SpanId, TraceId, TraceSummary};
+use loupe_store::{EncodedSpan, StoreError, TraceDelta, WriteOutcome};
 use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
 
 use crate::bodylog::LogWriter;
 use crate::db_err;
 
-pub(crate) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// What the new spans of one trace add to its roll-up.
-struct Delta {
-    min_start: i64,
-    max_end: i64,
-    spans: i64,
-    errors: i64,
-    input_tokens: i64,
-    output_tokens: i64,
-    total_tokens: i64,
-    cost_usd: f64,
-    session_id: Option<String>,
-    user_id: Option<String>,
-    root: Option<(String, SpanStatus)>,
-    /// The earliest non-root span, naming traces whose root has not arrived.
-    earliest: Option<(i64, String)>,
-}
-
-impl Delta {
-    fn new() -> Self {
-        Self {
-            min_start: i64::MAX,
-            max_end: i64::MIN,
-            spans: 0,
-            errors: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            total_tokens: 0,
-            cost_usd: 0.0,
-            session_id: None,
-            user_id: None,
-            root: None,
-            earliest: None,
-        }
-    }
-
-    fn add(&mut self, s: &EncodedSpan) {
-        let start = to_i64(s.start_ns);
-        self.min_start = self.min_start.min(start);
-        self.max_end = self.max_end.max(to_i64(s.end_ns));
-        self.spans += 1;
-        self.errors += i64::from(s.status == SpanStatus::Error);
-        self.input_tokens = self
-            .input_tokens
-            .saturating_add(s.input_tokens.map_or(0, to_i64));
-        self.output_tokens = self
-            .output_tokens
-            .saturating_add(s.output_tokens.map_or(0, to_i64));
-        self.total_tokens = self
-            .total_tokens
-            .saturating_add(s.total_tokens.map_or(0, to_i64));
-        self.cost_usd += s.cost_usd.unwrap_or(0.0);
-        if self.session_id.is_none() {
-            self.session_id.clone_from(&s.session_id);
-        }
-        if self.user_id.is_none() {
-            self.user_id.clone_from(&s.user_id);
-        }
-        if s.parent_id.is_none() {
-            self.root = Some((s.name.clone(), s.status));
-        } else if self.earliest.as_ref().is_none_or(|(t, _)| start < *t) {
-            self.earliest = Some((start, s.name.clone()));
-        }
-    }
-
-    /// The root's status code once the root has arrived (0 when it set none).
-    fn root_status(&self) -> Option<i64> {
-        self.root.as_ref().map(|(_, st)| st.code())
-    }
-}
+pub(crate) use loupe_store::to_i64;
 
 const INSERT_SPAN: &str = "INSERT INTO spans (trace_seq, span_id, parent_id, name, span_type, \
      start_ns, end_ns, status, status_message, model, input_tokens, output_tokens, total_tokens, \
@@ -244,7 +172,7 @@ fn write_trace(
         .query_row([&trace_id.0[..]], |r| r.get(0))
         .optional()
         .map_err(db_err)?;
-    let mut delta = Delta::new();
+    let mut delta = TraceDelta::new();
     match existing {
         None => {
             // New trace: roll up in memory (a span repeated within the batch counts once),

@@ -8,6 +8,7 @@
 mod encode;
 mod error;
 mod query;
+mod rollup;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use query::{
     Cursor, GroupKey, OrderKey, SessionPage, SessionQuery, SessionSummary, StatsGroup, StatsQuery,
     TracePage, TraceQuery,
 };
+pub use rollup::{TraceDelta, cmp_group_keys, to_i64};
 
 /// Derives a span's canonical fields from its stored body and start time (ns).
 pub type ReindexFn = dyn Fn(&SpanBody, u64) -> Derived + Send + Sync;
@@ -39,6 +41,45 @@ pub enum Recompute {
     Reindex(Arc<ReindexFn>),
     /// Recompute only the cost, from the stored model and token counts.
     Reprice(Arc<RepriceFn>),
+}
+
+impl Recompute {
+    /// A span's derived columns and cost after recomputing; `body` reads its stored body (only
+    /// a reindex needs it).
+    pub fn apply(
+        &self,
+        old: &Derived,
+        start_ns: u64,
+        body: impl FnOnce() -> Result<SpanBody, StoreError>,
+    ) -> Result<(Derived, Option<f64>), StoreError> {
+        Ok(match self {
+            Recompute::Reindex(f) => {
+                let d = f(&body()?, start_ns);
+                let c = d.cost_usd;
+                (d, c)
+            }
+            Recompute::Reprice(f) => (old.clone(), f(old, start_ns)),
+        })
+    }
+
+    /// Whether recomputing left every stored column of a span as it was.
+    pub fn unchanged(
+        new: &Derived,
+        cost: Option<f64>,
+        old: &Derived,
+        old_cost: Option<f64>,
+    ) -> bool {
+        new.span_type == old.span_type
+            && new.model() == old.request_model.as_deref()
+            && new.provider == old.provider
+            && new.input_tokens == old.input_tokens
+            && new.output_tokens == old.output_tokens
+            && new.total_tokens == old.total_tokens
+            && new.cache_read_tokens == old.cache_read_tokens
+            && new.cache_write_tokens == old.cache_write_tokens
+            && new.reasoning_tokens == old.reasoning_tokens
+            && cost == old_cost
+    }
 }
 
 /// What a recompute changed.

@@ -240,12 +240,7 @@ fn trace_id_of(s: &str) -> Result<TraceId, MlflowError> {
 
 pub(crate) use convert::rfc3339_ms as rfc3339;
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use loupe_model::now_ms;
 
 /// 32 random hex digits (std's per-process random hash keys, mixed with a counter and the time).
 pub(crate) fn random_hex() -> String {
