@@ -1,7 +1,7 @@
 //! The store's behaviour: idempotent writes and roll-ups, trace info from clients, tags,
 //! assessments, deletes, events, experiments, sessions, recompute.
 
-use loupe_model::{Span, SpanEvent, SpanId, SpanStatus, TraceId};
+use loupe_model::{SpanEvent, SpanId, SpanStatus, TraceId};
 use loupe_store::{
     ErrorKind, ExperimentKey, Recompute, SessionQuery, SpanBodies, TraceQuery, TraceSelection,
     TraceStore,
@@ -215,31 +215,7 @@ pub async fn pagination_and_filters(store: &dyn TraceStore) {
 /// Spans of several traces compressed in shared groups each read back their own body; a
 /// repeated batch stores nothing.
 pub async fn grouped_bodies_read_back(store: &dyn TraceStore) {
-    let mut raw = Vec::new();
-    for id in 1..=3u8 {
-        for t in [7u8, 8] {
-            let mut attributes = Map::new();
-            attributes.insert("mlflow.spanInputs".into(), json!({ "t": t, "id": id }));
-            raw.push(Span {
-                trace_id: TraceId([t; 16]),
-                span_id: SpanId([id; 8]),
-                parent_id: (id > 1).then_some(SpanId([1; 8])),
-                name: format!("s{id}"),
-                kind: 1,
-                start_ns: u64::from(id),
-                end_ns: 10,
-                status: SpanStatus::Ok,
-                status_message: String::new(),
-                derived: loupe_model::normalize::derive(&attributes),
-                attributes,
-                events: vec![],
-                links: vec![],
-                resource: Map::new(),
-                scope: None,
-                project: "default".into(),
-            });
-        }
-    }
+    let raw = crate::fixtures::interleaved_spans();
     let batch = loupe_store::encode_spans(raw);
     let out = store.write_spans(batch.clone()).await.expect("write");
     assert_eq!(out.inserted, 6);

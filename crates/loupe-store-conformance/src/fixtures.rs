@@ -430,3 +430,34 @@ pub async fn seed_query_data(store: &dyn TraceStore) {
         );
     }
 }
+
+/// Spans 1–3 of traces 7 and 8, interleaved in one list (each trace's spans share one body group
+/// when encoded together); span 1 is the root, inputs name the trace and span.
+pub fn interleaved_spans() -> Vec<Span> {
+    let mut raw = Vec::new();
+    for id in 1..=3u8 {
+        for t in [7u8, 8] {
+            let mut attributes = Map::new();
+            attributes.insert("mlflow.spanInputs".into(), json!({ "t": t, "id": id }));
+            raw.push(Span {
+                trace_id: TraceId([t; 16]),
+                span_id: SpanId([id; 8]),
+                parent_id: (id > 1).then_some(SpanId([1; 8])),
+                name: format!("s{id}"),
+                kind: 1,
+                start_ns: u64::from(id),
+                end_ns: 10,
+                status: SpanStatus::Ok,
+                status_message: String::new(),
+                derived: normalize::derive(&attributes),
+                attributes,
+                events: vec![],
+                links: vec![],
+                resource: Map::new(),
+                scope: None,
+                project: "default".into(),
+            });
+        }
+    }
+    raw
+}

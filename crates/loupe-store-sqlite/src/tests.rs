@@ -2,11 +2,10 @@
 //! damaged bodies. Everything backend-neutral lives in `loupe-store-conformance` and runs from
 //! `tests/conformance.rs` against every backend.
 
-use loupe_model::normalize;
-use loupe_model::{Span, SpanId, SpanStatus, TraceId};
+use loupe_model::{SpanStatus, TraceId};
 use loupe_store::{TraceQuery, TraceStore};
 use loupe_store_conformance::fixtures::{span, trace_spans};
-use serde_json::{Map, json};
+use serde_json::json;
 
 use super::SqliteStore;
 
@@ -48,31 +47,7 @@ async fn each_body_group_is_logged_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     // Two traces in one batch, their spans interleaved: one group each.
-    let mut raw = Vec::new();
-    for id in 1..=3u8 {
-        for t in [7u8, 8] {
-            let mut attributes = Map::new();
-            attributes.insert("mlflow.spanInputs".into(), json!({ "t": t, "id": id }));
-            raw.push(Span {
-                trace_id: TraceId([t; 16]),
-                span_id: SpanId([id; 8]),
-                parent_id: (id > 1).then_some(SpanId([1; 8])),
-                name: format!("s{id}"),
-                kind: 1,
-                start_ns: u64::from(id),
-                end_ns: 10,
-                status: SpanStatus::Ok,
-                status_message: String::new(),
-                derived: normalize::derive(&attributes),
-                attributes,
-                events: vec![],
-                links: vec![],
-                resource: Map::new(),
-                scope: None,
-                project: "default".into(),
-            });
-        }
-    }
+    let raw = loupe_store_conformance::fixtures::interleaved_spans();
     let batch = loupe_store::encode_spans(raw);
     let out = store.write_spans(batch.clone()).await.unwrap();
     assert_eq!(out.inserted, 6);
