@@ -170,7 +170,12 @@ impl TextIndex {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("loupe-text-index".into())
-            .spawn(move || run(&s, &main, &log))
+            .spawn(move || {
+                // Indexing can lag; ingest cannot. A delete waiting on a pass in progress is
+                // the only writer that can wait on this thread, and deletes are rare.
+                crate::readers::lower_priority(crate::readers::READER_NICE);
+                run(&s, &main, &log)
+            })
             .map_err(|e| StoreError::internal(format!("cannot start the text indexer: {e}")))?;
         Ok(Self {
             shared,

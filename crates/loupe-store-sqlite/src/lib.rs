@@ -10,6 +10,7 @@ mod annotate;
 mod bodylog;
 mod fts;
 mod read;
+mod readers;
 mod recompute;
 mod schema;
 mod sessions;
@@ -48,6 +49,10 @@ struct Inner {
     /// Reads span bodies from the body log.
     log: bodylog::LogReader,
     readers: Mutex<Vec<Connection>>,
+    /// The low-priority threads that run searches and aggregations.
+    queries: readers::ReaderPool,
+    /// Matches past which a `text ~` word counts as common (see `read::text_plan`).
+    common_text: std::sync::atomic::AtomicI64,
     /// Held for its `Drop`: stops the thread after a last checkpoint.
     _checkpointer: Option<Checkpointer>,
     /// Set when the writer should complete a checkpoint (see [`Checkpointer`]).
@@ -167,12 +172,29 @@ impl SqliteStore {
                 writer: Mutex::new(Writer { conn: writer, log }),
                 log: bodylog::LogReader::new(data_dir),
                 readers: Mutex::new(Vec::new()),
+                queries: readers::ReaderPool::new(),
+                common_text: std::sync::atomic::AtomicI64::new(read::COMMON_TEXT),
                 _checkpointer: Some(checkpointer),
                 rewind,
                 text,
                 data_dir: data_dir.to_path_buf(),
             }),
         })
+    }
+
+    /// Sets how many matching documents make a `text ~` word common, which picks its query
+    /// plan (default 5,000). Both plans answer the same; tests use this to run each on small
+    /// data.
+    #[doc(hidden)]
+    pub fn set_common_text_threshold(&self, documents: usize) {
+        self.inner.common_text.store(
+            i64::try_from(documents).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn common_text(&self) -> i64 {
+        self.inner.common_text.load(Ordering::Relaxed)
     }
 
     /// The database file.
@@ -243,6 +265,16 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::internal(format!("store task failed: {e}")))?
     }
+
+    /// Runs a search or aggregation on the low-priority query threads (see [`readers`]), so a
+    /// long scan never slows ingest down. Point reads by id stay on [`Self::blocking`].
+    async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let this = self.clone();
+        self.inner.queries.run(move || f(&this)).await
+    }
 }
 
 #[async_trait]
@@ -287,8 +319,10 @@ impl TraceStore for SqliteStore {
     }
 
     async fn list_traces(&self, query: TraceQuery) -> Result<TracePage, StoreError> {
-        self.blocking(move |s| s.with_reader(|c| read::list_traces(c, &s.inner.log, &query)))
-            .await
+        self.query(move |s| {
+            s.with_reader(|c| read::list_traces(c, &s.inner.log, &query, s.common_text()))
+        })
+        .await
     }
 
     async fn get_trace_with(
@@ -303,7 +337,7 @@ impl TraceStore for SqliteStore {
     }
 
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsGroup>, StoreError> {
-        self.blocking(move |s| s.with_reader(|c| stats::stats(c, &query)))
+        self.query(move |s| s.with_reader(|c| stats::stats(c, &query)))
             .await
     }
 
@@ -313,14 +347,14 @@ impl TraceStore for SqliteStore {
         limit: usize,
         before: Option<(i64, i64)>,
     ) -> Result<loupe_store::SpanPage, StoreError> {
-        self.blocking(move |s| {
+        self.query(move |s| {
             s.with_reader(|c| stats::list_spans(c, &s.inner.log, filter.as_ref(), limit, before))
         })
         .await
     }
 
     async fn list_sessions(&self, query: SessionQuery) -> Result<SessionPage, StoreError> {
-        self.blocking(move |s| s.with_reader(|c| sessions::list_sessions(c, &query)))
+        self.query(move |s| s.with_reader(|c| sessions::list_sessions(c, &query)))
             .await
     }
 
@@ -329,7 +363,7 @@ impl TraceStore for SqliteStore {
         session_id: String,
         limit: usize,
     ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError> {
-        self.blocking(move |s| s.with_reader(|c| sessions::get_session(c, &session_id, limit)))
+        self.query(move |s| s.with_reader(|c| sessions::get_session(c, &session_id, limit)))
             .await
     }
 

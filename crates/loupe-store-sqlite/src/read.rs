@@ -129,7 +129,7 @@ pub(crate) fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
 const MAX_POST_SCAN: usize = 20_000;
 
 /// Matches past which a `text ~` query counts as common (see [`text_plan`]).
-const COMMON_TEXT: i64 = 5_000;
+pub(crate) const COMMON_TEXT: i64 = 5_000;
 
 /// Most index terms a query's last word (a prefix) is spelled out as.
 const MAX_PREFIX_TERMS: usize = 16;
@@ -178,6 +178,7 @@ fn fts5_query(conn: &Connection, words: &str) -> Result<Option<String>, StoreErr
 fn text_plan(
     conn: &Connection,
     filter: &loupe_query::Expr,
+    common_text: i64,
 ) -> Result<(bool, Vec<(String, String)>), StoreError> {
     let mut common = false;
     let mut queries = Vec::new();
@@ -190,11 +191,11 @@ fn text_plan(
                 .query_row(
                     "SELECT count(*) FROM (SELECT 1 FROM fts.trace_text \
                      WHERE trace_text MATCH ?1 LIMIT ?2)",
-                    rusqlite::params![q, COMMON_TEXT + 1],
+                    rusqlite::params![q, common_text.saturating_add(1)],
                     |r| r.get(0),
                 )
                 .map_err(db_err)?;
-            common = n > COMMON_TEXT;
+            common = n > common_text;
         }
         queries.push((words.to_string(), q));
     }
@@ -205,6 +206,7 @@ pub(crate) fn list_traces(
     conn: &Connection,
     log: &LogReader,
     q: &TraceQuery,
+    common_text: i64,
 ) -> Result<TracePage, StoreError> {
     let post: Vec<&loupe_query::Expr> = q
         .filter
@@ -246,7 +248,7 @@ pub(crate) fn list_traces(
         args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
     }
     if let Some(filter) = &q.filter {
-        let (common, queries) = text_plan(conn, filter)?;
+        let (common, queries) = text_plan(conn, filter, common_text)?;
         let probe = if common && q.order.is_empty() {
             Some(
                 conn.query_row(
