@@ -42,6 +42,9 @@ pub struct Lowered {
     probe_text: Option<i64>,
     /// SQLite: the FTS5 query for the words of each `text ~` (see [`sqlite_text`]).
     text_queries: Vec<(String, String)>,
+    /// PostgreSQL: the traces matching the words of a rare `text ~`, as an array literal of
+    /// trace numbers (see [`postgres_text`]).
+    text_matches: Vec<(String, String)>,
 }
 
 impl Lowered {
@@ -124,6 +127,20 @@ pub fn sqlite_text(
     let mut out = Lowered {
         probe_text: probe,
         text_queries,
+        ..Lowered::default()
+    };
+    lower(expr, false, &mut out);
+    out
+}
+
+/// [`postgres`], with the traces matching some `text ~` conditions found by the store first
+/// (`matches`: words → the matching trace numbers as a PostgreSQL array literal, `{1,2,3}`).
+/// For a rare word the list is short, and the page becomes a lookup of those traces; left to
+/// itself, the planner walks traces newest first and checks each against the index.
+pub fn postgres_text(expr: &Expr, matches: Vec<(String, String)>) -> Lowered {
+    let mut out = Lowered {
+        dialect: Dialect::Postgres,
+        text_matches: matches,
         ..Lowered::default()
     };
     lower(expr, false, &mut out);
@@ -546,6 +563,14 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
                 out.param(Param::Text(q));
                 out.sql.push_str("))");
             }
+            Dialect::Postgres
+                if let Some((_, list)) = out.text_matches.iter().find(|(w, _)| w == words) =>
+            {
+                let list = list.clone();
+                out.sql.push_str("(t.seq = ANY(");
+                out.param(Param::Text(list));
+                out.sql.push_str("::bigint[]))");
+            }
             Dialect::Postgres => {
                 out.sql
                     .push_str("(t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ");
@@ -731,6 +756,21 @@ mod tests {
             "NOT ((t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ?::text::tsquery)))"
         );
         assert_eq!(l.params[0], Param::Text("'it' & 's':*".into()));
+        // A rare word's matches, found first by the store, become a list; other words stay.
+        let e = parse("text ~ 'rare' OR text ~ 'common'", NOW).expect("parses");
+        let l = postgres_text(&e, vec![("rare".into(), "{3,7}".into())]);
+        assert_eq!(
+            l.sql,
+            "((t.seq = ANY(?::text::bigint[])) OR \
+             (t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ?::text::tsquery)))"
+        );
+        assert_eq!(
+            l.params,
+            vec![
+                Param::Text("{3,7}".into()),
+                Param::Text("'common':*".into())
+            ]
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ struct Inner {
     pool: Pool,
     /// Where it is connected, without the password.
     describe: String,
+    /// Index documents past which a `text ~` word counts as common (see
+    /// [`read::text_matches`]).
+    common_text: std::sync::atomic::AtomicUsize,
 }
 
 /// Marks errors worth retrying as a whole transaction (see [`retryable`]).
@@ -215,11 +218,30 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::internal(format!("cannot build the connection pool: {e}")))?;
         let store = Self {
-            inner: Arc::new(Inner { pool, describe }),
+            inner: Arc::new(Inner {
+                pool,
+                describe,
+                common_text: std::sync::atomic::AtomicUsize::new(read::COMMON_TEXT),
+            }),
         };
         let mut client = store.client().await?;
         schema::migrate(&mut client).await?;
         Ok(store)
+    }
+
+    /// Sets how many index documents make a `text ~` word common, which picks its query plan
+    /// (default 5,000). Both plans answer the same; tests use this to run each on small data.
+    #[doc(hidden)]
+    pub fn set_common_text_threshold(&self, documents: usize) {
+        self.inner
+            .common_text
+            .store(documents, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn common_text(&self) -> usize {
+        self.inner
+            .common_text
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where the store is connected (host, port, database; never the password).
@@ -273,7 +295,7 @@ impl TraceStore for PostgresStore {
 
     async fn list_traces(&self, query: TraceQuery) -> Result<TracePage, StoreError> {
         let client = self.client().await?;
-        read::list_traces(&client, &query).await
+        read::list_traces(&client, &query, self.common_text()).await
     }
 
     async fn get_trace_with(
@@ -287,7 +309,7 @@ impl TraceStore for PostgresStore {
 
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsGroup>, StoreError> {
         let client = self.client().await?;
-        stats::stats(&client, &query).await
+        stats::stats(&client, &query, self.common_text()).await
     }
 
     async fn list_spans(

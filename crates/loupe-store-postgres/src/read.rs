@@ -180,8 +180,55 @@ const MAX_POST_SCAN: usize = 20_000;
 /// Candidates read per round when span-attribute conditions filter after SQL.
 const POST_CHUNK: usize = 256;
 
+/// Index documents past which a `text ~` word counts as common (see [`text_matches`]).
+pub(crate) const COMMON_TEXT: usize = 5_000;
+
+/// The traces matching each rare `text ~` of `filter`, as PostgreSQL array literals for
+/// [`loupe_query::sql::postgres_text`]. A rare word's few matches come from the GIN index at
+/// once, and the page is a lookup of those traces. Common words are left to the plan that
+/// checks the newest traces one by one, which stops after a page's worth: there, listing every
+/// match first would cost more than the page.
+pub(crate) async fn text_matches(
+    client: &deadpool_postgres::Object,
+    filter: Option<&loupe_query::Expr>,
+    common: usize,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out = Vec::new();
+    let Some(filter) = filter else {
+        return Ok(out);
+    };
+    for words in loupe_query::sql::full_text_conditions(filter) {
+        let Some(tsquery) = loupe_model::text::pg_tsquery(words) else {
+            continue;
+        };
+        if out.iter().any(|(w, _)| w == words) {
+            continue;
+        }
+        let rows = client
+            .query(
+                "SELECT trace_seq FROM trace_text WHERE doc @@ $1::text::tsquery LIMIT $2",
+                &[&tsquery, &i64::try_from(common + 1).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(pg_err)?;
+        if rows.len() > common {
+            continue;
+        }
+        let mut seqs: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get::<_, i64>(0))
+            .collect::<Result<_, _>>()
+            .map_err(pg_err)?;
+        seqs.sort_unstable();
+        seqs.dedup();
+        let list: Vec<String> = seqs.iter().map(i64::to_string).collect();
+        out.push((words.to_string(), format!("{{{}}}", list.join(","))));
+    }
+    Ok(out)
+}
+
 /// The trace query without its order and limit.
-fn filtered(q: &TraceQuery) -> Sql {
+fn filtered(q: &TraceQuery, matches: &[(String, String)]) -> Sql {
     let mut sql = Sql::new(format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE true"));
     if let Some(p) = &q.project {
         sql.push(" AND t.project = ").arg(p.clone(), "text");
@@ -210,15 +257,21 @@ fn filtered(q: &TraceQuery) -> Sql {
     }
     if let Some(filter) = &q.filter {
         sql.push(" AND ");
-        sql.lowered(&loupe_query::sql::postgres(filter));
+        sql.lowered(&loupe_query::sql::postgres_text(filter, matches.to_vec()));
     }
     sql
 }
 
 /// The query for one run of candidates: after `cursor` (default order) or from `offset`
 /// (custom order), at most `limit` rows.
-fn candidates(q: &TraceQuery, cursor: Option<Cursor>, offset: usize, limit: usize) -> Sql {
-    let mut sql = filtered(q);
+fn candidates(
+    q: &TraceQuery,
+    matches: &[(String, String)],
+    cursor: Option<Cursor>,
+    offset: usize,
+    limit: usize,
+) -> Sql {
+    let mut sql = filtered(q, matches);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     if q.order.is_empty() {
         if let Some(c) = cursor {
@@ -262,24 +315,30 @@ async fn run(
 pub(crate) async fn list_traces(
     client: &deadpool_postgres::Object,
     q: &TraceQuery,
+    common_text: usize,
 ) -> Result<TracePage, StoreError> {
     let post: Vec<&loupe_query::Expr> = q
         .filter
         .as_ref()
         .map(loupe_query::post::span_attribute_conditions)
         .unwrap_or_default();
+    let matches = text_matches(client, q.filter.as_ref(), common_text).await?;
     let limit = q.limit.max(1);
     let mut rows: Vec<(i64, TraceSummary)> = Vec::with_capacity(limit + 1);
     let mut consumed = 0usize;
     if post.is_empty() {
-        rows = run(client, &candidates(q, q.cursor, q.offset, limit + 1)).await?;
+        rows = run(
+            client,
+            &candidates(q, &matches, q.cursor, q.offset, limit + 1),
+        )
+        .await?;
         consumed = rows.len().min(limit);
     } else {
         // Candidates come in runs; each run's spans are read at once and checked here.
         let mut cursor = q.cursor;
         let mut offset = q.offset;
         'scan: loop {
-            let chunk = run(client, &candidates(q, cursor, offset, POST_CHUNK)).await?;
+            let chunk = run(client, &candidates(q, &matches, cursor, offset, POST_CHUNK)).await?;
             let end = chunk.len() < POST_CHUNK;
             offset += chunk.len();
             cursor = chunk.last().map(|(seq, t)| Cursor {

@@ -22,9 +22,11 @@ enum KeyType {
 pub(crate) async fn stats(
     client: &deadpool_postgres::Object,
     q: &StatsQuery,
+    common_text: usize,
 ) -> Result<Vec<StatsGroup>, StoreError> {
     let span_level = q.group_by.iter().any(GroupKey::span_level);
     let bucket_ms = q.bucket_ms.max(1);
+    let matches = crate::read::text_matches(client, q.filter.as_ref(), common_text).await?;
     let mut sql = Sql::new("SELECT ");
     let mut types = Vec::with_capacity(q.group_by.len());
     for k in &q.group_by {
@@ -109,7 +111,7 @@ pub(crate) async fn stats(
     }
     if let Some(f) = &q.filter {
         sql.push(" AND ");
-        sql.lowered(&loupe_query::sql::postgres(f));
+        sql.lowered(&loupe_query::sql::postgres_text(f, matches));
     }
     if let Some(t) = q.start_from_ms {
         sql.push(" AND t.start_ns >= ")

@@ -93,3 +93,15 @@ async fn replicas_writing_the_same_traces_at_once() {
         check_rollup(&a, t).await;
     }
 }
+
+/// The full-text case again with every word counted as common, so the GIN index is consulted
+/// inside the page query instead of listing a rare word's traces first.
+#[tokio::test]
+async fn full_text_with_the_common_word_plan() {
+    let db = pg::fresh_database().await;
+    let store = PostgresStore::connect(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", db.url));
+    store.set_common_text_threshold(0);
+    loupe_store_conformance::query::query_full_text(&store).await;
+}
