@@ -520,8 +520,16 @@ pub(crate) fn build_request(
                 start_time_unix_nano: base + (*start_ms as f64 * scale) as u64 * 1_000_000,
                 end_time_unix_nano: base + (*end_ms as f64 * scale) as u64 * 1_000_000,
                 attributes,
+                // The root's status is left unset, as most instrumentations leave it, so a
+                // failed tool call makes the whole trace an error.
                 status: Some(Status {
-                    code: if failed { 2 } else { 1 },
+                    code: if failed {
+                        2
+                    } else if i == 0 {
+                        0
+                    } else {
+                        1
+                    },
                     message: if failed {
                         "TimeoutError: order service".into()
                     } else {
