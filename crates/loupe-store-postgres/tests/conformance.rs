@@ -45,6 +45,32 @@ async fn migrations_run_once_and_refuse_a_newer_schema() {
     assert!(err.message.contains("newer"), "{}", err.message);
 }
 
+/// Queries run without parallel workers (ingest keeps the other cores), unless the URL's own
+/// options say otherwise.
+#[tokio::test]
+async fn sessions_run_without_parallel_workers_unless_the_url_says() {
+    let db = pg::fresh_database().await;
+    let store = PostgresStore::connect(&db.url).await.expect("connects");
+    let workers = store
+        .setting("max_parallel_workers_per_gather")
+        .await
+        .expect("shows");
+    assert_eq!(workers, "0");
+    // The test server's URL is in key=value form.
+    let url = format!("{} options='-c max_parallel_workers_per_gather=3'", db.url);
+    let store = PostgresStore::connect(&url).await.expect("connects");
+    let workers = store
+        .setting("max_parallel_workers_per_gather")
+        .await
+        .expect("shows");
+    assert_eq!(workers, "3");
+    let err = store
+        .setting("x; DROP TABLE traces")
+        .await
+        .expect_err("refused");
+    assert_eq!(err.kind, loupe_store::ErrorKind::InvalidInput);
+}
+
 /// A bad connection string is an input error, not a panic.
 #[tokio::test]
 async fn a_bad_url_is_refused() {
