@@ -185,7 +185,8 @@ pub(crate) const COMMON_TEXT: usize = 5_000;
 
 /// The traces matching each rare `text ~` of `filter`, as PostgreSQL array literals for
 /// [`loupe_query::sql::postgres_text`]. A rare word's few matches come from the GIN index at
-/// once, and the page is a lookup of those traces. Common words are left to the plan that
+/// once, and the page is a lookup of those traces. A word is rare when the planner estimates
+/// at most `common` documents and listing them finds no more. Common words are left to the plan that
 /// checks the newest traces one by one, which stops after a page's worth: there, listing every
 /// match first would cost more than the page.
 pub(crate) async fn text_matches(
@@ -202,6 +203,11 @@ pub(crate) async fn text_matches(
             continue;
         };
         if out.iter().any(|(w, _)| w == words) {
+            continue;
+        }
+        // The planner's estimate first (its statistics know a table's common words): a word it
+        // calls common skips the listing, which would read and recheck 5,001 documents.
+        if estimated_documents(client, &tsquery).await? > common as f64 {
             continue;
         }
         let rows = client
@@ -225,6 +231,25 @@ pub(crate) async fn text_matches(
         out.push((words.to_string(), format!("{{{}}}", list.join(","))));
     }
     Ok(out)
+}
+
+/// The planner's estimate of the index documents matching `tsquery`.
+async fn estimated_documents(
+    client: &deadpool_postgres::Object,
+    tsquery: &str,
+) -> Result<f64, StoreError> {
+    let row = client
+        .query_one(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM trace_text WHERE doc @@ $1::text::tsquery",
+            &[&tsquery],
+        )
+        .await
+        .map_err(pg_err)?;
+    let plan: Value = row.try_get(0).map_err(pg_err)?;
+    Ok(plan
+        .pointer("/0/Plan/Plan Rows")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0))
 }
 
 /// The trace query without its order and limit.
