@@ -155,3 +155,66 @@ async fn an_unreadable_body_does_not_hide_the_trace() {
             .contains("span body")
     );
 }
+
+/// Many searches at once share the four query threads: every one is answered, in full, while a
+/// write goes on beside them; dropping the store then lets the threads go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_searches_all_answer_on_the_query_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let mut all = Vec::new();
+    for t in 1..=40u8 {
+        let base = u64::from(t) * 1_000_000_000;
+        let status = if t % 4 == 0 {
+            SpanStatus::Error
+        } else {
+            SpanStatus::Ok
+        };
+        all.push(span(t, 1, None, base, base + 1_000, status, None));
+    }
+    store.write_spans(all).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let q = if i % 2 == 0 {
+                "status = 'ERROR'"
+            } else {
+                "status = 'OK'"
+            };
+            let page = store
+                .list_traces(TraceQuery {
+                    limit: 100,
+                    filter: Some(loupe_query::parse(q, 0).unwrap()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            (i, page.traces.len())
+        }));
+    }
+    // An unset trace, which neither search counts, whenever it lands.
+    let writer = store.write_spans(vec![span(
+        99,
+        1,
+        None,
+        99_000_000_000,
+        99_000_001_000,
+        SpanStatus::Unset,
+        None,
+    )]);
+    let (written, answers) = tokio::join!(writer, join_tasks(tasks));
+    written.unwrap();
+    for (i, n) in answers {
+        assert_eq!(n, if i % 2 == 0 { 10 } else { 30 }, "search {i}");
+    }
+    drop(store);
+}
+
+async fn join_tasks(tasks: Vec<tokio::task::JoinHandle<(usize, usize)>>) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
