@@ -401,20 +401,7 @@ pub(crate) async fn list_traces(
             }
         }
     }
-    let next_cursor = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|(seq, t)| Cursor {
-            start_ns: to_i64(t.start_ns),
-            seq: *seq,
-        })
-    } else {
-        None
-    };
-    Ok(TracePage {
-        traces: rows.into_iter().map(|(_, t)| t).collect(),
-        next_cursor,
-        consumed,
-    })
+    Ok(TracePage::from_rows(rows, limit, consumed))
 }
 
 /// The attributes of every span of these traces.

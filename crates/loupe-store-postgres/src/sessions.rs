@@ -50,28 +50,14 @@ pub(crate) async fn list_sessions(
     let limit = q.limit.max(1);
     sql.push(" ORDER BY max(t.start_ns) DESC, t.session_id DESC LIMIT ")
         .arg(i64::try_from(limit).unwrap_or(i64::MAX) + 1, "bigint");
-    let mut sessions: Vec<SessionSummary> = client
+    let sessions: Vec<SessionSummary> = client
         .query(sql.text.as_str(), &sql.params())
         .await
         .map_err(pg_err)?
         .iter()
         .map(session_row)
         .collect::<Result<_, _>>()?;
-    let next_cursor = if sessions.len() > limit {
-        sessions.truncate(limit);
-        sessions.last().map(|s| {
-            (
-                i64::try_from(s.last_start_ns).unwrap_or(i64::MAX),
-                s.session_id.clone(),
-            )
-        })
-    } else {
-        None
-    };
-    Ok(SessionPage {
-        sessions,
-        next_cursor,
-    })
+    Ok(SessionPage::from_rows(sessions, limit))
 }
 
 pub(crate) async fn get_session(

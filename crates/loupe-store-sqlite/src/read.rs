@@ -340,20 +340,7 @@ pub(crate) fn list_traces(
             consumed,
         });
     }
-    let next_cursor = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|(seq, t)| Cursor {
-            start_ns: to_i64(t.start_ns),
-            seq: *seq,
-        })
-    } else {
-        None
-    };
-    Ok(TracePage {
-        traces: rows.into_iter().map(|(_, t)| t).collect(),
-        next_cursor,
-        consumed,
-    })
+    Ok(TracePage::from_rows(rows, limit, consumed))
 }
 
 /// Whether some span of the trace satisfies each span-attribute condition.

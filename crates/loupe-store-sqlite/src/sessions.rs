@@ -48,26 +48,12 @@ pub(crate) fn list_sessions(
     sql.push_str(" ORDER BY max(start_ns) DESC, session_id DESC LIMIT ?");
     args.push(SqlValue::Integer(limit as i64 + 1));
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let mut sessions: Vec<SessionSummary> = stmt
+    let sessions: Vec<SessionSummary> = stmt
         .query_map(rusqlite::params_from_iter(args), session_row)
         .map_err(db_err)?
         .collect::<Result<_, _>>()
         .map_err(db_err)?;
-    let next_cursor = if sessions.len() > limit {
-        sessions.truncate(limit);
-        sessions.last().map(|s| {
-            (
-                i64::try_from(s.last_start_ns).unwrap_or(i64::MAX),
-                s.session_id.clone(),
-            )
-        })
-    } else {
-        None
-    };
-    Ok(SessionPage {
-        sessions,
-        next_cursor,
-    })
+    Ok(SessionPage::from_rows(sessions, limit))
 }
 
 pub(crate) fn get_session(

@@ -163,9 +163,69 @@ pub struct TracePage {
     pub consumed: usize,
 }
 
+impl TracePage {
+    /// The page from rows read with one more than `limit` asked for: a row past the limit
+    /// means more follow, and the cursor is the last row kept (`seq` is the store's own
+    /// tie-breaker).
+    pub fn from_rows(mut rows: Vec<(i64, TraceSummary)>, limit: usize, consumed: usize) -> Self {
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|(seq, t)| Cursor {
+                start_ns: i64::try_from(t.start_ns).unwrap_or(i64::MAX),
+                seq: *seq,
+            })
+        } else {
+            None
+        };
+        Self {
+            traces: rows.into_iter().map(|(_, t)| t).collect(),
+            next_cursor,
+            consumed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_past_the_limit_sets_the_cursor_at_the_last_row_kept() {
+        let row = |seq: i64, start_ns: u64| {
+            let t = TraceSummary {
+                trace_id: loupe_model::TraceId([seq as u8; 16]),
+                project: String::new(),
+                name: String::new(),
+                status: SpanStatus::Ok,
+                start_ns,
+                end_ns: start_ns,
+                span_count: 1,
+                error_count: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                total_tokens: 0,
+                cost_usd: 0.0,
+                session_id: None,
+                user_id: None,
+                has_root: true,
+                tags: Default::default(),
+                metadata: Default::default(),
+                info: Default::default(),
+            };
+            (seq, t)
+        };
+        let page = TracePage::from_rows(vec![row(9, 300), row(7, 200), row(4, 100)], 2, 2);
+        assert_eq!(page.traces.len(), 2);
+        assert_eq!(
+            page.next_cursor,
+            Some(Cursor {
+                start_ns: 200,
+                seq: 7
+            })
+        );
+        let page = TracePage::from_rows(vec![row(9, 300), row(7, 200)], 2, 2);
+        assert_eq!((page.traces.len(), page.next_cursor), (2, None));
+    }
 
     #[test]
     fn cursor_round_trip_and_rejects_garbage() {
@@ -233,6 +293,28 @@ pub struct SessionPage {
     pub sessions: Vec<SessionSummary>,
     /// Set when more may follow: (last activity ns, session id) of the last one.
     pub next_cursor: Option<(i64, String)>,
+}
+
+impl SessionPage {
+    /// The page from sessions read with one more than `limit` asked for (see
+    /// [`TracePage::from_rows`]).
+    pub fn from_rows(mut sessions: Vec<SessionSummary>, limit: usize) -> Self {
+        let next_cursor = if sessions.len() > limit {
+            sessions.truncate(limit);
+            sessions.last().map(|s| {
+                (
+                    i64::try_from(s.last_start_ns).unwrap_or(i64::MAX),
+                    s.session_id.clone(),
+                )
+            })
+        } else {
+            None
+        };
+        Self {
+            sessions,
+            next_cursor,
+        }
+    }
 }
 
 /// What statistics are grouped by.
