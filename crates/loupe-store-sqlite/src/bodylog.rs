@@ -8,7 +8,7 @@
 //! the segment is flushed with the WAL before any request is answered. A span row holds the
 //! body's position (segment and offset packed in one integer), length and index in its group.
 //!
-//! Every blob is a zstd frame with a content checksum: a body torn by a power cut (only possible
+//! Every blob is an LZ4 frame (zstd before) with a content checksum: a body torn by a power cut (only possible
 //! for a batch that was never acknowledged) reads as an error, never as wrong data. Space of
 //! deleted spans is not reclaimed yet (a compaction that rewrites mostly-dead segments would).
 
