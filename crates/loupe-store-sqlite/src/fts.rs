@@ -173,7 +173,7 @@ impl TextIndex {
             .spawn(move || {
                 // Indexing can lag; ingest cannot. A delete waiting on a pass in progress is
                 // the only writer that can wait on this thread, and deletes are rare.
-                crate::readers::lower_priority(crate::readers::READER_NICE);
+                loupe_store::threads::lower_priority(loupe_store::threads::QUERY_NICE);
                 run(&s, &main, &log)
             })
             .map_err(|e| StoreError::internal(format!("cannot start the text indexer: {e}")))?;

@@ -10,7 +10,6 @@ mod annotate;
 mod bodylog;
 mod fts;
 mod read;
-mod readers;
 mod recompute;
 mod schema;
 mod sessions;
@@ -24,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use loupe_model::TraceId;
 use loupe_model::TraceSummary;
+use loupe_store::threads::{PriorityPool, QUERY_NICE};
 use loupe_store::{
     Assessment, EncodedEvent, EncodedSpan, Experiment, ExperimentKey, Recompute, RecomputeStats,
     SessionPage, SessionQuery, SessionSummary, SpanBodies, StatsGroup, StatsQuery, StoreError,
@@ -36,6 +36,9 @@ pub const DB_FILE: &str = "loupe.db";
 
 /// Readers kept open between queries.
 const MAX_IDLE_READERS: usize = 4;
+
+/// Searches and aggregations that run at once; more wait in line.
+const QUERY_THREADS: usize = 4;
 
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
@@ -50,7 +53,7 @@ struct Inner {
     log: bodylog::LogReader,
     readers: Mutex<Vec<Connection>>,
     /// The low-priority threads that run searches and aggregations.
-    queries: readers::ReaderPool,
+    queries: PriorityPool,
     /// Matches past which a `text ~` word counts as common (see `read::text_plan`).
     common_text: std::sync::atomic::AtomicI64,
     /// Held for its `Drop`: stops the thread after a last checkpoint.
@@ -172,7 +175,7 @@ impl SqliteStore {
                 writer: Mutex::new(Writer { conn: writer, log }),
                 log: bodylog::LogReader::new(data_dir),
                 readers: Mutex::new(Vec::new()),
-                queries: readers::ReaderPool::new(),
+                queries: PriorityPool::new("loupe-query", QUERY_THREADS, QUERY_NICE),
                 common_text: std::sync::atomic::AtomicI64::new(read::COMMON_TEXT),
                 _checkpointer: Some(checkpointer),
                 rewind,
@@ -266,14 +269,15 @@ impl SqliteStore {
             .map_err(|e| StoreError::internal(format!("store task failed: {e}")))?
     }
 
-    /// Runs a search or aggregation on the low-priority query threads (see [`readers`]), so a
+    /// Runs a search or aggregation on the low-priority query threads (see
+    /// [`loupe_store::threads`]), so a
     /// long scan never slows ingest down. Point reads by id stay on [`Self::blocking`].
     async fn query<T: Send + 'static>(
         &self,
         f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let this = self.clone();
-        self.inner.queries.run(move || f(&this)).await
+        self.inner.queries.run(move || f(&this)).await?
     }
 }
 

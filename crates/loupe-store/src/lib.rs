@@ -9,6 +9,7 @@ mod encode;
 mod error;
 mod query;
 mod rollup;
+pub mod threads;
 
 use std::sync::Arc;
 
