@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use loupe_model::{SpanId, TraceId, TraceSummary};
 use loupe_store::{EncodedSpan, StoreError, TraceDelta, WriteOutcome};
-use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
+use rusqlite::{CachedStatement, Connection, Statement, params};
 
 use crate::bodylog::LogWriter;
 use crate::db_err;
@@ -28,7 +28,8 @@ const INSERT_SPAN: &str = "INSERT INTO spans (trace_seq, span_id, parent_id, nam
 const INSERT_TRACE: &str = "INSERT INTO traces (trace_id, project, name, start_ns, end_ns, \
      duration_ms, status, root_status, has_root, span_count, error_count, input_tokens, \
      output_tokens, total_tokens, metadata, cost_usd, session_id, user_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+     ON CONFLICT (trace_id) DO NOTHING";
 
 const UPDATE_TRACE: &str = "UPDATE traces SET \
      start_ns = CASE WHEN span_count = 0 THEN ?2 ELSE min(start_ns, ?2) END, \
@@ -146,17 +147,40 @@ pub(crate) fn write_spans(
         log,
         placed: HashMap::with_capacity(order.len()),
     };
-    for trace_id in &order {
-        let group = groups.get(trace_id).map(Vec::as_slice).unwrap_or(&[]);
-        write_trace(&tx, *trace_id, group, &mut bodies, &mut outcome)?;
+    {
+        let mut stmts = Statements {
+            conn: &tx,
+            insert_span: tx.prepare_cached(INSERT_SPAN).map_err(db_err)?,
+            insert_trace: tx.prepare_cached(INSERT_TRACE).map_err(db_err)?,
+            find_trace: tx
+                .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
+                .map_err(db_err)?,
+            update_trace: tx.prepare_cached(UPDATE_TRACE).map_err(db_err)?,
+        };
+        for trace_id in &order {
+            let group = groups.get(trace_id).map(Vec::as_slice).unwrap_or(&[]);
+            write_trace(&mut stmts, *trace_id, group, &mut bodies, &mut outcome)?;
+        }
     }
     bodies.log.flush_pending()?;
     tx.commit().map_err(db_err)?;
     Ok(outcome)
 }
 
+/// The batch's statements, prepared once per transaction.
+struct Statements<'c> {
+    conn: &'c Connection,
+    insert_span: CachedStatement<'c>,
+    insert_trace: CachedStatement<'c>,
+    find_trace: CachedStatement<'c>,
+    update_trace: CachedStatement<'c>,
+}
+
+/// Writes the spans of one trace. Most batches bring new traces: the trace row is inserted
+/// first, with the roll-ups of its spans (one statement, where looking the id up first took
+/// two index searches); only if that id is already stored are the spans added to it.
 fn write_trace(
-    tx: &Transaction<'_>,
+    stmts: &mut Statements<'_>,
     trace_id: TraceId,
     group: &[&EncodedSpan],
     bodies: &mut Bodies<'_>,
@@ -165,100 +189,95 @@ fn write_trace(
     let Some(first) = group.first() else {
         return Ok(());
     };
-    let mut insert = tx.prepare_cached(INSERT_SPAN).map_err(db_err)?;
-    let existing: Option<i64> = tx
-        .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
-        .map_err(db_err)?
+    // As a new trace: roll up in memory (a span repeated within the batch counts once).
+    let mut seen: HashSet<SpanId> = HashSet::with_capacity(group.len());
+    let unique: Vec<&EncodedSpan> = group
+        .iter()
+        .copied()
+        .filter(|s| seen.insert(s.span_id))
+        .collect();
+    let mut delta = TraceDelta::new();
+    for s in &unique {
+        delta.add(s);
+    }
+    let status = TraceSummary::status_from(
+        delta.root.as_ref().map(|(_, st)| *st),
+        u64::try_from(delta.errors).unwrap_or(0),
+    );
+    let name = delta
+        .root
+        .as_ref()
+        .map(|(n, _)| n.as_str())
+        .or(delta.earliest.as_ref().map(|(_, n)| n.as_str()))
+        .unwrap_or("");
+    let meta = serde_json::to_string(&first.trace_metadata).unwrap_or_else(|_| "{}".into());
+    let created = stmts
+        .insert_trace
+        .execute(params![
+            &trace_id.0[..],
+            first.project,
+            name,
+            delta.min_start,
+            delta.max_end,
+            delta.max_end.saturating_sub(delta.min_start) / 1_000_000,
+            status.code(),
+            delta.root_status(),
+            delta.root.is_some(),
+            delta.spans,
+            delta.errors,
+            delta.input_tokens,
+            delta.output_tokens,
+            delta.total_tokens,
+            meta,
+            delta.cost_usd,
+            delta.session_id,
+            delta.user_id,
+        ])
+        .map_err(db_err)?;
+    if created == 1 {
+        let seq = stmts.conn.last_insert_rowid();
+        for s in &unique {
+            insert_span(&mut stmts.insert_span, bodies, seq, s)?;
+        }
+        outcome.inserted += unique.len() as u64;
+        outcome.duplicates += (group.len() - unique.len()) as u64;
+        return Ok(());
+    }
+    // The trace is stored already: add the spans it does not have, then what they contribute.
+    let seq: i64 = stmts
+        .find_trace
         .query_row([&trace_id.0[..]], |r| r.get(0))
-        .optional()
         .map_err(db_err)?;
     let mut delta = TraceDelta::new();
-    match existing {
-        None => {
-            // New trace: roll up in memory (a span repeated within the batch counts once),
-            // insert the trace row once, then its spans.
-            let mut seen: HashSet<SpanId> = HashSet::with_capacity(group.len());
-            let unique: Vec<&EncodedSpan> = group
-                .iter()
-                .copied()
-                .filter(|s| seen.insert(s.span_id))
-                .collect();
-            for s in &unique {
-                delta.add(s);
-            }
-            let status = TraceSummary::status_from(
-                delta.root.as_ref().map(|(_, st)| *st),
-                u64::try_from(delta.errors).unwrap_or(0),
-            );
-            let name = delta
-                .root
-                .as_ref()
-                .map(|(n, _)| n.as_str())
-                .or(delta.earliest.as_ref().map(|(_, n)| n.as_str()))
-                .unwrap_or("");
-            let meta = serde_json::to_string(&first.trace_metadata).unwrap_or_else(|_| "{}".into());
-            tx.prepare_cached(INSERT_TRACE)
-                .map_err(db_err)?
-                .execute(params![
-                    &trace_id.0[..],
-                    first.project,
-                    name,
-                    delta.min_start,
-                    delta.max_end,
-                    delta.max_end.saturating_sub(delta.min_start) / 1_000_000,
-                    status.code(),
-                    delta.root_status(),
-                    delta.root.is_some(),
-                    delta.spans,
-                    delta.errors,
-                    delta.input_tokens,
-                    delta.output_tokens,
-                    delta.total_tokens,
-                    meta,
-                    delta.cost_usd,
-                    delta.session_id,
-                    delta.user_id,
-                ])
-                .map_err(db_err)?;
-            let seq = tx.last_insert_rowid();
-            for s in &unique {
-                insert_span(&mut insert, bodies, seq, s)?;
-            }
-            outcome.inserted += unique.len() as u64;
-            outcome.duplicates += (group.len() - unique.len()) as u64;
+    for s in group {
+        if insert_span(&mut stmts.insert_span, bodies, seq, s)? {
+            delta.add(s);
+            outcome.inserted += 1;
+        } else {
+            outcome.duplicates += 1;
         }
-        Some(seq) => {
-            for s in group {
-                if insert_span(&mut insert, bodies, seq, s)? {
-                    delta.add(s);
-                    outcome.inserted += 1;
-                } else {
-                    outcome.duplicates += 1;
-                }
-            }
-            if delta.spans > 0 {
-                tx.prepare_cached(UPDATE_TRACE)
-                    .map_err(db_err)?
-                    .execute(params![
-                        seq,
-                        delta.min_start,
-                        delta.max_end,
-                        delta.spans,
-                        delta.errors,
-                        delta.input_tokens,
-                        delta.output_tokens,
-                        delta.total_tokens,
-                        delta.root.as_ref().map(|(n, _)| n.as_str()),
-                        delta.earliest.as_ref().map(|(_, n)| n.as_str()),
-                        delta.earliest.as_ref().map(|(t, _)| *t),
-                        delta.root_status(),
-                        delta.cost_usd,
-                        delta.session_id,
-                        delta.user_id,
-                    ])
-                    .map_err(db_err)?;
-            }
-        }
+    }
+    if delta.spans > 0 {
+        stmts
+            .update_trace
+            .execute(params![
+                seq,
+                delta.min_start,
+                delta.max_end,
+                delta.spans,
+                delta.errors,
+                delta.input_tokens,
+                delta.output_tokens,
+                delta.total_tokens,
+                delta.root.as_ref().map(|(n, _)| n.as_str()),
+                delta.earliest.as_ref().map(|(_, n)| n.as_str()),
+                delta.earliest.as_ref().map(|(t, _)| *t),
+                delta.root_status(),
+                delta.cost_usd,
+                delta.session_id,
+                delta.user_id,
+            ])
+            .map_err(db_err)?;
     }
     Ok(())
 }
