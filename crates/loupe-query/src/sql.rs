@@ -28,6 +28,12 @@ pub enum Dialect {
     Postgres,
 }
 
+/// SQLite keys its start-ordered trace indexes by `start_ns >> 30` (the start's second, about
+/// 1.07 s), then by arrival, so that new traces append to a few places of each index instead of
+/// landing all over it. Every SQL text that uses those indexes spells the expression out as
+/// `(start_ns >> 30)`, with this number.
+pub const SQLITE_START_BUCKET_SHIFT: u32 = 30;
+
 /// A condition and its parameters, in order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Lowered {
@@ -464,13 +470,32 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         } => {
             let lo = ms.saturating_mul(1_000_000);
             let hi = ms.saturating_add(1).saturating_mul(1_000_000);
-            let (sql, params): (&str, Vec<i64>) = match op {
-                CmpOp::Eq => ("(# >= ? AND # < ?)", vec![lo, hi]),
-                CmpOp::Ne => ("(# < ? OR # >= ?)", vec![lo, hi]),
-                CmpOp::Gt => ("(# >= ?)", vec![hi]),
-                CmpOp::Ge => ("(# >= ?)", vec![lo]),
-                CmpOp::Lt => ("(# < ?)", vec![lo]),
-                CmpOp::Le => ("(# < ?)", vec![hi]),
+            // SQLite's start indexes are keyed by the start's second (see
+            // `SQLITE_START_BUCKET_SHIFT`); a bound on the start also bounds its second.
+            let bucketed =
+                out.dialect == Dialect::Sqlite && matches!(field, Field::Trace(TraceField::Start));
+            let b = |ns: i64| ns >> SQLITE_START_BUCKET_SHIFT;
+            let (sql, params): (&str, Vec<i64>) = match (op, bucketed) {
+                (CmpOp::Eq, false) => ("(# >= ? AND # < ?)", vec![lo, hi]),
+                (CmpOp::Eq, true) => (
+                    "(# >= ? AND # < ? AND (# >> 30) >= ? AND (# >> 30) <= ?)",
+                    vec![lo, hi, b(lo), b(hi.saturating_sub(1))],
+                ),
+                (CmpOp::Ne, _) => ("(# < ? OR # >= ?)", vec![lo, hi]),
+                (CmpOp::Gt, false) => ("(# >= ?)", vec![hi]),
+                (CmpOp::Gt, true) => ("(# >= ? AND (# >> 30) >= ?)", vec![hi, b(hi)]),
+                (CmpOp::Ge, false) => ("(# >= ?)", vec![lo]),
+                (CmpOp::Ge, true) => ("(# >= ? AND (# >> 30) >= ?)", vec![lo, b(lo)]),
+                (CmpOp::Lt, false) => ("(# < ?)", vec![lo]),
+                (CmpOp::Lt, true) => (
+                    "(# < ? AND (# >> 30) <= ?)",
+                    vec![lo, b(lo.saturating_sub(1))],
+                ),
+                (CmpOp::Le, false) => ("(# < ?)", vec![hi]),
+                (CmpOp::Le, true) => (
+                    "(# < ? AND (# >> 30) <= ?)",
+                    vec![hi, b(hi.saturating_sub(1))],
+                ),
             };
             let mut col = Lowered {
                 dialect: out.dialect,
@@ -636,13 +661,34 @@ mod tests {
     #[test]
     fn millisecond_times_cover_their_millisecond() {
         let l = low("timestamp_ms = 5");
-        assert_eq!(l.sql, "(t.start_ns >= ? AND t.start_ns < ?)");
-        assert_eq!(l.params, vec![Param::Int(5_000_000), Param::Int(6_000_000)]);
+        assert_eq!(
+            l.sql,
+            "(t.start_ns >= ? AND t.start_ns < ? AND (t.start_ns >> 30) >= ? AND (t.start_ns >> 30) <= ?)"
+        );
+        assert_eq!(
+            l.params,
+            vec![
+                Param::Int(5_000_000),
+                Param::Int(6_000_000),
+                Param::Int(0),
+                Param::Int(0)
+            ]
+        );
+        let l = low("start > 1800000000000");
+        assert_eq!(l.sql, "(t.start_ns >= ? AND (t.start_ns >> 30) >= ?)");
+        let ns = 1_800_000_000_001_000_000i64;
+        assert_eq!(l.params, vec![Param::Int(ns), Param::Int(ns >> 30)]);
+        let l = postgres(&parse("start > 5", 0).unwrap());
+        assert!(
+            !l.sql.contains(">>"),
+            "PostgreSQL keeps plain start bounds: {}",
+            l.sql
+        );
         let l = low("end > 5");
         assert_eq!(l.sql, "(t.end_ns >= ?)");
         assert_eq!(l.params, vec![Param::Int(6_000_000)]);
         let l = low("start <= 5");
-        assert_eq!(l.params, vec![Param::Int(6_000_000)]);
+        assert_eq!(l.params, vec![Param::Int(6_000_000), Param::Int(0)]);
     }
 
     #[test]

@@ -218,3 +218,132 @@ async fn join_tasks(tasks: Vec<tokio::task::JoinHandle<(usize, usize)>>) -> Vec<
     }
     out
 }
+
+/// Starts for `n` traces: scattered over ~3.5 s around a boundary of the index's seconds
+/// (`start_ns >> 30`), many in the same second, none equal, in an order unrelated to arrival.
+fn scattered_starts(n: u64) -> Vec<u64> {
+    let edge = 1_700_000_000_000_000_000u64 >> 30 << 30;
+    (0..n)
+        .map(|i| edge - 500_000_000 + (i * 2_654_435_761 % 3_500_000_000) + i)
+        .collect()
+}
+
+#[tokio::test]
+async fn pages_follow_start_order_within_and_across_index_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let starts = scattered_starts(200);
+    // Arrival order differs from start order: batches of 17, in index order.
+    let spans: Vec<_> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| span(i as u8 + 1, 1, None, s, s + 1_000, SpanStatus::Ok, None))
+        .collect();
+    for batch in spans.chunks(17) {
+        store.write_spans(batch.to_vec()).await.unwrap();
+    }
+    let mut expected: Vec<u64> = starts.clone();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_traces(TraceQuery {
+                limit: 9,
+                cursor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(page.traces.iter().map(|t| t.start_ns));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, expected, "newest first across pages");
+
+    // Time ranges in ms, some inside an index second and some across its edge.
+    let edge_ms = (1_700_000_000_000_000_000i64 >> 30 << 30) / 1_000_000;
+    for (from, to) in [
+        (edge_ms - 400, edge_ms + 10),
+        (edge_ms, edge_ms + 1),
+        (edge_ms + 1, edge_ms + 2_100),
+        (edge_ms - 600, edge_ms + 5_000),
+    ] {
+        let want = starts
+            .iter()
+            .filter(|&&s| {
+                let s = s as i64;
+                s >= from * 1_000_000 && s < to * 1_000_000
+            })
+            .count();
+        let page = store
+            .list_traces(TraceQuery {
+                limit: 500,
+                start_from_ms: Some(from),
+                start_to_ms: Some(to),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            page.traces.len(),
+            want,
+            "traces started in [{from}, {to}) ms"
+        );
+        let q = loupe_query::parse(&format!("start >= {from} AND start < {to}"), 0).unwrap();
+        let page = store
+            .list_traces(TraceQuery {
+                limit: 500,
+                filter: Some(q),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.traces.len(), want, "start >= {from} AND start < {to}");
+    }
+}
+
+#[tokio::test]
+async fn trace_pages_read_the_start_indexes_second_by_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+    let plan = |filter: &str| -> String {
+        let mut sql =
+            format!("EXPLAIN QUERY PLAN SELECT seq, name FROM traces t WHERE 1 = 1{filter}");
+        let mut args = Vec::new();
+        crate::read::start_range(Some(1), Some(2), "", &mut sql, &mut args);
+        sql.push_str(crate::read::AFTER_CURSOR);
+        sql.push_str(crate::read::NEWEST_FIRST);
+        sql.push_str(" LIMIT 51");
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let n = stmt.parameter_count();
+        let rows = stmt
+            .query_map(
+                rusqlite::params_from_iter(std::iter::repeat_n(1i64, n)),
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    for (filter, index) in [
+        ("", "traces_by_start"),
+        (" AND project = ?", "traces_by_project_start"),
+        (" AND status = ?", "traces_by_status_start"),
+    ] {
+        let p = plan(filter);
+        assert!(p.contains(index), "{filter}: {p}");
+        // SQLite says "RIGHT PART OF" or "LAST 2 TERMS OF", by version.
+        assert!(
+            p.contains("RIGHT PART OF ORDER BY") || p.contains("LAST 2 TERMS OF ORDER BY"),
+            "{filter}: sorted per second: {p}"
+        );
+        assert!(
+            !p.contains("B-TREE FOR ORDER BY"),
+            "{filter}: never a full sort: {p}"
+        );
+    }
+}
