@@ -606,6 +606,16 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         },
         Expr::IsNull { field, negated } => {
             out.sql.push('(');
+            // SQLite: the session index covers only traces with a session, so SQLite takes it
+            // for `session_id IS NOT NULL` and then sorts every such trace (a quarter of them,
+            // 0.7 s at 1M traces) where reading newest first and checking each finds a page at
+            // once. A unary `+` keeps the term off the indexes.
+            if *negated
+                && out.dialect == Dialect::Sqlite
+                && matches!(field, Field::Trace(TraceField::SessionId))
+            {
+                out.sql.push('+');
+            }
             column_for(field, false, out);
             out.sql.push_str(if *negated {
                 " IS NOT NULL)"
@@ -697,6 +707,10 @@ mod tests {
         let l = low(&format!("name = '{}'", evil.replace('\'', "''")));
         assert_eq!(l.sql, "(t.name = ?)");
         assert_eq!(l.params, vec![Param::Text(evil.into())]);
+        let l = low("session_id IS NOT NULL");
+        assert_eq!(l.sql, "(+t.session_id IS NOT NULL)");
+        let l = low("session_id IS NULL");
+        assert_eq!(l.sql, "(t.session_id IS NULL)");
         let l = low("tags.`a.b c` IS NULL");
         assert_eq!(l.params, vec![Param::Text("$.\"a.b c\"".into())]);
         assert_eq!(like_to_glob("a*b?[c]%_\\%"), "a[*]b[?][[]c[]]*?%");

@@ -82,8 +82,9 @@ struct Writer {
 /// beginning again. The writer holds the only write lock, so what it copies holds up ingest:
 /// raising `rewind` as soon as the WAL passed the mark, the writer copied half of all frames
 /// itself under `loupe bench ingest` (a quarter-second of frames at each rewind), 4% of the
-/// server's CPU inside the lock. Should the checkpointer never get that close (a disk slower
-/// than ingest), `rewind` is raised anyway past [`WAL_MAX_FRAMES`], so the WAL stays bounded.
+/// server's CPU inside the lock. Should the checkpointer never get that close (readers that
+/// hold old frames, a disk slower than ingest), past [`WAL_MAX_FRAMES`] it waits for them and
+/// restarts the WAL itself, so the WAL stays bounded.
 struct Checkpointer {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -93,8 +94,9 @@ struct Checkpointer {
 const WAL_REWIND_FRAMES: i64 = 4_096;
 /// Frames the writer may be left to copy itself when it rewinds the WAL.
 const REWIND_LAG_FRAMES: i64 = 1_024;
-/// WAL length (in pages) past which the writer rewinds whatever is left to copy.
-const WAL_MAX_FRAMES: i64 = 65_536;
+/// WAL length (in pages, 256 MiB) past which the checkpointer waits for readers and the writer
+/// to copy every frame and restart the WAL.
+const WAL_MAX_FRAMES: i64 = if cfg!(test) { 1_024 } else { 65_536 };
 
 impl Checkpointer {
     fn start(path: PathBuf, rewind: Arc<AtomicBool>) -> Result<Self, StoreError> {
@@ -114,8 +116,21 @@ impl Checkpointer {
                             });
                             wait = CHECKPOINT_EVERY;
                             match r {
+                                Ok((log, _)) if log > WAL_MAX_FRAMES => {
+                                    // Readers held the frames back for long (queries that
+                                    // never pause). The longer the WAL, the slower every read
+                                    // (SQLite looks each page up in the WAL first), the longer
+                                    // the queries: a loop that grew a WAL to 30 GB. Past the
+                                    // cap, wait for the readers of old frames and for the
+                                    // writer (up to the busy timeout), copy everything and
+                                    // start the WAL over; ingest pauses for that copy.
+                                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(RESTART)") {
+                                        tracing::warn!(error = %e, "checkpoint of a long WAL failed");
+                                    }
+                                    last_done = 0;
+                                }
                                 Ok((log, done)) if log > WAL_REWIND_FRAMES => {
-                                    if log - done <= REWIND_LAG_FRAMES || log > WAL_MAX_FRAMES {
+                                    if log - done <= REWIND_LAG_FRAMES {
                                         rewind.store(true, Ordering::Relaxed);
                                     } else if done > last_done {
                                         // Behind: copy what was committed meanwhile, at once.

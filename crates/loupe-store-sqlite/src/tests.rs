@@ -329,10 +329,19 @@ async fn trace_pages_read_the_start_indexes_second_by_second() {
             .unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     };
+    let with_session = format!(
+        " AND {}",
+        loupe_query::sql::sqlite(
+            &loupe_query::parse("session_id IS NOT NULL AND cost_usd > 0.001", 0).unwrap()
+        )
+        .sql
+    );
     for (filter, index) in [
         ("", "traces_by_start"),
         (" AND project = ?", "traces_by_project_start"),
         (" AND status = ?", "traces_by_status_start"),
+        // Not the session index (a quarter of all traces, to be sorted whole).
+        (with_session.as_str(), "traces_by_start"),
     ] {
         let p = plan(filter);
         assert!(p.contains(index), "{filter}: {p}");
@@ -346,4 +355,87 @@ async fn trace_pages_read_the_start_indexes_second_by_second() {
             "{filter}: never a full sort: {p}"
         );
     }
+}
+
+/// Frames in the WAL now (0 once it was restarted).
+fn wal_frames(db: &std::path::Path) -> i64 {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_held_back_by_readers_that_never_pause_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join(crate::DB_FILE);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.write_spans(trace_spans(1)).await.unwrap();
+    // Readers in relay: a new snapshot always begins before the last one ends, so at no moment
+    // is the WAL free of readers, and a passive checkpoint can never let it start over.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let conns = [
+                rusqlite::Connection::open(&db).unwrap(),
+                rusqlite::Connection::open(&db).unwrap(),
+            ];
+            let mut i = 0;
+            conns[0]
+                .execute_batch("BEGIN; SELECT count(*) FROM traces;")
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                let (next, last) = (&conns[(i + 1) % 2], &conns[i % 2]);
+                next.execute_batch("BEGIN; SELECT count(*) FROM traces;")
+                    .unwrap();
+                last.execute_batch("COMMIT").unwrap();
+                i += 1;
+            }
+            conns[i % 2].execute_batch("COMMIT").unwrap();
+        })
+    };
+    let mut t = 0u64;
+    let mut batch = || -> Vec<loupe_store::EncodedSpan> {
+        (0..50)
+            .map(|_| {
+                t += 1;
+                let start = t * 1_000_000_007 % 60_000_000_000;
+                let mut s = span(1, 1, None, start, start + 5, SpanStatus::Ok, None);
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&t.to_be_bytes());
+                s.trace_id = TraceId(id);
+                s
+            })
+            .collect()
+    };
+    let mut peak = 0;
+    let mut restarted = false;
+    for _ in 0..2_000 {
+        store.write_spans(batch()).await.unwrap();
+        let frames = wal_frames(&db);
+        peak = peak.max(frames);
+        if peak > crate::WAL_MAX_FRAMES && frames < peak / 2 {
+            restarted = true;
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    relay.join().unwrap();
+    assert!(
+        peak > crate::WAL_MAX_FRAMES,
+        "the WAL grew past its cap ({peak} frames)"
+    );
+    assert!(
+        restarted,
+        "past its cap the WAL was restarted, readers or not ({peak} frames)"
+    );
+    let page = store
+        .list_traces(TraceQuery {
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.traces.len(), 5, "and the traces are all there");
 }
