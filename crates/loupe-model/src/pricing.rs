@@ -129,18 +129,16 @@ impl PriceBook {
 
     /// The entry for a model name, exact or as a variant.
     pub fn lookup(&self, model: &str) -> Option<&ModelPrices> {
-        let model = model
-            .rsplit('/')
-            .next()
-            .unwrap_or(model)
-            .to_ascii_lowercase();
+        // Case-insensitive, without allocating: this runs for every LLM span ingested.
+        let model = model.rsplit('/').next().unwrap_or(model).as_bytes();
         let mut best: Option<&ModelPrices> = None;
         for m in &self.models {
-            let name = m.model.to_ascii_lowercase();
-            let hit = model == name
-                || model.strip_prefix(&name).is_some_and(|rest| {
-                    rest.starts_with('-') || rest.starts_with('@') || rest.starts_with(':')
-                });
+            let name = m.model.as_bytes();
+            let hit = model.len() >= name.len()
+                && model[..name.len()].eq_ignore_ascii_case(name)
+                && model
+                    .get(name.len())
+                    .is_none_or(|c| matches!(c, b'-' | b'@' | b':'));
             if hit && best.is_none_or(|b| b.model.len() < m.model.len()) {
                 best = Some(m);
             }

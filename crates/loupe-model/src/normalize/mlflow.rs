@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::view::{LlmView, PARAM_KEYS, json_value, openai_message};
-use super::{Derived, as_str, as_u64, maybe_json_object};
+use super::{Derived, as_str, as_u64, json_field, json_str_field, maybe_json_object};
 
 /// The span type MLflow assigned.
 pub const SPAN_TYPE: &str = "mlflow.spanType";
@@ -64,8 +64,11 @@ pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
         && d.output_tokens.is_none()
         && let Some(usage) = a
             .get(SPAN_OUTPUTS)
-            .and_then(maybe_json_object)
-            .and_then(|o| o.get("usage").and_then(Value::as_object).cloned())
+            .and_then(|o| json_field(o, "usage"))
+            .and_then(|u| match u {
+                Value::Object(u) => Some(u),
+                _ => None,
+            })
     {
         // No tokenUsage attribute (embeddings, say): the provider response's own usage.
         let get = |k: &str| usage.get(k).and_then(as_u64);
@@ -77,20 +80,14 @@ pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
         d.request_model = as_str(a.get(LLM_MODEL)).or_else(|| {
             model_call
                 .then(|| {
-                    as_str(a.get("model")).or_else(|| {
-                        a.get(SPAN_INPUTS)
-                            .and_then(maybe_json_object)
-                            .and_then(|i| as_str(i.get("model")))
-                    })
+                    as_str(a.get("model"))
+                        .or_else(|| a.get(SPAN_INPUTS).and_then(|i| json_str_field(i, "model")))
                 })
                 .flatten()
         });
     }
     if model_call && d.response_model.is_none() {
-        d.response_model = a
-            .get(SPAN_OUTPUTS)
-            .and_then(maybe_json_object)
-            .and_then(|o| as_str(o.get("model")));
+        d.response_model = a.get(SPAN_OUTPUTS).and_then(|o| json_str_field(o, "model"));
     }
     if d.provider.is_none() {
         d.provider = as_str(a.get(LLM_PROVIDER)).or_else(|| {

@@ -261,11 +261,58 @@ pub(crate) fn as_str(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The value at `key` of an object that may be JSON encoded in a string, read without building
+/// the object: a span's logged inputs and outputs are often KBs of JSON, and only a field or
+/// two is wanted from them (the model, the usage).
+pub(crate) fn json_field(v: &Value, key: &str) -> Option<Value> {
+    match v {
+        Value::Object(m) => m.get(key).cloned(),
+        Value::String(s) if s.trim_start().starts_with('{') => {
+            use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+            struct Field<'k>(&'k str);
+            impl<'de> Visitor<'de> for Field<'_> {
+                type Value = Option<Value>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    // The last of repeated keys wins, as when the object is built.
+                    let mut found = None;
+                    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                        if k == self.0 {
+                            found = Some(map.next_value::<Value>()?);
+                        } else {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                    Ok(found)
+                }
+            }
+            impl<'de> DeserializeSeed<'de> for Field<'_> {
+                type Value = Option<Value>;
+                fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                    d.deserialize_map(self)
+                }
+            }
+            let mut de = serde_json::Deserializer::from_str(s);
+            let found = Field(key).deserialize(&mut de).ok().flatten();
+            // Only a whole, valid document counts, as when the object is built.
+            de.end().ok().and(found)
+        }
+        _ => None,
+    }
+}
+
+/// The non-empty string at `key` (see [`json_field`]).
+pub(crate) fn json_str_field(v: &Value, key: &str) -> Option<String> {
+    as_str(json_field(v, key).as_ref())
+}
+
 /// A value that may be JSON encoded in a string (some clients send objects that way).
 pub(crate) fn maybe_json_object(v: &Value) -> Option<Map<String, Value>> {
     match v {
         Value::Object(m) => Some(m.clone()),
-        Value::String(s) => match serde_json::from_str(s) {
+        Value::String(s) if s.trim_start().starts_with('{') => match serde_json::from_str(s) {
             Ok(Value::Object(m)) => Some(m),
             _ => None,
         },
@@ -290,6 +337,37 @@ pub fn snake_case(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_of_json_text_read_as_of_the_built_object() {
+        let doc = Value::String(
+            r#" {"messages": [{"role": "user", "content": "a \"model\": x"}], "mo\u0064el": "gpt-4o", "n": {"model": "inner"}}"#.into(),
+        );
+        assert_eq!(json_str_field(&doc, "model").as_deref(), Some("gpt-4o"));
+        assert_eq!(
+            json_field(&doc, "n"),
+            Some(serde_json::json!({"model": "inner"}))
+        );
+        assert_eq!(json_field(&doc, "absent"), None);
+        let repeated = Value::String(r#"{"model": "a", "model": "b"}"#.into());
+        assert_eq!(json_str_field(&repeated, "model").as_deref(), Some("b"));
+        for bad in [
+            r#"{"model": "a"} trailing"#,
+            r#"{"model": "a""#,
+            "model",
+            "[1]",
+            "",
+        ] {
+            assert_eq!(
+                json_field(&Value::String(bad.into()), "model"),
+                None,
+                "{bad}"
+            );
+        }
+        let object = serde_json::json!({"model": "m"});
+        assert_eq!(json_str_field(&object, "model").as_deref(), Some("m"));
+        assert_eq!(json_str_field(&Value::Null, "model"), None);
+    }
     use serde_json::json;
 
     fn attrs(v: Value) -> Map<String, Value> {
