@@ -305,8 +305,7 @@ pub(crate) fn delete_traces(
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT seq, trace_id FROM traces WHERE project = ?1 AND start_ns <= ?2 \
-                     AND (start_ns >> 30) <= (?2 >> 30) \
-                     ORDER BY (start_ns >> 30), start_ns, seq LIMIT ?3",
+                     ORDER BY start_ns, seq LIMIT ?3",
                 )
                 .map_err(db_err)?;
             let max_ns = max_start_ms

@@ -202,49 +202,6 @@ fn text_plan(
     Ok((common, queries))
 }
 
-/// The start-ordered trace indexes are keyed by `start_ns >> 30` (the start's second, about
-/// 1.07 s), then by arrival; see schema version 5. A query that wants traces in start order
-/// asks for `(start_ns >> 30) DESC, start_ns DESC, seq DESC`: SQLite reads the index second by
-/// second and sorts each second's traces, stopping once the page is full. Every start bound also
-/// bounds the second, so the index is searched as a range. The SQL spells out the 30: it must
-/// match the index expression.
-pub(crate) use loupe_query::sql::SQLITE_START_BUCKET_SHIFT as START_BUCKET_SHIFT;
-
-/// Newest first, in the start indexes' order.
-pub(crate) const NEWEST_FIRST: &str = " ORDER BY (start_ns >> 30) DESC, start_ns DESC, seq DESC";
-
-/// Traces after a cursor's (start, seq), newest first; binds the start, seq and start's second.
-pub(crate) const AFTER_CURSOR: &str = " AND (start_ns, seq) < (?, ?) AND (start_ns >> 30) <= ?";
-
-/// Appends the conditions for traces started in `[from, to)` (ms): on the start and on its
-/// second, so they are a range of the start indexes. `t` is the table's alias with its dot.
-pub(crate) fn start_range(
-    from_ms: Option<i64>,
-    to_ms: Option<i64>,
-    t: &str,
-    sql: &mut String,
-    args: &mut Vec<SqlValue>,
-) {
-    if let Some(ms) = from_ms {
-        let ns = ms.saturating_mul(1_000_000);
-        sql.push_str(&format!(
-            " AND {t}start_ns >= ? AND ({t}start_ns >> 30) >= ?"
-        ));
-        args.push(SqlValue::Integer(ns));
-        args.push(SqlValue::Integer(ns >> START_BUCKET_SHIFT));
-    }
-    if let Some(ms) = to_ms {
-        let ns = ms.saturating_mul(1_000_000);
-        sql.push_str(&format!(
-            " AND {t}start_ns < ? AND ({t}start_ns >> 30) <= ?"
-        ));
-        args.push(SqlValue::Integer(ns));
-        args.push(SqlValue::Integer(
-            ns.saturating_sub(1) >> START_BUCKET_SHIFT,
-        ));
-    }
-}
-
 pub(crate) fn list_traces(
     conn: &Connection,
     log: &LogReader,
@@ -282,7 +239,14 @@ pub(crate) fn list_traces(
         sql.push_str(" AND name = ?");
         args.push(SqlValue::Text(n.clone()));
     }
-    start_range(q.start_from_ms, q.start_to_ms, "", &mut sql, &mut args);
+    if let Some(t) = q.start_from_ms {
+        sql.push_str(" AND start_ns >= ?");
+        args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
+    }
+    if let Some(t) = q.start_to_ms {
+        sql.push_str(" AND start_ns < ?");
+        args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
+    }
     if let Some(filter) = &q.filter {
         let (common, queries) = text_plan(conn, filter, common_text)?;
         let probe = if common && q.order.is_empty() {
@@ -309,13 +273,11 @@ pub(crate) fn list_traces(
     let limit = q.limit.max(1);
     if q.order.is_empty() {
         if let Some(c) = q.cursor {
-            sql.push_str(AFTER_CURSOR);
+            sql.push_str(" AND (start_ns, seq) < (?, ?)");
             args.push(SqlValue::Integer(c.start_ns));
             args.push(SqlValue::Integer(c.seq));
-            args.push(SqlValue::Integer(c.start_ns >> START_BUCKET_SHIFT));
         }
-        sql.push_str(NEWEST_FIRST);
-        sql.push_str(" LIMIT ?");
+        sql.push_str(" ORDER BY start_ns DESC, seq DESC LIMIT ?");
         args.push(SqlValue::Integer(if post.is_empty() {
             limit as i64 + 1
         } else {

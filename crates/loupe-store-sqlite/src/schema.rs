@@ -114,24 +114,6 @@ DROP INDEX traces_by_start;
 CREATE INDEX traces_by_start ON traces (start_ns, seq, status, duration_ms, input_tokens,
     output_tokens, total_tokens, cost_usd, project);
 "#,
-    // Version 5: the indexes that order traces by start are keyed by the start's second
-    // (`start_ns >> 30`, ~1.07 s) and then by arrival (`seq`), no longer by the exact start.
-    // Clients report starts up to a minute or more in the past, so keyed by the exact start a
-    // batch of a few hundred new traces landed on a few hundred different pages of each index,
-    // and every commit copied each of those pages into the WAL: the three start indexes were
-    // ~60% of what a commit wrote. Keyed by second, a batch appends to the end of the ~60
-    // seconds it spans. Queries order by `(start_ns >> 30) DESC, start_ns DESC, seq DESC`: the
-    // same order, read second by second from the index, each second sorted on the fly (see
-    // `START_BUCKET` in `read.rs`).
-    r#"
-DROP INDEX traces_by_start;
-DROP INDEX traces_by_project_start;
-DROP INDEX traces_by_status_start;
-CREATE INDEX traces_by_start ON traces ((start_ns >> 30), seq, start_ns, status, duration_ms,
-    input_tokens, output_tokens, total_tokens, cost_usd, project);
-CREATE INDEX traces_by_project_start ON traces (project, (start_ns >> 30), seq, start_ns);
-CREATE INDEX traces_by_status_start ON traces (status, (start_ns >> 30), seq, start_ns);
-"#,
 ];
 
 /// Per-connection settings.
