@@ -485,6 +485,15 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
                 out.sql.push_str(&rest.replace('#', &col.sql));
             }
         }
+        // SQLite keeps failed traces in a partial index (`WHERE status = 2`), which it only
+        // uses when the query says so literally; a status is a small integer, never user text.
+        Expr::Cmp {
+            field: Field::Trace(TraceField::Status),
+            op: op @ (CmpOp::Eq | CmpOp::Ne),
+            value: Literal::Int(code),
+        } if out.dialect == Dialect::Sqlite => {
+            out.sql.push_str(&format!("(t.status {} {code})", op.sql()));
+        }
         Expr::Cmp { field, op, value } => {
             out.sql.push('(');
             column_for(field, !matches!(value, Literal::Str(_)), out);
@@ -618,12 +627,11 @@ mod tests {
         let l = low("status = 'ERROR' AND duration_ms > 5s AND tags.env = 'prod' AND name != 'x'");
         assert_eq!(
             l.sql,
-            "((t.status = ?) AND (t.duration_ms > ?) AND (json_extract(t.tags, ?) = ?) AND (t.name != ?))"
+            "((t.status = 2) AND (t.duration_ms > ?) AND (json_extract(t.tags, ?) = ?) AND (t.name != ?))"
         );
         assert_eq!(
             l.params,
             vec![
-                Param::Int(2),
                 Param::Real(5000.0),
                 Param::Text("$.\"env\"".into()),
                 Param::Text("prod".into()),
@@ -676,18 +684,14 @@ mod tests {
         let l = low("status = 'OK' AND feedback.quality > 0.4");
         assert_eq!(
             l.sql,
-            "((t.status = ?) AND EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
+            "((t.status = 1) AND EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
              AND coalesce(json_extract(a.body, '$.valid'), 1) != 0 \
              AND json_extract(a.body, '$.assessment_name') = ? \
              AND (json_extract(a.body, '$.feedback.value') > ?)))"
         );
         assert_eq!(
             l.params,
-            vec![
-                Param::Int(1),
-                Param::Text("quality".into()),
-                Param::Real(0.4)
-            ]
+            vec![Param::Text("quality".into()), Param::Real(0.4)]
         );
         let l = low("expectation.`expected answer` IS NULL");
         assert!(

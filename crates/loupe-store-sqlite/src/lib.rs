@@ -91,12 +91,16 @@ struct Checkpointer {
 }
 
 /// WAL length (in pages) past which the WAL is rewound (see [`Checkpointer`]).
-const WAL_REWIND_FRAMES: i64 = 4_096;
-/// Frames the writer may be left to copy itself when it rewinds the WAL.
-const REWIND_LAG_FRAMES: i64 = 1_024;
-/// WAL length (in pages, 256 MiB) past which the checkpointer waits for readers and the writer
-/// to copy every frame and restart the WAL.
-const WAL_MAX_FRAMES: i64 = if cfg!(test) { 1_024 } else { 65_536 };
+const WAL_REWIND_FRAMES: i64 = 8_192;
+/// Frames the writer may be left to copy itself when it rewinds the WAL: a few commits' worth
+/// at full ingest (a commit of ~1,500 spans writes ~1,300 frames). Less than one commit's worth
+/// and the checkpointer, a commit behind after every pass, never lets the writer rewind.
+const REWIND_LAG_FRAMES: i64 = 4_096;
+/// WAL length (in pages, 1 GiB) past which the checkpointer waits for readers and the writer to
+/// copy every frame and restart the WAL. Ingest pauses meanwhile (at most the busy timeout),
+/// so this is only a bound for readers that pin the WAL for long; a long aggregation under
+/// full ingest grew it to ~1.5 GB and back.
+const WAL_MAX_FRAMES: i64 = if cfg!(test) { 1_024 } else { 262_144 };
 
 impl Checkpointer {
     fn start(path: PathBuf, rewind: Arc<AtomicBool>) -> Result<Self, StoreError> {
@@ -116,7 +120,12 @@ impl Checkpointer {
                             });
                             wait = CHECKPOINT_EVERY;
                             match r {
-                                Ok((log, _)) if log > WAL_MAX_FRAMES => {
+                                Ok((log, done)) if log > WAL_MAX_FRAMES => {
+                                    tracing::info!(
+                                        frames = log,
+                                        copied = done,
+                                        "the WAL is past its cap; waiting for readers to restart it"
+                                    );
                                     // Readers held the frames back for long (queries that
                                     // never pause). The longer the WAL, the slower every read
                                     // (SQLite looks each page up in the WAL first), the longer

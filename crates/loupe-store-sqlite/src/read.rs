@@ -228,8 +228,9 @@ pub(crate) fn list_traces(
         sql.push(')');
     }
     if let Some(s) = q.status {
-        sql.push_str(" AND status = ?");
-        args.push(SqlValue::Integer(s.code()));
+        // A literal (a status code, never the caller's text), so that failed traces are read
+        // from their partial index (schema version 5).
+        sql.push_str(&format!(" AND status = {}", s.code()));
     }
     if let Some(d) = q.min_duration_ms {
         sql.push_str(" AND duration_ms >= ?");

@@ -337,7 +337,8 @@ async fn trace_pages_are_read_in_start_index_order() {
     for (filter, index) in [
         ("", "traces_by_start"),
         (" AND project = ?", "traces_by_project_start"),
-        (" AND status = ?", "traces_by_status_start"),
+        (" AND status = 2", "traces_errors"),
+        (" AND status = 1", "traces_by_start"),
         // Not the session index: a quarter of all traces, to be sorted whole.
         (with_session.as_str(), "traces_by_start"),
     ] {
