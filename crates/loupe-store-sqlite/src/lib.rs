@@ -99,8 +99,8 @@ const REWIND_LAG_FRAMES: i64 = 4_096;
 /// WAL length (in pages, 4 GiB) past which the checkpointer waits for readers and the writer to
 /// copy every frame and restart the WAL. Ingest pauses meanwhile (at most the busy timeout), so
 /// this is only a bound for readers that pin the WAL for long: 14 s of back-to-back
-/// aggregations under full ingest (`loupe bench query`, 1M traces) grow it to ~1.5 GB and back,
-/// and a 1 GiB cap paused ingest there (59% of its speed alone, against 86-124% without).
+/// aggregations under full ingest (`loupe bench query`, 1M traces) grow it to ~1.8 GB and back;
+/// a 1 GiB cap paused ingest there (59% of its speed alone; 79% with this cap).
 const WAL_MAX_FRAMES: i64 = if cfg!(test) { 1_024 } else { 1_048_576 };
 
 impl Checkpointer {
@@ -130,7 +130,7 @@ impl Checkpointer {
                                     // Readers held the frames back for long (queries that
                                     // never pause). The longer the WAL, the slower every read
                                     // (SQLite looks each page up in the WAL first), the longer
-                                    // the queries: a loop that grew a WAL to 30 GB. Past the
+                                    // the queries: a loop that grew a WAL to 33 GB. Past the
                                     // cap, wait for the readers of old frames and for the
                                     // writer (up to the busy timeout), copy everything and
                                     // start the WAL over; ingest pauses for that copy.
@@ -315,8 +315,8 @@ impl SqliteStore {
     }
 
     /// Runs a search or aggregation on the low-priority query threads (see
-    /// [`loupe_store::threads`]), so a
-    /// long scan never slows ingest down. Point reads by id stay on [`Self::blocking`].
+    /// [`loupe_store::threads`]), so a long scan never slows ingest down. Point reads by id stay
+    /// on [`Self::blocking`].
     async fn query<T: Send + 'static>(
         &self,
         f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
