@@ -247,11 +247,11 @@ fn split(span: Span) -> (EncodedSpan, SpanBody) {
 /// most 64 KiB, the content size, and an xxHash32 content checksum), so a body that did not
 /// reach the disk whole reads as an error, never as wrong data.
 ///
-/// LZ4, not zstd: compression was the largest single cost of ingest (zstd level 1 took 23% of
-/// the server's CPU under `loupe bench ingest`). Per trace group of 5 spans (`loupe bench
-/// write`): zstd 1 took 4.9 µs and 567 bytes per span, zstd -3 3.3 µs and 826 bytes, LZ4
-/// 2.3 µs and ~840 bytes. Bodies written as zstd frames before are still read (see
-/// [`decode_bodies`]).
+/// LZ4, not zstd: compression was the largest single cost of ingest. Under `loupe bench
+/// ingest`, zstd level 1 took 23% of the server's CPU (~5.5 µs per span) and LZ4 takes 14.5%
+/// (~2.7 µs). On the benchmark's trace groups of 5 spans, with the reference libraries: zstd 1
+/// 4.9 µs and 567 bytes per span, zstd -3 3.3 µs and 826 bytes, LZ4 2.3 µs and ~815 bytes.
+/// Bodies written as zstd frames before are still read (see [`decode_bodies`]).
 ///
 /// The frame is written here around `lz4_flex`'s block compressor rather than with its frame
 /// encoder, which allocates ~150 KiB of buffers per frame: for frames of a few KiB that cost
