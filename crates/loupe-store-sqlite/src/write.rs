@@ -176,9 +176,11 @@ struct Statements<'c> {
     update_trace: CachedStatement<'c>,
 }
 
-/// Writes the spans of one trace. Most batches bring new traces: the trace row is inserted
-/// first, with the roll-ups of its spans (one statement, where looking the id up first took
-/// two index searches); only if that id is already stored are the spans added to it.
+/// Writes the spans of one trace. The trace row is inserted first, with the roll-ups of its
+/// spans (one statement, where looking the id up first took two index searches); only if that
+/// id is already stored are the spans added to it. That favours new traces: a trace whose spans
+/// come in several batches pays, for each later batch, the refused insert and the roll-up it
+/// computed for it, before the lookup it paid before.
 fn write_trace(
     stmts: &mut Statements<'_>,
     trace_id: TraceId,

@@ -337,6 +337,7 @@ pub fn snake_case(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn fields_of_json_text_read_as_of_the_built_object() {
@@ -368,7 +369,6 @@ mod tests {
         assert_eq!(json_str_field(&object, "model").as_deref(), Some("m"));
         assert_eq!(json_str_field(&Value::Null, "model"), None);
     }
-    use serde_json::json;
 
     fn attrs(v: Value) -> Map<String, Value> {
         match v {
