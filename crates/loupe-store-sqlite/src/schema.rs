@@ -125,6 +125,15 @@ CREATE INDEX traces_by_start ON traces (start_ns, seq, status, duration_ms, inpu
 DROP INDEX traces_by_status_start;
 CREATE INDEX traces_errors ON traces (start_ns, seq) WHERE status = 2;
 "#,
+    // Version 6: the number of the last span batch the database holds, written in the same
+    // commit as the batch (see `redo.rs`).
+    r#"
+CREATE TABLE loupe_meta (
+    key   TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO loupe_meta (key, value) VALUES ('redo_applied', 0);
+"#,
 ];
 
 /// Per-connection settings.

@@ -14,6 +14,7 @@ use rusqlite::{CachedStatement, Connection, Statement, params};
 
 use crate::bodylog::LogWriter;
 use crate::db_err;
+use crate::redo::{self, BodyAt};
 
 pub(crate) use loupe_store::to_i64;
 
@@ -55,39 +56,41 @@ const UPDATE_TRACE: &str = "UPDATE traces SET \
      user_id = coalesce(user_id, ?15) \
      WHERE seq = ?1";
 
-/// Where this batch's body groups went in the body log.
-struct Bodies<'a> {
-    log: &'a mut LogWriter,
-    /// Groups already appended in this batch: group key → position.
-    placed: HashMap<usize, i64>,
+/// Where a batch's bodies go.
+pub(crate) enum Place<'a> {
+    /// A batch arriving now: each group is appended to the body log once its first span is
+    /// stored (a group of duplicates is never written).
+    Live {
+        log: &'a mut LogWriter,
+        /// Groups already appended in this batch: group key → position.
+        placed: HashMap<usize, i64>,
+    },
+    /// A batch read back from the redo log: its bodies are in the body log already.
+    Replay,
 }
 
-impl Bodies<'_> {
-    /// The position the span's group has, or would have if appended now.
-    fn position(&self, s: &EncodedSpan) -> (i64, bool) {
-        match self.placed.get(&s.body.group_key()) {
-            Some(pos) => (*pos, true),
-            None => (self.log.next_position(), false),
-        }
-    }
-
-    /// Appends the group once its first span was stored (a group of duplicates is never written).
-    fn stored(&mut self, s: &EncodedSpan, placed: bool) {
-        if !placed {
-            let pos = self.log.append(&s.body.group);
-            self.placed.insert(s.body.group_key(), pos);
-        }
-    }
-}
-
-/// Inserts a span (its body goes to the log); `false` if the span was already stored.
+/// Inserts a span; where its body went, or `None` if the span was already stored. `recorded`
+/// is where a replayed span's body is.
 fn insert_span(
     stmt: &mut Statement<'_>,
-    bodies: &mut Bodies<'_>,
+    place: &mut Place<'_>,
     seq: i64,
     s: &EncodedSpan,
-) -> Result<bool, StoreError> {
-    let (pos, placed) = bodies.position(s);
+    recorded: Option<BodyAt>,
+) -> Result<Option<BodyAt>, StoreError> {
+    let (pos, len, placed) = match place {
+        Place::Live { log, placed } => {
+            let len = s.body.group.len() as i64;
+            match placed.get(&s.body.group_key()) {
+                Some(pos) => (*pos, len, true),
+                None => (log.next_position(), len, false),
+            }
+        }
+        Place::Replay => match recorded {
+            Some((pos, len)) => (pos, len, true),
+            None => return Err(diverged()),
+        },
+    };
     let changed = stmt
         .execute(params![
             seq,
@@ -109,61 +112,87 @@ fn insert_span(
             s.reasoning_tokens.map(to_i64),
             s.cost_usd,
             pos,
-            s.body.group.len() as i64,
+            len,
             i64::from(s.body.index),
         ])
         .map_err(db_err)?;
     if changed == 0 {
-        return Ok(false);
+        return Ok(None);
     }
-    bodies.stored(s, placed);
-    Ok(true)
+    if !placed && let Place::Live { log, placed } = place {
+        let at = log.append(&s.body.group);
+        placed.insert(s.body.group_key(), at);
+    }
+    Ok(Some((pos, len)))
 }
 
-/// Writes a batch in one transaction; the batch's bodies are written to the log just before
-/// the commit. The caller makes both durable (see `SqliteStore::write_spans`).
-pub(crate) fn write_spans(
-    conn: &mut Connection,
-    log: &mut LogWriter,
+fn diverged() -> StoreError {
+    StoreError::internal("redo log replay diverged: a span recorded as a duplicate is not stored")
+}
+
+/// Applies a batch inside the writer's open transaction (the caller begins and commits it).
+/// Live, the batch's bodies are queued on the log (written by the caller) and the batch's redo
+/// record is appended to `redo`. Replayed, `recorded` holds where each span's body is.
+pub(crate) fn apply_spans(
+    conn: &Connection,
+    mut place: Place<'_>,
     spans: &[EncodedSpan],
+    recorded: Option<&[Option<BodyAt>]>,
+    redo: &mut Vec<u8>,
 ) -> Result<WriteOutcome, StoreError> {
     // Group by trace, keeping the order traces were first seen in.
     let mut order: Vec<TraceId> = Vec::with_capacity(spans.len() / 4 + 1);
-    let mut groups: HashMap<TraceId, Vec<&EncodedSpan>> =
-        HashMap::with_capacity(spans.len() / 4 + 1);
-    for s in spans {
+    let mut groups: HashMap<TraceId, Vec<usize>> = HashMap::with_capacity(spans.len() / 4 + 1);
+    for (i, s) in spans.iter().enumerate() {
         groups
             .entry(s.trace_id)
             .or_insert_with(|| {
                 order.push(s.trace_id);
                 Vec::with_capacity(8)
             })
-            .push(s);
+            .push(i);
     }
-    log.begin()?;
-    let tx = conn.transaction().map_err(db_err)?;
     let mut outcome = WriteOutcome::default();
-    let mut bodies = Bodies {
-        log,
-        placed: HashMap::with_capacity(order.len()),
+    let mut stmts = Statements {
+        conn,
+        insert_span: conn.prepare_cached(INSERT_SPAN).map_err(db_err)?,
+        insert_trace: conn.prepare_cached(INSERT_TRACE).map_err(db_err)?,
+        find_trace: conn
+            .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
+            .map_err(db_err)?,
+        update_trace: conn.prepare_cached(UPDATE_TRACE).map_err(db_err)?,
+        span_exists: conn
+            .prepare_cached("SELECT 1 FROM spans WHERE trace_seq = ?1 AND span_id = ?2")
+            .map_err(db_err)?,
     };
-    {
-        let mut stmts = Statements {
-            conn: &tx,
-            insert_span: tx.prepare_cached(INSERT_SPAN).map_err(db_err)?,
-            insert_trace: tx.prepare_cached(INSERT_TRACE).map_err(db_err)?,
-            find_trace: tx
-                .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
-                .map_err(db_err)?,
-            update_trace: tx.prepare_cached(UPDATE_TRACE).map_err(db_err)?,
+    let mut bodies: Vec<Option<BodyAt>> = Vec::with_capacity(8);
+    let mut record: Vec<(&EncodedSpan, Option<BodyAt>)> = Vec::with_capacity(8);
+    for trace_id in &order {
+        let members = groups.get(trace_id).map(Vec::as_slice).unwrap_or(&[]);
+        let group: Vec<&EncodedSpan> = members.iter().map(|&i| &spans[i]).collect();
+        let given: Vec<Option<BodyAt>> = match recorded {
+            Some(r) => members
+                .iter()
+                .map(|&i| r.get(i).copied().flatten())
+                .collect(),
+            None => vec![None; members.len()],
         };
-        for trace_id in &order {
-            let group = groups.get(trace_id).map(Vec::as_slice).unwrap_or(&[]);
-            write_trace(&mut stmts, *trace_id, group, &mut bodies, &mut outcome)?;
+        bodies.clear();
+        let meta = write_trace(
+            &mut stmts,
+            *trace_id,
+            &group,
+            &given,
+            &mut place,
+            &mut bodies,
+            &mut outcome,
+        )?;
+        if matches!(place, Place::Live { .. }) {
+            record.clear();
+            record.extend(group.iter().copied().zip(bodies.iter().copied()));
+            redo::put_trace(redo, *trace_id, &meta, &record);
         }
     }
-    bodies.log.flush_pending()?;
-    tx.commit().map_err(db_err)?;
     Ok(outcome)
 }
 
@@ -174,33 +203,38 @@ struct Statements<'c> {
     insert_trace: CachedStatement<'c>,
     find_trace: CachedStatement<'c>,
     update_trace: CachedStatement<'c>,
+    span_exists: CachedStatement<'c>,
 }
 
-/// Writes the spans of one trace. The trace row is inserted first, with the roll-ups of its
-/// spans (one statement, where looking the id up first took two index searches); only if that
-/// id is already stored are the spans added to it. That favours new traces: a trace whose spans
-/// come in several batches pays, for each later batch, the refused insert and the roll-up it
-/// computed for it, before the lookup it paid before.
+/// Writes the spans of one trace; returns the trace metadata (JSON) for the redo record and
+/// fills `bodies` with where each span's body went (`None`: a duplicate).
+///
+/// The trace row is inserted first, with the roll-ups of its spans (one statement, where
+/// looking the id up first took two index searches); only if that id is already stored are the
+/// spans added to it. That favours new traces: a trace whose spans come in several batches
+/// pays, for each later batch, the refused insert and the roll-up it computed for it, before
+/// the lookup it paid before.
 fn write_trace(
     stmts: &mut Statements<'_>,
     trace_id: TraceId,
     group: &[&EncodedSpan],
-    bodies: &mut Bodies<'_>,
+    given: &[Option<BodyAt>],
+    place: &mut Place<'_>,
+    bodies: &mut Vec<Option<BodyAt>>,
     outcome: &mut WriteOutcome,
-) -> Result<(), StoreError> {
+) -> Result<String, StoreError> {
     let Some(first) = group.first() else {
-        return Ok(());
+        return Ok(String::new());
     };
+    bodies.resize(group.len(), None);
     // As a new trace: roll up in memory (a span repeated within the batch counts once).
     let mut seen: HashSet<SpanId> = HashSet::with_capacity(group.len());
-    let unique: Vec<&EncodedSpan> = group
-        .iter()
-        .copied()
-        .filter(|s| seen.insert(s.span_id))
+    let unique: Vec<usize> = (0..group.len())
+        .filter(|&i| seen.insert(group[i].span_id))
         .collect();
     let mut delta = TraceDelta::new();
-    for s in &unique {
-        delta.add(s);
+    for &i in &unique {
+        delta.add(group[i]);
     }
     let status = TraceSummary::status_from(
         delta.root.as_ref().map(|(_, st)| *st),
@@ -238,12 +272,16 @@ fn write_trace(
         .map_err(db_err)?;
     if created == 1 {
         let seq = stmts.conn.last_insert_rowid();
-        for s in &unique {
-            insert_span(&mut stmts.insert_span, bodies, seq, s)?;
+        for &i in &unique {
+            bodies[i] = insert_span(&mut stmts.insert_span, place, seq, group[i], given[i])?;
+            if bodies[i].is_none() {
+                // A new trace has no stored span, so only a replay can get here.
+                return Err(diverged());
+            }
         }
         outcome.inserted += unique.len() as u64;
         outcome.duplicates += (group.len() - unique.len()) as u64;
-        return Ok(());
+        return Ok(meta);
     }
     // The trace is stored already: add the spans it does not have, then what they contribute.
     let seq: i64 = stmts
@@ -251,8 +289,22 @@ fn write_trace(
         .query_row([&trace_id.0[..]], |r| r.get(0))
         .map_err(db_err)?;
     let mut delta = TraceDelta::new();
-    for s in group {
-        if insert_span(&mut stmts.insert_span, bodies, seq, s)? {
+    for (i, s) in group.iter().enumerate() {
+        let stored = if matches!(place, Place::Replay) && given[i].is_none() {
+            // Recorded as a duplicate: it must be stored already.
+            if !stmts
+                .span_exists
+                .exists(params![seq, s.span_id.to_i64()])
+                .map_err(db_err)?
+            {
+                return Err(diverged());
+            }
+            None
+        } else {
+            insert_span(&mut stmts.insert_span, place, seq, s, given[i])?
+        };
+        bodies[i] = stored;
+        if stored.is_some() {
             delta.add(s);
             outcome.inserted += 1;
         } else {
@@ -281,7 +333,7 @@ fn write_trace(
             ])
             .map_err(db_err)?;
     }
-    Ok(())
+    Ok(meta)
 }
 
 pub(crate) fn write_events(

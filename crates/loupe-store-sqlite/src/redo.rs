@@ -1,0 +1,431 @@
+//! The redo log: span batches that were acknowledged but are not committed to SQLite yet.
+//!
+//! Every commit copies each page it touched into the WAL whole, and trace ids and starts arrive
+//! in random order: at full ingest a commit per batch copied ~4 pages per new trace, a fifth of
+//! the server's CPU with the checkpoints that copy them back. So the writer keeps one SQLite
+//! transaction open across batches (see `SqliteStore::write_spans`) and commits it every
+//! [`crate::COMMIT_EVERY`], or at once when a read, or any other kind of write, needs it. A hot
+//! index page is then copied once per commit instead of once per batch.
+//!
+//! A batch is acknowledged before its transaction commits, so each batch also goes here, as a
+//! compact record of the rows it wrote and where its bodies are in the body log, and is flushed
+//! to disk with the bodies before anyone is told it is stored. Records are numbered; the number
+//! of the last batch a commit holds is written in the same commit (`loupe_meta.redo_applied`).
+//! After a crash, opening the store applies again, in order, the records past that number
+//! ([`read_records`]). The log is emptied after each commit once the WAL is on disk; records
+//! that survive an emptying lost in a crash are skipped by their number.
+//!
+//! Record: `LRD1`, batch number (u64), payload length (u32), xxHash32 of the payload, payload.
+//! A record that is cut short or fails its checksum ends the log: it was never acknowledged.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use loupe_model::{SpanId, SpanStatus, TraceId};
+use loupe_store::{BodyPart, EncodedSpan, StoreError};
+
+/// File name of the redo log inside the data directory.
+pub const REDO_FILE: &str = "redo.log";
+
+const MAGIC: [u8; 4] = *b"LRD1";
+const HEADER: usize = 4 + 8 + 4 + 4;
+/// Records larger than this are refused as corrupt (a batch holds at most ~20,000 spans).
+const MAX_RECORD: usize = 1 << 30;
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::unavailable(format!("{what} {}: {e}", path.display()))
+}
+
+/// The appending side; owned by the writer (under its lock).
+pub(crate) struct RedoLog {
+    path: PathBuf,
+    file: Arc<File>,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+impl RedoLog {
+    pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(REDO_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(|e| io_err("cannot open", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| io_err("cannot stat", &path, e))?
+            .len();
+        Ok(Self {
+            path,
+            file: Arc::new(file),
+            len,
+            buf: Vec::with_capacity(1 << 20),
+        })
+    }
+
+    /// Appends batch `n` (one `write`). Not yet on disk: see [`RedoLog::file`].
+    pub(crate) fn append(&mut self, n: u64, payload: &[u8]) -> Result<(), StoreError> {
+        self.buf.clear();
+        self.buf.extend_from_slice(&MAGIC);
+        self.buf.extend_from_slice(&n.to_le_bytes());
+        self.buf.extend_from_slice(
+            &u32::try_from(payload.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        self.buf
+            .extend_from_slice(&twox_hash::XxHash32::oneshot(0, payload).to_le_bytes());
+        self.buf.extend_from_slice(payload);
+        let mut f: &File = &self.file;
+        if let Err(e) = f.write_all(&self.buf) {
+            // Leave no torn record in front of the next one.
+            let _ = self.file.set_len(self.len);
+            return Err(io_err("cannot write", &self.path, e));
+        }
+        self.len += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// The file, to flush outside the writer lock.
+    pub(crate) fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// Empties the log: call only once every record in it is committed and the WAL is on disk.
+    pub(crate) fn clear(&mut self) -> Result<(), StoreError> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.file
+            .set_len(0)
+            .map_err(|e| io_err("cannot empty", &self.path, e))?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+/// The records of the log in `data_dir`, in order, up to the first one cut short or corrupt.
+pub(crate) fn read_records(data_dir: &Path) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let path = data_dir.join(REDO_FILE);
+    let mut bytes = Vec::new();
+    match File::open(&path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)
+                .map_err(|e| io_err("cannot read", &path, e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("cannot open", &path, e)),
+    }
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= HEADER {
+        let h = &bytes[at..at + HEADER];
+        if h[..4] != MAGIC {
+            break;
+        }
+        let n = u64::from_le_bytes(h[4..12].try_into().unwrap_or_default());
+        let len = u32::from_le_bytes(h[12..16].try_into().unwrap_or_default()) as usize;
+        let sum = u32::from_le_bytes(h[16..20].try_into().unwrap_or_default());
+        if len > MAX_RECORD || bytes.len() - at - HEADER < len {
+            break;
+        }
+        let payload = &bytes[at + HEADER..at + HEADER + len];
+        if twox_hash::XxHash32::oneshot(0, payload) != sum {
+            break;
+        }
+        out.push((n, payload.to_vec()));
+        at += HEADER + len;
+    }
+    Ok(out)
+}
+
+/// Where a stored span's body is in the body log: position and length.
+pub(crate) type BodyAt = (i64, i64);
+
+/// Appends one trace of a batch to a record's payload: the trace id, the trace metadata (JSON,
+/// as written to the row), and each span of the batch for it, in order, with where its body
+/// went (`None` for a span that was already stored).
+pub(crate) fn put_trace(
+    out: &mut Vec<u8>,
+    trace_id: TraceId,
+    metadata: &str,
+    spans: &[(&EncodedSpan, Option<BodyAt>)],
+) {
+    out.extend_from_slice(&trace_id.0);
+    put_str(out, metadata);
+    put_u64(out, spans.len() as u64);
+    for (s, body) in spans {
+        out.extend_from_slice(&s.span_id.0);
+        put_opt_u64(out, s.parent_id.map(|p| u64::from_le_bytes(p.0)));
+        put_str(out, &s.name);
+        put_str(out, &s.span_type);
+        put_u64(out, s.start_ns);
+        put_u64(out, s.end_ns);
+        out.push(s.status.code() as u8);
+        put_str(out, &s.status_message);
+        put_opt_str(out, s.model.as_deref());
+        put_opt_u64(out, s.input_tokens);
+        put_opt_u64(out, s.output_tokens);
+        put_opt_u64(out, s.total_tokens);
+        put_opt_str(out, s.provider.as_deref());
+        put_opt_u64(out, s.cache_read_tokens);
+        put_opt_u64(out, s.cache_write_tokens);
+        put_opt_u64(out, s.reasoning_tokens);
+        put_opt_u64(out, s.cost_usd.map(f64::to_bits));
+        put_opt_str(out, s.session_id.as_deref());
+        put_opt_str(out, s.user_id.as_deref());
+        put_str(out, &s.project);
+        put_u64(out, u64::from(s.body.index));
+        match body {
+            Some((pos, len)) => {
+                out.push(1);
+                put_u64(out, *pos as u64);
+                put_u64(out, *len as u64);
+            }
+            None => out.push(0),
+        }
+    }
+}
+
+/// A span read back from a record, and where its body is.
+pub(crate) struct ReplaySpan {
+    pub(crate) span: EncodedSpan,
+    pub(crate) body: Option<BodyAt>,
+}
+
+/// Reads a record's payload back: the batch's spans, trace by trace, in the order written.
+pub(crate) fn decode(payload: &[u8]) -> Result<Vec<ReplaySpan>, StoreError> {
+    let mut r = Reader { b: payload, at: 0 };
+    let mut out = Vec::new();
+    while r.at < payload.len() {
+        let trace_id = TraceId(r.array()?);
+        let metadata: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&r.string()?).map_err(corrupt)?;
+        let n = r.u64()?;
+        for i in 0..n {
+            let span_id = SpanId(r.array()?);
+            let parent_id = r.opt_u64()?.map(|p| SpanId(p.to_le_bytes()));
+            let name = r.string()?;
+            let span_type = r.string()?;
+            let start_ns = r.u64()?;
+            let end_ns = r.u64()?;
+            let status = SpanStatus::from_code(i64::from(r.byte()?));
+            let status_message = r.string()?;
+            let model = r.opt_string()?;
+            let input_tokens = r.opt_u64()?;
+            let output_tokens = r.opt_u64()?;
+            let total_tokens = r.opt_u64()?;
+            let provider = r.opt_string()?;
+            let cache_read_tokens = r.opt_u64()?;
+            let cache_write_tokens = r.opt_u64()?;
+            let reasoning_tokens = r.opt_u64()?;
+            let cost_usd = r.opt_u64()?.map(f64::from_bits);
+            let session_id = r.opt_string()?;
+            let user_id = r.opt_string()?;
+            let project = r.string()?;
+            let index = u32::try_from(r.u64()?).map_err(corrupt)?;
+            let body = match r.byte()? {
+                0 => None,
+                _ => Some((r.u64()? as i64, r.u64()? as i64)),
+            };
+            out.push(ReplaySpan {
+                span: EncodedSpan {
+                    trace_id,
+                    span_id,
+                    parent_id,
+                    name,
+                    span_type,
+                    start_ns,
+                    end_ns,
+                    status,
+                    status_message,
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    total_tokens,
+                    provider,
+                    cache_read_tokens,
+                    cache_write_tokens,
+                    reasoning_tokens,
+                    cost_usd,
+                    session_id,
+                    user_id,
+                    project,
+                    // Only the first span of a trace in a batch gives the trace its metadata.
+                    trace_metadata: if i == 0 {
+                        metadata.clone()
+                    } else {
+                        serde_json::Map::new()
+                    },
+                    body: BodyPart {
+                        group: Arc::new(Vec::new()),
+                        index,
+                    },
+                },
+                body,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::internal(format!("corrupt redo record: {e}"))
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => {
+            out.push(1);
+            put_u64(out, v);
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_opt_str(out: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        Some(v) => {
+            out.push(1);
+            put_str(out, v);
+        }
+        None => out.push(0),
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
+        if self.b.len() - self.at < n {
+            return Err(corrupt("cut short"));
+        }
+        let s = &self.b[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        self.take(N)?.try_into().map_err(corrupt)
+    }
+
+    fn byte(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn string(&mut self) -> Result<String, StoreError> {
+        let n = usize::try_from(self.u64()?).map_err(corrupt)?;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(corrupt)
+    }
+
+    fn opt_u64(&mut self) -> Result<Option<u64>, StoreError> {
+        match self.byte()? {
+            0 => Ok(None),
+            _ => self.u64().map(Some),
+        }
+    }
+
+    fn opt_string(&mut self) -> Result<Option<String>, StoreError> {
+        match self.byte()? {
+            0 => Ok(None),
+            _ => self.string().map(Some),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loupe_store_conformance::fixtures::span;
+
+    #[test]
+    fn a_record_reads_back_field_for_field() {
+        let mut full = span(9, 2, Some(1), 10, 20, SpanStatus::Error, Some((300, 40)));
+        full.status_message = "boom — ✗".into();
+        full.provider = Some("openai".into());
+        full.cache_read_tokens = Some(5);
+        full.cache_write_tokens = Some(6);
+        full.reasoning_tokens = Some(7);
+        full.cost_usd = Some(0.012_5);
+        full.session_id = Some("s-1".into());
+        full.user_id = Some("u-1".into());
+        full.body.index = 3;
+        let bare = span(9, 1, None, 5, 25, SpanStatus::Unset, None);
+        let mut payload = Vec::new();
+        put_trace(
+            &mut payload,
+            TraceId([9; 16]),
+            r#"{"service.name":"svc"}"#,
+            &[(&bare, Some((1 << 40 | 77, 123))), (&full, None)],
+        );
+        let back = decode(&payload).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].body, Some((1 << 40 | 77, 123)));
+        assert_eq!(back[1].body, None);
+        assert_eq!(
+            back[0].span.trace_metadata.get("service.name"),
+            Some(&serde_json::json!("svc")),
+            "the first span of the trace carries its metadata"
+        );
+        for (a, b) in [(&bare, &back[0].span), (&full, &back[1].span)] {
+            assert_eq!(
+                format!("{:?}", (a.trace_id, a.span_id, a.parent_id)),
+                format!("{:?}", (b.trace_id, b.span_id, b.parent_id))
+            );
+            assert_eq!(
+                (&a.name, &a.span_type, a.start_ns, a.end_ns),
+                (&b.name, &b.span_type, b.start_ns, b.end_ns)
+            );
+            assert_eq!(
+                (a.status, &a.status_message, &a.model),
+                (b.status, &b.status_message, &b.model)
+            );
+            assert_eq!(
+                (a.input_tokens, a.output_tokens, a.total_tokens, &a.provider),
+                (b.input_tokens, b.output_tokens, b.total_tokens, &b.provider)
+            );
+            assert_eq!(
+                (
+                    a.cache_read_tokens,
+                    a.cache_write_tokens,
+                    a.reasoning_tokens,
+                    a.cost_usd
+                ),
+                (
+                    b.cache_read_tokens,
+                    b.cache_write_tokens,
+                    b.reasoning_tokens,
+                    b.cost_usd
+                )
+            );
+            assert_eq!(
+                (&a.session_id, &a.user_id, &a.project, a.body.index),
+                (&b.session_id, &b.user_id, &b.project, b.body.index)
+            );
+        }
+        assert!(
+            decode(&payload[..payload.len() - 3]).is_err(),
+            "a payload cut short is an error"
+        );
+    }
+}
