@@ -140,16 +140,20 @@ impl LogWriter {
 }
 
 fn open_append(dir: &Path, seg: u64) -> Result<(File, u64), StoreError> {
-    let path = segment_path(dir, seg);
+    open_for_append(&segment_path(dir, seg))
+}
+
+/// Opens (creating) a file to append to, and its length.
+pub(crate) fn open_for_append(path: &Path) -> Result<(File, u64), StoreError> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
-        .open(&path)
-        .map_err(|e| io_err("cannot open", &path, e))?;
+        .open(path)
+        .map_err(|e| io_err("cannot open", path, e))?;
     let len = file
         .metadata()
-        .map_err(|e| io_err("cannot stat", &path, e))?
+        .map_err(|e| io_err("cannot stat", path, e))?
         .len();
     Ok((file, len))
 }

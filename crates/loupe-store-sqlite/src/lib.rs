@@ -369,6 +369,10 @@ impl Inner {
     /// writes its bodies and redo record; the caller flushes both before acknowledging it.
     fn apply(&self, w: &mut Writer, spans: &[EncodedSpan]) -> Result<WriteOutcome, StoreError> {
         if w.open.is_none() {
+            if !w.conn.is_autocommit() {
+                // Left open by a replay that failed half-way (see `restart`).
+                let _ = w.conn.execute_batch("ROLLBACK");
+            }
             w.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
             w.open = Some(OpenTx {
                 since: std::time::Instant::now(),
@@ -509,7 +513,7 @@ impl SqliteStore {
                 redo,
                 next_batch: last_batch + 1,
                 open: None,
-                record: Vec::with_capacity(1 << 20),
+                record: Vec::new(),
             }),
             uncommitted: AtomicBool::new(false),
             log: reader,

@@ -18,7 +18,7 @@
 //! Record: `LRD1`, batch number (u64), payload length (u32), xxHash32 of the payload, payload.
 //! A record that is cut short or fails its checksum ends the log: it was never acknowledged.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,21 +49,12 @@ pub(crate) struct RedoLog {
 impl RedoLog {
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(REDO_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(|e| io_err("cannot open", &path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| io_err("cannot stat", &path, e))?
-            .len();
+        let (file, len) = crate::bodylog::open_for_append(&path)?;
         Ok(Self {
             path,
             file: Arc::new(file),
             len,
-            buf: Vec::with_capacity(1 << 20),
+            buf: Vec::new(),
         })
     }
 

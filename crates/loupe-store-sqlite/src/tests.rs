@@ -476,16 +476,23 @@ async fn write_uncommitted_batches(store: &SqliteStore) {
     store.write_spans(trace_spans(3)).await.unwrap();
 }
 
-#[tokio::test]
-async fn acknowledged_batches_survive_a_crash_before_their_commit() {
+/// A store that acknowledged [`write_uncommitted_batches`], and a copy of its files as a crash
+/// at that moment would leave them.
+async fn crashed_after_three_batches() -> (tempfile::TempDir, tempfile::TempDir, SqliteStore) {
     let live = tempfile::tempdir().unwrap();
     let crashed = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(live.path()).unwrap();
     write_uncommitted_batches(&store).await;
-    // Acknowledged, and only in the redo log: the database file holds none of it yet.
-    assert_eq!(committed_traces(live.path()), 0);
-    assert_eq!(crate::redo::read_records(live.path()).unwrap().len(), 3);
     crash_copy(live.path(), crashed.path());
+    (live, crashed, store)
+}
+
+#[tokio::test]
+async fn acknowledged_batches_survive_a_crash_before_their_commit() {
+    let (live, crashed, store) = crashed_after_three_batches().await;
+    // Acknowledged, and only in the redo log: the database file holds none of it yet.
+    assert_eq!(committed_traces(crashed.path()), 0);
+    assert_eq!(crate::redo::read_records(crashed.path()).unwrap().len(), 3);
 
     let recovered = SqliteStore::open(crashed.path()).unwrap();
     assert_eq!(
@@ -528,11 +535,7 @@ async fn acknowledged_batches_survive_a_crash_before_their_commit() {
 
 #[tokio::test]
 async fn a_torn_redo_record_ends_the_replay() {
-    let live = tempfile::tempdir().unwrap();
-    let crashed = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(live.path()).unwrap();
-    write_uncommitted_batches(&store).await;
-    crash_copy(live.path(), crashed.path());
+    let (_live, crashed, _store) = crashed_after_three_batches().await;
     // The last record cut short, as a crash in the middle of its write leaves it (such a batch
     // was never acknowledged).
     let redo = crashed.path().join(crate::redo::REDO_FILE);
@@ -567,11 +570,7 @@ async fn a_torn_redo_record_ends_the_replay() {
 
 #[tokio::test]
 async fn batches_already_committed_are_never_replayed() {
-    let live = tempfile::tempdir().unwrap();
-    let crashed = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(live.path()).unwrap();
-    write_uncommitted_batches(&store).await;
-    crash_copy(live.path(), crashed.path());
+    let (_live, crashed, _store) = crashed_after_three_batches().await;
     let stale_redo = std::fs::read(crashed.path().join(crate::redo::REDO_FILE)).unwrap();
     {
         let recovered = SqliteStore::open(crashed.path()).unwrap();
