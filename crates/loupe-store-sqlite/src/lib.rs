@@ -88,8 +88,10 @@ struct OpenTx {
 }
 
 /// How long span batches gather in the writer's open transaction before it commits (see
-/// [`redo`]); a read, or any other write, commits it at once. Measured under `loupe bench
-/// ingest`: a commit per batch 92k spans/s, every 250 ms 112k, every second 113k.
+/// [`redo`]); a read, or any other write, commits it at once. Chosen on a first build without
+/// the redo log (server alone, `loupe bench ingest --server`, one 8 s run each): a commit per
+/// batch 92k spans/s, every 250 ms 112k, every second 113k, so a longer wait buys little. With
+/// the redo log, `loupe bench ingest` (10 s, alternating): 93.7k-106.1k against 79.7k-87.5k.
 /// Unit tests never commit on time, so every read in them goes through the commit that reads
 /// make first.
 pub(crate) const COMMIT_EVERY: std::time::Duration = if cfg!(test) {

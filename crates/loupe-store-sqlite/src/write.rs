@@ -140,9 +140,11 @@ pub(crate) fn apply_spans(
     recorded: Option<&[Option<BodyAt>]>,
     redo: &mut Vec<u8>,
 ) -> Result<WriteOutcome, StoreError> {
-    // Group by trace, keeping the order traces were first seen in.
+    // Group by trace, keeping the order traces were first seen in; each span with where its
+    // body is (known on replay, filled in as it is stored live).
     let mut order: Vec<TraceId> = Vec::with_capacity(spans.len() / 4 + 1);
-    let mut groups: HashMap<TraceId, Vec<usize>> = HashMap::with_capacity(spans.len() / 4 + 1);
+    let mut groups: HashMap<TraceId, Vec<(&EncodedSpan, Option<BodyAt>)>> =
+        HashMap::with_capacity(spans.len() / 4 + 1);
     for (i, s) in spans.iter().enumerate() {
         groups
             .entry(s.trace_id)
@@ -150,7 +152,7 @@ pub(crate) fn apply_spans(
                 order.push(s.trace_id);
                 Vec::with_capacity(8)
             })
-            .push(i);
+            .push((s, recorded.and_then(|r| r.get(i).copied().flatten())));
     }
     let mut outcome = WriteOutcome::default();
     let mut stmts = Statements {
@@ -165,32 +167,13 @@ pub(crate) fn apply_spans(
             .prepare_cached("SELECT 1 FROM spans WHERE trace_seq = ?1 AND span_id = ?2")
             .map_err(db_err)?,
     };
-    let mut bodies: Vec<Option<BodyAt>> = Vec::with_capacity(8);
-    let mut record: Vec<(&EncodedSpan, Option<BodyAt>)> = Vec::with_capacity(8);
     for trace_id in &order {
-        let members = groups.get(trace_id).map(Vec::as_slice).unwrap_or(&[]);
-        let group: Vec<&EncodedSpan> = members.iter().map(|&i| &spans[i]).collect();
-        let given: Vec<Option<BodyAt>> = match recorded {
-            Some(r) => members
-                .iter()
-                .map(|&i| r.get(i).copied().flatten())
-                .collect(),
-            None => vec![None; members.len()],
+        let Some(group) = groups.get_mut(trace_id) else {
+            continue;
         };
-        bodies.clear();
-        let meta = write_trace(
-            &mut stmts,
-            *trace_id,
-            &group,
-            &given,
-            &mut place,
-            &mut bodies,
-            &mut outcome,
-        )?;
+        let meta = write_trace(&mut stmts, *trace_id, group, &mut place, &mut outcome)?;
         if matches!(place, Place::Live { .. }) {
-            record.clear();
-            record.extend(group.iter().copied().zip(bodies.iter().copied()));
-            redo::put_trace(redo, *trace_id, &meta, &record);
+            redo::put_trace(redo, *trace_id, &meta, group);
         }
     }
     Ok(outcome)
@@ -206,8 +189,8 @@ struct Statements<'c> {
     span_exists: CachedStatement<'c>,
 }
 
-/// Writes the spans of one trace; returns the trace metadata (JSON) for the redo record and
-/// fills `bodies` with where each span's body went (`None`: a duplicate).
+/// Writes the spans of one trace; returns the trace metadata (JSON) for the redo record, and
+/// leaves beside each span where its body is (`None`: a duplicate).
 ///
 /// The trace row is inserted first, with the roll-ups of its spans (one statement, where
 /// looking the id up first took two index searches); only if that id is already stored are the
@@ -217,24 +200,19 @@ struct Statements<'c> {
 fn write_trace(
     stmts: &mut Statements<'_>,
     trace_id: TraceId,
-    group: &[&EncodedSpan],
-    given: &[Option<BodyAt>],
+    group: &mut [(&EncodedSpan, Option<BodyAt>)],
     place: &mut Place<'_>,
-    bodies: &mut Vec<Option<BodyAt>>,
     outcome: &mut WriteOutcome,
 ) -> Result<String, StoreError> {
-    let Some(first) = group.first() else {
+    let Some(&(first, _)) = group.first() else {
         return Ok(String::new());
     };
-    bodies.resize(group.len(), None);
     // As a new trace: roll up in memory (a span repeated within the batch counts once).
     let mut seen: HashSet<SpanId> = HashSet::with_capacity(group.len());
-    let unique: Vec<usize> = (0..group.len())
-        .filter(|&i| seen.insert(group[i].span_id))
-        .collect();
+    let unique: Vec<bool> = group.iter().map(|(s, _)| seen.insert(s.span_id)).collect();
     let mut delta = TraceDelta::new();
-    for &i in &unique {
-        delta.add(group[i]);
+    for ((s, _), _) in group.iter().zip(&unique).filter(|(_, u)| **u) {
+        delta.add(s);
     }
     let status = TraceSummary::status_from(
         delta.root.as_ref().map(|(_, st)| *st),
@@ -272,15 +250,16 @@ fn write_trace(
         .map_err(db_err)?;
     if created == 1 {
         let seq = stmts.conn.last_insert_rowid();
-        for &i in &unique {
-            bodies[i] = insert_span(&mut stmts.insert_span, place, seq, group[i], given[i])?;
-            if bodies[i].is_none() {
+        for ((s, body), _) in group.iter_mut().zip(&unique).filter(|(_, u)| **u) {
+            *body = insert_span(&mut stmts.insert_span, place, seq, s, *body)?;
+            if body.is_none() {
                 // A new trace has no stored span, so only a replay can get here.
                 return Err(diverged());
             }
         }
-        outcome.inserted += unique.len() as u64;
-        outcome.duplicates += (group.len() - unique.len()) as u64;
+        let stored = seen.len();
+        outcome.inserted += stored as u64;
+        outcome.duplicates += (group.len() - stored) as u64;
         return Ok(meta);
     }
     // The trace is stored already: add the spans it does not have, then what they contribute.
@@ -289,8 +268,8 @@ fn write_trace(
         .query_row([&trace_id.0[..]], |r| r.get(0))
         .map_err(db_err)?;
     let mut delta = TraceDelta::new();
-    for (i, s) in group.iter().enumerate() {
-        let stored = if matches!(place, Place::Replay) && given[i].is_none() {
+    for (s, body) in group.iter_mut() {
+        let stored = if matches!(place, Place::Replay) && body.is_none() {
             // Recorded as a duplicate: it must be stored already.
             if !stmts
                 .span_exists
@@ -301,9 +280,9 @@ fn write_trace(
             }
             None
         } else {
-            insert_span(&mut stmts.insert_span, place, seq, s, given[i])?
+            insert_span(&mut stmts.insert_span, place, seq, s, *body)?
         };
-        bodies[i] = stored;
+        *body = stored;
         if stored.is_some() {
             delta.add(s);
             outcome.inserted += 1;
