@@ -12,8 +12,10 @@
 //! to disk with the bodies before anyone is told it is stored. Records are numbered; the number
 //! of the last batch a commit holds is written in the same commit (`loupe_meta.redo_applied`).
 //! After a crash, opening the store applies again, in order, the records past that number
-//! ([`read_records`]). The log is emptied after each commit once the WAL is on disk; records
-//! that survive an emptying lost in a crash are skipped by their number.
+//! ([`read_records`]). The log has two files: a commit sends the next batches to the other
+//! one, and the file it leaves is emptied once that commit is on disk (the body log, then the
+//! WAL, flushed), off the writer lock. Records that survive an emptying lost in a crash are
+//! skipped by their number.
 //!
 //! Record: `LRD1`, batch number (u64), payload length (u32), xxHash32 of the payload, payload.
 //! A record that is cut short or fails its checksum ends the log: it was never acknowledged.
@@ -26,8 +28,11 @@ use std::sync::Arc;
 use loupe_model::{SpanId, SpanStatus, TraceId};
 use loupe_store::{BodyPart, EncodedSpan, StoreError};
 
-/// File name of the redo log inside the data directory.
-pub const REDO_FILE: &str = "redo.log";
+/// File names of the redo log inside the data directory. Batches go to one file; a commit
+/// switches to the other, and the first is emptied once that commit is on disk (see
+/// `Inner::commit`), away from the writer lock: emptying a file while batches are appended to
+/// it could drop them.
+pub const REDO_FILES: [&str; 2] = ["redo.log", "redo.1.log"];
 
 const MAGIC: [u8; 4] = *b"LRD1";
 const HEADER: usize = 4 + 8 + 4 + 4;
@@ -38,22 +43,35 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::unavailable(format!("{what} {}: {e}", path.display()))
 }
 
-/// The appending side; owned by the writer (under its lock).
-pub(crate) struct RedoLog {
+/// One of the log's two files.
+struct RedoFile {
     path: PathBuf,
     file: Arc<File>,
     len: u64,
+}
+
+/// The appending side; owned by the writer (under its lock).
+pub(crate) struct RedoLog {
+    files: [RedoFile; 2],
+    /// The file batches go to.
+    active: usize,
     buf: Vec<u8>,
 }
 
 impl RedoLog {
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join(REDO_FILE);
-        let (file, len) = crate::bodylog::open_for_append(&path)?;
+        let open = |name: &str| -> Result<RedoFile, StoreError> {
+            let path = data_dir.join(name);
+            let (file, len) = crate::bodylog::open_for_append(&path)?;
+            Ok(RedoFile {
+                path,
+                file: Arc::new(file),
+                len,
+            })
+        };
         Ok(Self {
-            path,
-            file: Arc::new(file),
-            len,
+            files: [open(REDO_FILES[0])?, open(REDO_FILES[1])?],
+            active: 0,
             buf: Vec::new(),
         })
     }
@@ -71,47 +89,78 @@ impl RedoLog {
         self.buf
             .extend_from_slice(&twox_hash::XxHash32::oneshot(0, payload).to_le_bytes());
         self.buf.extend_from_slice(payload);
-        let mut f: &File = &self.file;
-        if let Err(e) = f.write_all(&self.buf) {
+        let f = &mut self.files[self.active];
+        if let Err(e) = (&*f.file).write_all(&self.buf) {
             // Leave no torn record in front of the next one.
-            let _ = self.file.set_len(self.len);
-            return Err(io_err("cannot write", &self.path, e));
+            let _ = f.file.set_len(f.len);
+            return Err(io_err("cannot write", &f.path, e));
         }
-        self.len += self.buf.len() as u64;
+        f.len += self.buf.len() as u64;
         Ok(())
     }
 
-    /// The file, to flush outside the writer lock.
+    /// The file batches go to, to flush outside the writer lock.
     pub(crate) fn file(&self) -> Arc<File> {
-        self.file.clone()
+        self.files[self.active].file.clone()
     }
 
-    /// Empties the log: call only once every record in it is committed and the WAL is on disk.
+    /// Sends the next batches to the other file, which the caller has emptied (see
+    /// [`empty`]); returns the file left, to empty once the commit that holds its batches is
+    /// on disk.
+    pub(crate) fn switch(&mut self) -> Result<Arc<File>, StoreError> {
+        let left = self.files[self.active].file.clone();
+        self.active ^= 1;
+        let f = &mut self.files[self.active];
+        f.len = f
+            .file
+            .metadata()
+            .map_err(|e| io_err("cannot stat", &f.path, e))?
+            .len();
+        Ok(left)
+    }
+
+    /// Empties both files: call only once every record in them is committed and the WAL is on
+    /// disk.
     pub(crate) fn clear(&mut self) -> Result<(), StoreError> {
-        if self.len == 0 {
-            return Ok(());
+        for f in &mut self.files {
+            if f.len > 0 {
+                f.file
+                    .set_len(0)
+                    .map_err(|e| io_err("cannot empty", &f.path, e))?;
+                f.len = 0;
+            }
         }
-        self.file
-            .set_len(0)
-            .map_err(|e| io_err("cannot empty", &self.path, e))?;
-        self.len = 0;
         Ok(())
     }
 }
 
-/// The records of the log in `data_dir`, in order, up to the first one cut short or corrupt.
+/// Empties a file of the log (see [`RedoLog::switch`]).
+pub(crate) fn empty(file: &File) -> Result<(), StoreError> {
+    file.set_len(0)
+        .map_err(|e| StoreError::unavailable(format!("cannot empty the redo log: {e}")))
+}
+
+/// The records of the log in `data_dir`, in batch order: each file's, up to the first one cut
+/// short or corrupt.
 pub(crate) fn read_records(data_dir: &Path) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    let path = data_dir.join(REDO_FILE);
+    let mut out = Vec::new();
+    for name in REDO_FILES {
+        read_file(&data_dir.join(name), &mut out)?;
+    }
+    out.sort_by_key(|(n, _)| *n);
+    Ok(out)
+}
+
+fn read_file(path: &Path, out: &mut Vec<(u64, Vec<u8>)>) -> Result<(), StoreError> {
     let mut bytes = Vec::new();
-    match File::open(&path) {
+    match File::open(path) {
         Ok(mut f) => {
             f.read_to_end(&mut bytes)
-                .map_err(|e| io_err("cannot read", &path, e))?;
+                .map_err(|e| io_err("cannot read", path, e))?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("cannot open", &path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("cannot open", path, e)),
     }
-    let mut out = Vec::new();
     let mut at = 0usize;
     while bytes.len() - at >= HEADER {
         let h = &bytes[at..at + HEADER];
@@ -131,7 +180,7 @@ pub(crate) fn read_records(data_dir: &Path) -> Result<Vec<(u64, Vec<u8>)>, Store
         out.push((n, payload.to_vec()));
         at += HEADER + len;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Where a stored span's body is in the body log: position and length.

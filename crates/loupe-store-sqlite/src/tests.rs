@@ -439,10 +439,19 @@ fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
     for name in [
         crate::DB_FILE.to_string(),
         format!("{}-wal", crate::DB_FILE),
-        crate::redo::REDO_FILE.to_string(),
     ] {
         if from.join(&name).exists() {
             std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+    copy_logs(from, to);
+}
+
+/// Copies the redo log and the body log only.
+fn copy_logs(from: &std::path::Path, to: &std::path::Path) {
+    for name in crate::redo::REDO_FILES {
+        if from.join(name).exists() {
+            std::fs::copy(from.join(name), to.join(name)).unwrap();
         }
     }
     let bodies = to.join(crate::bodylog::BODIES_DIR);
@@ -538,7 +547,7 @@ async fn a_torn_redo_record_ends_the_replay() {
     let (_live, crashed, _store) = crashed_after_three_batches().await;
     // The last record cut short, as a crash in the middle of its write leaves it (such a batch
     // was never acknowledged).
-    let redo = crashed.path().join(crate::redo::REDO_FILE);
+    let redo = crashed.path().join(crate::redo::REDO_FILES[0]);
     let len = std::fs::metadata(&redo).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -571,7 +580,7 @@ async fn a_torn_redo_record_ends_the_replay() {
 #[tokio::test]
 async fn batches_already_committed_are_never_replayed() {
     let (_live, crashed, _store) = crashed_after_three_batches().await;
-    let stale_redo = std::fs::read(crashed.path().join(crate::redo::REDO_FILE)).unwrap();
+    let stale_redo = std::fs::read(crashed.path().join(crate::redo::REDO_FILES[0])).unwrap();
     {
         let recovered = SqliteStore::open(crashed.path()).unwrap();
         let gone = recovered
@@ -581,7 +590,7 @@ async fn batches_already_committed_are_never_replayed() {
         assert_eq!(gone, 1);
     }
     // A crash can lose the emptying of the redo log: its old records come back.
-    std::fs::write(crashed.path().join(crate::redo::REDO_FILE), stale_redo).unwrap();
+    std::fs::write(crashed.path().join(crate::redo::REDO_FILES[0]), stale_redo).unwrap();
     let reopened = SqliteStore::open(crashed.path()).unwrap();
     assert!(
         reopened
@@ -593,4 +602,59 @@ async fn batches_already_committed_are_never_replayed() {
     );
     loupe_store_conformance::fixtures::check_rollup(&reopened, 1).await;
     assert_eq!(committed_traces(crashed.path()), 2);
+}
+
+#[tokio::test]
+async fn a_commit_lost_before_its_flush_is_replayed_from_both_redo_files() {
+    let (live, crashed, store) = crashed_after_three_batches().await;
+    // `crashed` holds the database as it was before the commit below.
+    drop(store.settled_writer().unwrap());
+    assert_eq!(committed_traces(live.path()), 3);
+    let redo_len = |dir: &std::path::Path, i: usize| {
+        std::fs::metadata(dir.join(crate::redo::REDO_FILES[i]))
+            .unwrap()
+            .len()
+    };
+    assert!(
+        redo_len(live.path(), 0) > 0,
+        "the commit is not flushed yet: the batches stay in the first file"
+    );
+    store.write_spans(trace_spans(4)).await.unwrap();
+    assert!(
+        redo_len(live.path(), 1) > 0,
+        "the next batch went to the other"
+    );
+
+    // A crash loses the commit (its WAL frames never reached the disk), while both redo files
+    // and the bodies are on disk, as every batch was flushed before it was acknowledged.
+    copy_logs(live.path(), crashed.path());
+    assert_eq!(committed_traces(crashed.path()), 0);
+    assert_eq!(crate::redo::read_records(crashed.path()).unwrap().len(), 4);
+    let recovered = SqliteStore::open(crashed.path()).unwrap();
+    for t in 1..=4 {
+        loupe_store_conformance::fixtures::check_rollup(&recovered, t).await;
+    }
+    assert_eq!(redo_len(crashed.path(), 0) + redo_len(crashed.path(), 1), 0);
+    drop(recovered);
+
+    // Live: the commit thread's flush empties the first file and leaves the second alone.
+    store.inner.pay_owed().unwrap();
+    assert_eq!(redo_len(live.path(), 0), 0);
+    assert!(redo_len(live.path(), 1) > 0);
+    // A commit whose owed flush nobody made makes it first, before it switches back.
+    drop(store.settled_writer().unwrap());
+    store.write_spans(trace_spans(5)).await.unwrap();
+    drop(store.settled_writer().unwrap());
+    assert_eq!(
+        redo_len(live.path(), 1),
+        0,
+        "flushed by the commit after it"
+    );
+    assert!(redo_len(live.path(), 0) > 0);
+    drop(store);
+    let reopened = SqliteStore::open(live.path()).unwrap();
+    for t in 1..=5 {
+        loupe_store_conformance::fixtures::check_rollup(&reopened, t).await;
+    }
+    assert_eq!(redo_len(live.path(), 0) + redo_len(live.path(), 1), 0);
 }
