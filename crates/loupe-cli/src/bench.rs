@@ -13,9 +13,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use prost::Message;
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::bench_template;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -473,8 +474,13 @@ pub(crate) fn build_request(
         // Latency varies per trace: a factor between 0.25 and 4.
         let scale = 0.25 + rng.random::<f64>() * 3.75;
         let model = MODELS[rng.random_range(0..MODELS.len())];
-        let session = (rng.random_range(0..4) == 0)
-            .then(|| format!("session-{}", rng.random_range(0..50_000)));
+        let session = (rng.random_range(0..4) == 0).then(|| {
+            format!(
+                "session-{:0width$}",
+                rng.random_range(0..50_000),
+                width = crate::bench_template::SESSION_DIGITS
+            )
+        });
         for (i, (name, ty, start_ms, end_ms)) in layout.iter().enumerate() {
             let mut attributes = vec![
                 sv("mlflow.spanType", (*ty).to_string()),
@@ -675,6 +681,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// Requests built before `bench ingest` starts its clock, each sent again and again as fresh
+/// copies. Their traces differ in texts, models, token counts, durations and errors; 32 of 100
+/// traces give 3,200 combinations, drawn at random.
+const TEMPLATES: usize = 32;
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut child = match &args.server {
         Some(_) => None,
@@ -696,6 +714,22 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
+    // Built before the clock starts; each request is a fresh copy of one (see
+    // `bench_template`).
+    let templates = {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let templates = (0..TEMPLATES)
+            .map(|_| {
+                bench_template::Template::new(&build_request(
+                    &mut rng,
+                    args.traces_per_request,
+                    args.payload_bytes,
+                    0,
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Arc::new(templates)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -706,25 +740,27 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     );
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, endpoint, stop, acked, refused) = (
+        let (client, endpoint, stop, acked, refused, templates) = (
             client.clone(),
             endpoint.clone(),
             stop.clone(),
             acked.clone(),
             refused.clone(),
+            templates.clone(),
         );
-        let (traces, payload) = (args.traces_per_request, args.payload_bytes);
+        let traces = args.traces_per_request;
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
             while !stop.load(Ordering::Relaxed) {
-                let body = build_request(&mut rng, traces, payload, 60_000_000_000).encode_to_vec();
+                let template = &templates[rng.random_range(0..templates.len())];
                 loop {
+                    let body = template.fresh(&mut rng, now_ns(), 60_000_000_000);
                     let start = Instant::now();
                     let resp = client
                         .post(&endpoint)
                         .header("content-type", "application/x-protobuf")
-                        .body(body.clone())
+                        .body(body)
                         .send()
                         .await?;
                     let status = resp.status();

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_query;
+mod bench_template;
 mod client;
 mod maintain;
 mod serve;
