@@ -35,7 +35,8 @@ pub struct SpanBody {
 /// that arrived together, and the span's place in it.
 #[derive(Debug, Clone)]
 pub struct BodyPart {
-    /// LZ4-compressed JSON array of [`SpanBody`] (one frame, with a content checksum).
+    /// LZ4-compressed MessagePack array of [`SpanBody`] (one frame, with a content checksum;
+    /// see [`encode_spans`]).
     pub group: Arc<Vec<u8>>,
     /// Index of this span's body in the array.
     pub index: u32,
@@ -112,7 +113,7 @@ const METADATA_RESOURCE_KEYS: &[&str] = &[
 
 /// Spans of one trace compressed together at most (bounds what reading one span decompresses).
 const MAX_GROUP_SPANS: usize = 64;
-/// Uncompressed JSON bytes per group at most.
+/// Uncompressed bytes per group at most.
 const MAX_GROUP_BYTES: usize = 256 * 1024;
 
 /// Serializes and compresses spans: the bodies of the spans of one trace are compressed together
@@ -120,6 +121,13 @@ const MAX_GROUP_BYTES: usize = 256 * 1024;
 /// when measured with zstd, and compresses better, since spans of a trace repeat keys,
 /// resource and much text. The
 /// result keeps the order of `spans`. CPU work: run it off the async executor.
+///
+/// A group is a MessagePack array of bodies (maps, as JSON would have them), not JSON: strings
+/// go in as they are instead of escaped one byte at a time (inputs and outputs are often JSON
+/// inside a string, all quotes), and read back without unescaping. On the benchmark's trace
+/// groups (5 spans, ~6.5 KB): serializing 10.2 µs in JSON against 5.0 µs, parsing (what the
+/// text indexer and every read do) 12.2 µs against 7.8 µs, and 1% fewer bytes compressed.
+/// Groups written as JSON before are still read (see [`decode_bodies`]).
 pub fn encode_spans(spans: Vec<Span>) -> Vec<EncodedSpan> {
     // Which spans go into which group: spans of a trace in request order, split by the caps.
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -136,47 +144,52 @@ pub fn encode_spans(spans: Vec<Span>) -> Vec<EncodedSpan> {
     }
     let mut slots: Vec<Option<Span>> = spans.into_iter().map(Some).collect();
     let mut out: Vec<Option<EncodedSpan>> = (0..slots.len()).map(|_| None).collect();
-    let mut json = Vec::with_capacity(8 * 1024);
+    let mut buf = Vec::with_capacity(8 * 1024);
     for members in groups {
         let mut pending: Vec<(usize, EncodedSpan)> = Vec::with_capacity(members.len());
-        json.clear();
-        json.push(b'[');
+        start_group(&mut buf);
         for i in members {
             let Some(span) = slots[i].take() else {
                 continue;
             };
-            if json.len() > MAX_GROUP_BYTES && !pending.is_empty() {
-                flush_group(&mut json, &mut pending, &mut out);
-                json.push(b'[');
+            if buf.len() > MAX_GROUP_BYTES && !pending.is_empty() {
+                flush_group(&mut buf, &mut pending, &mut out);
+                start_group(&mut buf);
             }
             let (encoded, body) = split(span);
-            if pending.is_empty() {
-                // Serializing a map of JSON values cannot fail.
-                let _ = serde_json::to_writer(&mut json, &body);
-            } else {
-                json.push(b',');
-                let _ = serde_json::to_writer(&mut json, &body);
-            }
+            // Serializing maps of JSON values into a vector cannot fail.
+            let _ = rmp_serde::encode::write_named(&mut buf, &body);
             pending.push((i, encoded));
         }
-        flush_group(&mut json, &mut pending, &mut out);
+        flush_group(&mut buf, &mut pending, &mut out);
     }
     out.into_iter().flatten().collect()
 }
 
+/// MessagePack's marker of an array with a 32-bit length.
+const MSGPACK_ARRAY32: u8 = 0xdd;
+
+/// Starts a group: an array whose length [`flush_group`] fills in.
+fn start_group(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.push(MSGPACK_ARRAY32);
+    buf.extend_from_slice(&[0; 4]);
+}
+
 /// Compresses the open group and hands each of its spans its part.
 fn flush_group(
-    json: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
     pending: &mut Vec<(usize, EncodedSpan)>,
     out: &mut [Option<EncodedSpan>],
 ) {
     if pending.is_empty() {
-        json.clear();
+        buf.clear();
         return;
     }
-    json.push(b']');
-    let group = Arc::new(compress(json));
-    json.clear();
+    let n = u32::try_from(pending.len()).unwrap_or(u32::MAX);
+    buf[1..5].copy_from_slice(&n.to_be_bytes());
+    let group = Arc::new(compress(buf));
+    buf.clear();
     for (index, (i, mut span)) in pending.drain(..).enumerate() {
         span.body = BodyPart {
             group: group.clone(),
@@ -257,26 +270,26 @@ fn split(span: Span) -> (EncodedSpan, SpanBody) {
 /// The frame is written here around `lz4_flex`'s block compressor rather than with its frame
 /// encoder, which allocates ~150 KiB of buffers per frame: for frames of a few KiB that cost
 /// as much as the compression.
-fn compress(json: &[u8]) -> Vec<u8> {
+fn compress(content: &[u8]) -> Vec<u8> {
     thread_local! {
         // Scratch space for one compressed block, reused by every frame of the thread.
         static BLOCK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(
             vec![0; lz4_flex::block::get_maximum_output_size(LZ4_BLOCK)]
         );
     }
-    let mut out = Vec::with_capacity(json.len() / 2 + 64);
+    let mut out = Vec::with_capacity(content.len() / 2 + 64);
     out.extend_from_slice(&LZ4_MAGIC);
     let descriptor_at = out.len();
     // Version 1, independent blocks, content size and content checksum present.
     out.push(0b0110_1100);
     // Blocks of at most 64 KiB.
     out.push(0x40);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(content.len() as u64).to_le_bytes());
     let hc = (twox_hash::XxHash32::oneshot(0, &out[descriptor_at..]) >> 8) as u8;
     out.push(hc);
     BLOCK.with(|b| {
         let mut block = b.borrow_mut();
-        for chunk in json.chunks(LZ4_BLOCK) {
+        for chunk in content.chunks(LZ4_BLOCK) {
             match lz4_flex::block::compress_into(chunk, &mut block) {
                 Ok(n) if n < chunk.len() => {
                     out.extend_from_slice(&(n as u32).to_le_bytes());
@@ -292,7 +305,7 @@ fn compress(json: &[u8]) -> Vec<u8> {
         }
     });
     out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&twox_hash::XxHash32::oneshot(0, json).to_le_bytes());
+    out.extend_from_slice(&twox_hash::XxHash32::oneshot(0, content).to_le_bytes());
     out
 }
 
@@ -304,14 +317,14 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// The first four bytes of an LZ4 frame.
 const LZ4_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
 
-/// Decompresses and parses a stored body blob: a group (a JSON array of bodies) or, as written
-/// before groups, a single body. The blob is an LZ4 frame, a zstd frame (as written before
-/// LZ4) or raw JSON (marked by its `[` or `{`).
+/// Decompresses and parses a stored body blob: a group (an array of bodies, in MessagePack or,
+/// as written before, JSON) or, as written before groups, a single JSON body. The blob is an
+/// LZ4 frame, a zstd frame (as written before LZ4) or raw JSON (marked by its `[` or `{`).
 pub fn decode_bodies(bytes: &[u8]) -> Result<Vec<SpanBody>, StoreError> {
     let corrupt =
         |e: &dyn std::fmt::Display| StoreError::internal(format!("corrupt span body: {e}"));
     let owned;
-    let json = match bytes.first() {
+    let content = match bytes.first() {
         Some(b'[' | b'{') => bytes,
         _ if bytes.starts_with(&LZ4_MAGIC) => {
             use std::io::Read;
@@ -328,12 +341,16 @@ pub fn decode_bodies(bytes: &[u8]) -> Result<Vec<SpanBody>, StoreError> {
         }
         _ => return Err(corrupt(&"neither an LZ4 nor a zstd frame")),
     };
-    if json.first() == Some(&b'[') {
-        serde_json::from_slice(json).map_err(|e| corrupt(&e))
-    } else {
-        serde_json::from_slice(json)
+    match content.first().copied() {
+        Some(b'[') => serde_json::from_slice(content).map_err(|e| corrupt(&e)),
+        Some(b'{') => serde_json::from_slice(content)
             .map(|b| vec![b])
-            .map_err(|e| corrupt(&e))
+            .map_err(|e| corrupt(&e)),
+        // MessagePack arrays: fixarray, array 16, array 32.
+        Some(0x90..=0x9f | 0xdc | MSGPACK_ARRAY32) => {
+            rmp_serde::from_slice(content).map_err(|e| corrupt(&e))
+        }
+        _ => Err(corrupt(&"not an array of span bodies")),
     }
 }
 
@@ -493,6 +510,64 @@ mod tests {
         let bodies = decode_bodies(&old).unwrap();
         assert_eq!(bodies[0].kind, 2);
         assert_eq!(bodies[0].attributes["a"], json!("zstd"));
+    }
+
+    #[test]
+    fn every_kind_of_value_reads_back_from_messagepack() {
+        let mut s = span(3, 1, "<script>alert(\"x\")</script> 退款 \u{1F600}");
+        s.attributes.insert(
+            "values".into(),
+            json!({
+                "null": null, "t": true, "f": false, "small": 7, "neg": -42,
+                "big": u64::MAX, "min": i64::MIN, "float": 0.25, "whole_float": 3.0,
+                "nested": [[1, "two", {"three": [3.5]}], {}],
+                "empty": "", "quotes": "{\"question\": \"a\\\"b\"}"
+            }),
+        );
+        s.events = vec![SpanEvent {
+            name: "exception".into(),
+            time_ns: u64::MAX - 1,
+            attributes: Map::from_iter([("exception.message".to_string(), json!("boom"))]),
+        }];
+        s.links = vec![SpanLink {
+            trace_id: TraceId([9; 16]),
+            span_id: SpanId([8; 8]),
+            attributes: Map::new(),
+        }];
+        s.resource = Map::from_iter([("service.name".to_string(), json!("svc"))]);
+        s.scope = Some(("lib".into(), "1.2".into()));
+        s.kind = 3;
+        let want = SpanBody {
+            kind: s.kind,
+            attributes: s.attributes.clone(),
+            events: s.events.clone(),
+            links: s.links.clone(),
+            resource: s.resource.clone(),
+            scope: s.scope.clone(),
+        };
+        let e = encode_spans(vec![s, span(3, 2, "second")]);
+        let bodies = decode_bodies(&e[0].body.group).unwrap();
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(
+            bodies[0], want,
+            "field for field, numbers keeping their kind"
+        );
+        assert_eq!(
+            bodies[1].attributes["mlflow.spanInputs"]["q"],
+            json!("second")
+        );
+        assert_eq!(bodies[1].scope, None);
+    }
+
+    #[test]
+    fn groups_written_as_json_before_still_read() {
+        let json = br#"[{"kind":2,"attributes":{"a":"json"}},{"kind":1,"scope":["l","1"]}]"#;
+        let bodies = decode_bodies(&compress(json)).unwrap();
+        assert_eq!(bodies[0].attributes["a"], json!("json"));
+        assert_eq!(bodies[1].scope, Some(("l".into(), "1".into())));
+        let single = decode_bodies(&compress(br#"{"kind":4}"#)).unwrap();
+        assert_eq!(single[0].kind, 4);
+        assert!(decode_bodies(&compress(b"\x01\x02")).is_err());
     }
 
     #[test]
