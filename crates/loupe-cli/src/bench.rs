@@ -686,6 +686,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// traces give 3,200 combinations, drawn at random.
 const TEMPLATES: usize = 32;
 
+/// Length of the stretches `bench ingest` reports the speed of.
+const STRETCH: Duration = Duration::from_secs(5);
+
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -782,10 +785,18 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     let mut peak_kb = 0;
+    // Speed over each stretch of the run, to see whether it holds.
+    let mut stretches = Vec::new();
+    let (mut mark_t, mut mark_n) = (t0, 0);
     while t0.elapsed() < Duration::from_secs(args.seconds) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Some(pid) = pid {
             peak_kb = peak_kb.max(rss_kb(pid, "VmRSS:").unwrap_or(0));
+        }
+        if mark_t.elapsed() >= STRETCH {
+            let n = acked.load(Ordering::Relaxed);
+            stretches.push((n - mark_n) as f64 / mark_t.elapsed().as_secs_f64());
+            (mark_t, mark_n) = (Instant::now(), n);
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -807,6 +818,15 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         args.traces_per_request * 5,
         args.concurrency,
         refused.load(Ordering::Relaxed),
+    );
+    println!(
+        "spans/s per {} s: {}",
+        STRETCH.as_secs(),
+        stretches
+            .iter()
+            .map(|r| format!("{:.0}k", r / 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "latency per request: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

@@ -99,20 +99,25 @@ struct OpenTx {
 }
 
 /// How long span batches gather in the writer's open transaction before it commits (see
-/// [`redo`]); a read, or any other write, commits it at once. Chosen on a first build without
-/// the redo log (server alone, `loupe bench ingest --server`, one 8 s run each): a commit per
-/// batch 92k spans/s, every 250 ms 112k, every second 113k, so a longer wait buys little. With
-/// the redo log, `loupe bench ingest` (10 s, alternating): 93.7k-106.1k against 79.7k-87.5k.
+/// [`redo`]); a read, or any other write, commits it at once. Trace starts arrive up to a
+/// minute out of order and trace ids in none, so each new trace inserts at random points of the
+/// start indexes and the trace id index; the longer the transaction, the more of those inserts
+/// land on a page it has dirtied already, and the fewer pages its commit copies into the WAL.
+/// That matters more as the indexes grow: under `loupe bench ingest` (20 s, alternating runs),
+/// committing every 250 ms gave 92.4k and 94.3k spans/s, falling from ~125k in the first 5 s to
+/// ~80k in the last; every second, 102.8k and 106.7k, with 99k and 105k in the last 5 s. (An
+/// 8 s measurement, before the redo log, had found little difference: the indexes were still
+/// small.) Reads under ingest commit what gathered since the read before.
 /// Unit tests never commit on time, so every read in them goes through the commit that reads
 /// make first.
 pub(crate) const COMMIT_EVERY: std::time::Duration = if cfg!(test) {
     std::time::Duration::from_secs(3_600)
 } else {
-    std::time::Duration::from_millis(250)
+    std::time::Duration::from_secs(1)
 };
 
 /// Spans past which the open transaction commits whatever its age (bounds its dirty pages).
-const MAX_OPEN_SPANS: usize = 100_000;
+const MAX_OPEN_SPANS: usize = 250_000;
 
 /// Copies committed WAL frames into the database file on its own thread and connection, so the
 /// writer's commits never pay for it (the writer's automatic checkpoints are off).
