@@ -94,7 +94,9 @@ pub struct EncodedSpan {
     pub user_id: Option<String>,
     /// Project.
     pub project: String,
-    /// Trace metadata this span contributes when it is the first of its trace.
+    /// Trace metadata this span contributes when it is the first of its trace. Only the first
+    /// span of each trace in a call to [`encode_spans`] carries it (the others leave it empty):
+    /// the stores read it from the first span of a trace in a batch.
     pub trace_metadata: Map<String, Value>,
     /// The compressed body.
     pub body: BodyPart,
@@ -145,6 +147,7 @@ pub fn encode_spans(spans: Vec<Span>) -> Vec<EncodedSpan> {
     let mut slots: Vec<Option<Span>> = spans.into_iter().map(Some).collect();
     let mut out: Vec<Option<EncodedSpan>> = (0..slots.len()).map(|_| None).collect();
     let mut buf = Vec::with_capacity(8 * 1024);
+    let mut described: std::collections::HashSet<TraceId> = std::collections::HashSet::new();
     for members in groups {
         let mut pending: Vec<(usize, EncodedSpan)> = Vec::with_capacity(members.len());
         start_group(&mut buf);
@@ -156,7 +159,9 @@ pub fn encode_spans(spans: Vec<Span>) -> Vec<EncodedSpan> {
                 flush_group(&mut buf, &mut pending, &mut out);
                 start_group(&mut buf);
             }
-            let (encoded, body) = split(span);
+            // Only a trace's first span gives it metadata (see `EncodedSpan::trace_metadata`).
+            let first = described.insert(span.trace_id);
+            let (encoded, body) = split(span, first);
             // Serializing maps of JSON values into a vector cannot fail.
             let _ = rmp_serde::encode::write_named(&mut buf, &body);
             pending.push((i, encoded));
@@ -207,15 +212,17 @@ pub fn encode_span(span: Span) -> EncodedSpan {
 }
 
 /// The columns of a span, and its body (the body part is filled in by the group).
-fn split(span: Span) -> (EncodedSpan, SpanBody) {
+fn split(span: Span, with_metadata: bool) -> (EncodedSpan, SpanBody) {
     let mut trace_metadata = Map::new();
-    for key in METADATA_RESOURCE_KEYS {
-        if let Some(v) = span.resource.get(*key) {
-            trace_metadata.insert((*key).to_string(), v.clone());
+    if with_metadata {
+        for key in METADATA_RESOURCE_KEYS {
+            if let Some(v) = span.resource.get(*key) {
+                trace_metadata.insert((*key).to_string(), v.clone());
+            }
         }
-    }
-    if let Some(c) = span.derived.convention {
-        trace_metadata.insert("loupe.convention".into(), Value::String(c.into()));
+        if let Some(c) = span.derived.convention {
+            trace_metadata.insert("loupe.convention".into(), Value::String(c.into()));
+        }
     }
     let model = span.derived.model().map(str::to_string);
     let body = SpanBody {
@@ -460,6 +467,32 @@ mod tests {
             assert_eq!(body.attributes["mlflow.spanInputs"]["q"], json!(text));
         }
         assert!(decode_body_at(&e[1].body.group, 2).is_err());
+    }
+
+    #[test]
+    fn the_first_span_of_each_trace_carries_its_metadata() {
+        let with_service = |trace, id| {
+            let mut s = span(trace, id, "x");
+            s.resource = Map::from_iter([("service.name".to_string(), json!("svc"))]);
+            s
+        };
+        let e = encode_spans(vec![
+            with_service(1, 1),
+            with_service(2, 2),
+            with_service(1, 3),
+        ]);
+        assert_eq!(e[0].trace_metadata.get("service.name"), Some(&json!("svc")));
+        assert_eq!(e[1].trace_metadata.get("service.name"), Some(&json!("svc")));
+        assert!(
+            e[2].trace_metadata.is_empty(),
+            "a trace's later spans carry none"
+        );
+        let body = decode_body_at(&e[2].body.group, e[2].body.index as usize).unwrap();
+        assert_eq!(
+            body.resource.get("service.name"),
+            Some(&json!("svc")),
+            "bodies keep it"
+        );
     }
 
     #[test]
