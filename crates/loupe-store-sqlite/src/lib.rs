@@ -142,8 +142,9 @@ struct Checkpointer {
 /// rewind holds the writer for a commit's worth of copying and a flush of the database file:
 /// 35-57 ms under `loupe bench ingest`, where at 8,192 pages it came every third commit. At
 /// 32,768 it comes four times less often: 80.6k and 84.2k spans/s against 75.9k and 77.6k
-/// (alternating 10 s runs). Reads do not slow down with the length: SQLite only looks a page up
-/// in the frames not yet copied back.
+/// (alternating 10 s runs; a later pair showed no difference, within the machine's swing).
+/// Reads do not slow down with the length: SQLite only looks a page up in the frames not yet
+/// copied back.
 const WAL_REWIND_FRAMES: i64 = 32_768;
 /// Frames the writer may be left to copy itself when it rewinds the WAL. Less than one commit's
 /// worth and the checkpointer, a commit behind after every pass, never lets the writer rewind
