@@ -105,7 +105,8 @@ struct OpenTx {
 /// land on a page it has dirtied already, and the fewer pages its commit copies into the WAL.
 /// That matters more as the indexes grow: under `loupe bench ingest` (20 s, alternating runs),
 /// committing every 250 ms gave 92.4k and 94.3k spans/s, falling from ~125k in the first 5 s to
-/// ~80k in the last; every second, 102.8k and 106.7k, with 99k and 105k in the last 5 s. (An
+/// ~80k in the last; every second (with the writer's cache and WAL limit of
+/// `schema::configure`, raised with it), 102.8k and 106.7k, with 99k and 105k in the last 5 s. (An
 /// 8 s measurement, before the redo log, had found little difference: the indexes were still
 /// small.) Reads under ingest commit what gathered since the read before.
 /// Unit tests never commit on time, so every read in them goes through the commit that reads

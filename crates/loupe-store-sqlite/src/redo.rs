@@ -124,9 +124,7 @@ impl RedoLog {
     pub(crate) fn clear(&mut self) -> Result<(), StoreError> {
         for f in &mut self.files {
             if f.len > 0 {
-                f.file
-                    .set_len(0)
-                    .map_err(|e| io_err("cannot empty", &f.path, e))?;
+                empty(&f.file)?;
                 f.len = 0;
             }
         }
