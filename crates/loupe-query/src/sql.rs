@@ -176,6 +176,19 @@ fn lower_as(expr: &Expr, dialect: Dialect, spans: bool) -> Lowered {
     out
 }
 
+/// SQLite's indexes by start time (`traces_by_start`, `traces_by_project_start`,
+/// `traces_errors`) are keyed by this bucket of the start (2^28 ns, ~268 ms), then by `seq`
+/// (arrival order), so a new trace is appended at the end of its bucket instead of inserted at
+/// a random place among a minute of late-reported starts. A condition on `start_ns` also bounds
+/// the bucket, which is what SQLite can search the index by; newest-first pages order by the
+/// bucket, then sort within it.
+pub const SQLITE_START_BUCKET: &str = "(t.start_ns >> 28)";
+
+/// The bucket of a start time, as [`SQLITE_START_BUCKET`] computes it.
+pub fn sqlite_start_bucket(start_ns: i64) -> i64 {
+    start_ns >> 28
+}
+
 /// A JSON path for a tag or metadata key, as SQLite's `json_extract` reads it.
 pub fn json_path(key: &str) -> String {
     format!("$.\"{key}\"")
@@ -464,14 +477,33 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         } => {
             let lo = ms.saturating_mul(1_000_000);
             let hi = ms.saturating_add(1).saturating_mul(1_000_000);
-            let (sql, params): (&str, Vec<i64>) = match op {
-                CmpOp::Eq => ("(# >= ? AND # < ?)", vec![lo, hi]),
-                CmpOp::Ne => ("(# < ? OR # >= ?)", vec![lo, hi]),
-                CmpOp::Gt => ("(# >= ?)", vec![hi]),
-                CmpOp::Ge => ("(# >= ?)", vec![lo]),
-                CmpOp::Lt => ("(# < ?)", vec![lo]),
-                CmpOp::Le => ("(# < ?)", vec![hi]),
+            let (sql, mut params): (&str, Vec<i64>) = match op {
+                CmpOp::Eq => ("(# >= ? AND # < ?", vec![lo, hi]),
+                CmpOp::Ne => ("(# < ? OR # >= ?", vec![lo, hi]),
+                CmpOp::Gt => ("(# >= ?", vec![hi]),
+                CmpOp::Ge => ("(# >= ?", vec![lo]),
+                CmpOp::Lt => ("(# < ?", vec![lo]),
+                CmpOp::Le => ("(# < ?", vec![hi]),
             };
+            let mut sql = sql.to_string();
+            // SQLite: the bucket the index is searched by (implied by the condition, so the
+            // same under NOT).
+            if out.dialect == Dialect::Sqlite && matches!(field, Field::Trace(TraceField::Start)) {
+                let b = SQLITE_START_BUCKET;
+                let bucket = match op {
+                    CmpOp::Eq => Some(format!(" AND {b} >= ? AND {b} <= ?")),
+                    CmpOp::Ne => None,
+                    CmpOp::Gt | CmpOp::Ge => Some(format!(" AND {b} >= ?")),
+                    CmpOp::Lt | CmpOp::Le => Some(format!(" AND {b} <= ?")),
+                };
+                if let Some(bucket) = bucket {
+                    sql.push_str(&bucket);
+                    let buckets: Vec<i64> =
+                        params.iter().map(|&p| sqlite_start_bucket(p)).collect();
+                    params.extend(buckets);
+                }
+            }
+            sql.push(')');
             let mut col = Lowered {
                 dialect: out.dialect,
                 ..Lowered::default()
@@ -655,13 +687,38 @@ mod tests {
     #[test]
     fn millisecond_times_cover_their_millisecond() {
         let l = low("timestamp_ms = 5");
-        assert_eq!(l.sql, "(t.start_ns >= ? AND t.start_ns < ?)");
-        assert_eq!(l.params, vec![Param::Int(5_000_000), Param::Int(6_000_000)]);
+        assert_eq!(
+            l.sql,
+            "(t.start_ns >= ? AND t.start_ns < ? \
+             AND (t.start_ns >> 28) >= ? AND (t.start_ns >> 28) <= ?)"
+        );
+        assert_eq!(
+            l.params,
+            vec![
+                Param::Int(5_000_000),
+                Param::Int(6_000_000),
+                Param::Int(0),
+                Param::Int(0)
+            ]
+        );
+        let l = low("start >= 1800000000000");
+        assert_eq!(l.sql, "(t.start_ns >= ? AND (t.start_ns >> 28) >= ?)");
+        assert_eq!(
+            l.params,
+            vec![
+                Param::Int(1_800_000_000_000_000_000),
+                Param::Int(1_800_000_000_000_000_000 >> 28)
+            ]
+        );
+        let l = low("start != 5");
+        assert_eq!(l.sql, "(t.start_ns < ? OR t.start_ns >= ?)");
+        let l = postgres(&crate::parse("start >= 5", 0).unwrap());
+        assert_eq!(l.sql, "(t.start_ns >= ?::bigint)");
         let l = low("end > 5");
         assert_eq!(l.sql, "(t.end_ns >= ?)");
         assert_eq!(l.params, vec![Param::Int(6_000_000)]);
         let l = low("start <= 5");
-        assert_eq!(l.params, vec![Param::Int(6_000_000)]);
+        assert_eq!(l.params, vec![Param::Int(6_000_000), Param::Int(0)]);
     }
 
     #[test]

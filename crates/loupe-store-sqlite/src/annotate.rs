@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::db_err;
 use crate::read::{TRACE_COLUMNS, trace_row};
 use crate::write::to_i64;
+use loupe_query::sql::{SQLITE_START_BUCKET as BUCKET, sqlite_start_bucket};
 
 use loupe_model::now_ms;
 
@@ -302,17 +303,21 @@ pub(crate) fn delete_traces(
             max_start_ms,
             limit,
         } => {
+            // Oldest first, read from the project's start index by bucket, named as pages
+            // name it (see `read::page_index`).
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, trace_id FROM traces WHERE project = ?1 AND start_ns <= ?2 \
-                     ORDER BY start_ns, seq LIMIT ?3",
-                )
+                .prepare_cached(&format!(
+                    "SELECT seq, trace_id FROM traces t INDEXED BY traces_by_project_start \
+                     WHERE project = ?1 AND start_ns <= ?2 \
+                     AND {BUCKET} <= ?4 ORDER BY {BUCKET}, start_ns, seq LIMIT ?3"
+                ))
                 .map_err(db_err)?;
             let max_ns = max_start_ms
                 .saturating_mul(1_000_000)
                 .saturating_add(999_999);
             let limit = limit.map_or(i64::MAX, to_i64);
-            stmt.query_map(params![project, max_ns, limit], |r| {
+            let bucket = sqlite_start_bucket(max_ns);
+            stmt.query_map(params![project, max_ns, limit, bucket], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .map_err(db_err)?

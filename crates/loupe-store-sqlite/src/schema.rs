@@ -134,6 +134,22 @@ CREATE TABLE loupe_meta (
 ) WITHOUT ROWID;
 INSERT INTO loupe_meta (key, value) VALUES ('redo_applied', 0);
 "#,
+    // Version 7: the indexes by start time are keyed by a ~268 ms bucket of the start, then by
+    // arrival (`seq`), and hold the start after those (see
+    // `loupe_query::sql::SQLITE_START_BUCKET`). Starts arrive up to a minute late, so an index
+    // keyed by the start took one random page per new trace among a minute of traces (at full
+    // ingest, more pages than the cache holds), and each commit copied them all into the WAL;
+    // now each bucket has one page being appended to. `loupe bench ingest` with these three
+    // indexes dropped ran at 135k spans/s against 95k over 60 s.
+    r#"
+DROP INDEX traces_by_start;
+CREATE INDEX traces_by_start ON traces ((start_ns >> 28), seq, start_ns, status, duration_ms,
+    input_tokens, output_tokens, total_tokens, cost_usd, project);
+DROP INDEX traces_by_project_start;
+CREATE INDEX traces_by_project_start ON traces (project, (start_ns >> 28), seq, start_ns);
+DROP INDEX traces_errors;
+CREATE INDEX traces_errors ON traces ((start_ns >> 28), seq, start_ns) WHERE status = 2;
+"#,
 ];
 
 /// Per-connection settings.

@@ -109,14 +109,7 @@ pub(crate) fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatsGroup>
         sql.push_str(&l.sql);
         bind(l.params, &mut args);
     }
-    if let Some(t) = q.start_from_ms {
-        sql.push_str(" AND t.start_ns >= ?");
-        args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
-    }
-    if let Some(t) = q.start_to_ms {
-        sql.push_str(" AND t.start_ns < ?");
-        args.push(SqlValue::Integer(t.saturating_mul(1_000_000)));
-    }
+    crate::read::push_start_range(&mut sql, &mut args, q.start_from_ms, q.start_to_ms);
     let nkeys = q.group_by.len();
     let mut groups: HashMap<Vec<String>, (Vec<Value>, Acc)> = HashMap::new();
     let mut stmt = conn.prepare(&sql).map_err(db_err)?;

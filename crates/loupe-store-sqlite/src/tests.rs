@@ -262,6 +262,26 @@ async fn pages_follow_start_order_whatever_the_arrival_order() {
         }
     }
     assert_eq!(seen, expected, "newest first across pages");
+    // Ordered by start explicitly (MLflow's `order_by`), oldest first, paged by offset.
+    let mut oldest_first = Vec::new();
+    loop {
+        let page = store
+            .list_traces(TraceQuery {
+                limit: 11,
+                order: vec![(loupe_store::OrderKey::Start, false)],
+                offset: oldest_first.len(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        oldest_first.extend(page.traces.iter().map(|t| t.start_ns));
+        if page.next_cursor.is_none() {
+            break;
+        }
+    }
+    expected.reverse();
+    assert_eq!(oldest_first, expected, "oldest first across pages");
+    expected.reverse();
 
     // Time ranges in ms, some inside a second and some across a second's edge.
     let edge_ms = (1_700_000_000_000_000_000i64 >> 30 << 30) / 1_000_000;
@@ -311,41 +331,82 @@ async fn trace_pages_are_read_in_start_index_order() {
     let store = SqliteStore::open(dir.path()).unwrap();
     drop(store);
     let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
-    let plan = |filter: &str| -> String {
-        let sql = format!(
-            "EXPLAIN QUERY PLAN SELECT seq, name FROM traces t WHERE 1 = 1{filter} \
-             AND start_ns >= ? AND (start_ns, seq) < (?, ?) \
-             ORDER BY start_ns DESC, seq DESC LIMIT 51"
-        );
-        let mut stmt = conn.prepare(&sql).unwrap();
-        let n = stmt.parameter_count();
+    crate::fts::attach(&conn, dir.path()).unwrap();
+    // The plan of the SQL a page runs.
+    let plan = |q: &TraceQuery| -> String {
+        let (sql, args) = crate::read::page_sql(&conn, q, 5_000, false).unwrap();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt
-            .query_map(
-                rusqlite::params_from_iter(std::iter::repeat_n(1i64, n)),
-                |r| r.get::<_, String>(3),
-            )
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
             .unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     };
-    let with_session = format!(
-        " AND {}",
-        loupe_query::sql::sqlite(
-            &loupe_query::parse("session_id IS NOT NULL AND cost_usd > 0.001", 0).unwrap()
-        )
-        .sql
-    );
-    for (filter, index) in [
-        ("", "traces_by_start"),
-        (" AND project = ?", "traces_by_project_start"),
-        (" AND status = 2", "traces_errors"),
-        (" AND status = 1", "traces_by_start"),
+    let filtered = |f: &str| TraceQuery {
+        filter: Some(loupe_query::parse(f, 0).unwrap()),
+        limit: 50,
+        ..Default::default()
+    };
+    let plain = TraceQuery {
+        limit: 50,
+        ..Default::default()
+    };
+    let cases = [
+        (plain.clone(), "traces_by_start"),
+        (
+            TraceQuery {
+                start_from_ms: Some(1_000),
+                cursor: Some(loupe_store::Cursor {
+                    start_ns: 5_000_000_000,
+                    seq: 7,
+                }),
+                ..plain.clone()
+            },
+            "traces_by_start",
+        ),
+        (
+            TraceQuery {
+                order: vec![(loupe_store::OrderKey::Start, false)],
+                ..plain.clone()
+            },
+            "traces_by_start",
+        ),
+        (
+            TraceQuery {
+                project: Some("p".into()),
+                ..plain.clone()
+            },
+            "traces_by_project_start",
+        ),
+        (
+            TraceQuery {
+                status: Some(SpanStatus::Error),
+                ..plain.clone()
+            },
+            "traces_errors",
+        ),
+        (filtered("status = 'ERROR'"), "traces_errors"),
+        (filtered("status = 'OK'"), "traces_by_start"),
+        (filtered("name = 'agent'"), "traces_by_start"),
         // Not the session index: a quarter of all traces, to be sorted whole.
-        (with_session.as_str(), "traces_by_start"),
-    ] {
-        let p = plan(filter);
-        assert!(p.contains(index), "{filter}: {p}");
-        assert!(!p.contains("B-TREE"), "{filter}: never sorted: {p}");
+        (
+            filtered("session_id IS NOT NULL AND cost_usd > 0.001"),
+            "traces_by_start",
+        ),
+        // A condition checked trace by trace: in start order, so that the page stops early.
+        (
+            filtered("span.type = 'TOOL' AND span.status = 'ERROR'"),
+            "traces_by_start",
+        ),
+    ];
+    for (q, index) in cases {
+        let p = plan(&q);
+        assert!(p.contains(&format!("INDEX {index}")), "{q:?}: {p}");
+        // Sorted within a start bucket only: never the whole result.
+        assert!(!p.contains("TEMP B-TREE FOR ORDER BY"), "{q:?}: {p}");
     }
+    // One session's traces: its own index.
+    let p = plan(&filtered("session_id = 's-1'"));
+    assert!(p.contains("INDEX traces_by_session (session_id=?)"), "{p}");
 }
 
 /// Frames in the WAL now (0 once it was restarted).
