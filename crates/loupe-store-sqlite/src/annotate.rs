@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::db_err;
 use crate::read::{TRACE_COLUMNS, trace_row};
-use crate::write::to_i64;
+use crate::write::{SEQ_OF_ID, add_trace_id, remove_trace_id, to_i64};
 use loupe_query::sql::{SQLITE_START_BUCKET as BUCKET, sqlite_start_bucket};
 
 use loupe_model::now_ms;
@@ -129,7 +129,7 @@ fn summary(
     trace_id: &TraceId,
 ) -> Result<Option<(i64, TraceSummary)>, StoreError> {
     conn.prepare_cached(&format!(
-        "SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ?1"
+        "SELECT {TRACE_COLUMNS} FROM traces WHERE seq = {SEQ_OF_ID}"
     ))
     .map_err(db_err)?
     .query_row([&trace_id.0[..]], trace_row)
@@ -171,6 +171,7 @@ pub(crate) fn upsert_trace_info(
                 ],
             )
             .map_err(db_err)?;
+            add_trace_id(&tx, u.trace_id, tx.last_insert_rowid())?;
         }
         Some((seq, old)) => {
             let mut tags = old.tags.clone();
@@ -285,7 +286,7 @@ pub(crate) fn delete_traces(
         TraceSelection::Ids(ids) => {
             let mut v = Vec::with_capacity(ids.len());
             let mut stmt = conn
-                .prepare_cached("SELECT seq FROM traces WHERE trace_id = ?1")
+                .prepare_cached(&format!("SELECT seq FROM traces WHERE seq = {SEQ_OF_ID}"))
                 .map_err(db_err)?;
             for id in ids {
                 if let Some(seq) = stmt
@@ -355,6 +356,7 @@ pub(crate) fn delete_traces(
             deleted += tx
                 .execute("DELETE FROM traces WHERE seq = ?1", [seq])
                 .map_err(db_err)? as u64;
+            remove_trace_id(&tx, id)?;
         }
         tx.commit().map_err(db_err)?;
         let seqs: Vec<i64> = chunk.iter().map(|(seq, _)| *seq).collect();
@@ -436,10 +438,10 @@ pub(crate) fn trace_models(
     ids: &[TraceId],
 ) -> Result<std::collections::HashMap<TraceId, Vec<String>>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT DISTINCT s.model FROM traces t JOIN spans s ON s.trace_seq = t.seq \
-             WHERE t.trace_id = ?1 AND s.model IS NOT NULL ORDER BY s.model",
-        )
+        .prepare_cached(&format!(
+            "SELECT DISTINCT s.model FROM spans s WHERE s.trace_seq = {SEQ_OF_ID} \
+                 AND s.model IS NOT NULL ORDER BY s.model"
+        ))
         .map_err(db_err)?;
     let mut out = std::collections::HashMap::new();
     for id in ids {

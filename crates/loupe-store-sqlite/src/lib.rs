@@ -62,6 +62,9 @@ struct Inner {
     queries: PriorityPool,
     /// Matches past which a `text ~` word counts as common (see `read::text_plan`).
     common_text: std::sync::atomic::AtomicI64,
+    /// Recent trace ids past which a commit moves them to the large table (see
+    /// [`write::SEQ_OF_ID`]).
+    merge_ids_at: std::sync::atomic::AtomicUsize,
     /// Held for its `Drop`: stops the thread after a last checkpoint.
     _checkpointer: Option<Checkpointer>,
     /// Set when the writer should complete a checkpoint (see [`Checkpointer`]).
@@ -82,6 +85,8 @@ struct Writer {
     open: Option<OpenTx>,
     /// A batch's redo record, built while it is applied (reused).
     record: Vec<u8>,
+    /// Trace ids in `trace_ids_recent` (see [`write::SEQ_OF_ID`]).
+    recent_ids: usize,
 }
 
 /// A commit of span batches that is not known to be on disk yet: the body log segment it
@@ -332,6 +337,7 @@ fn replay(
             &rows,
             Some(&at),
             &mut Vec::new(),
+            &mut 0,
         )
         .and_then(|_| set_batch_mark(conn, n));
         match applied {
@@ -349,6 +355,15 @@ fn replay(
     conn.execute_batch("COMMIT").map_err(db_err)?;
     tracing::info!(batches = last.saturating_sub(u64::try_from(mark).unwrap_or(0)), spans = spans_in, took = ?started.elapsed(), "redo log replayed");
     Ok(last)
+}
+
+/// Trace ids in `trace_ids_recent`.
+fn recent_ids(conn: &Connection) -> Result<usize, StoreError> {
+    conn.query_row("SELECT count(*) FROM trace_ids_recent", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| usize::try_from(n).unwrap_or(0))
+    .map_err(db_err)
 }
 
 /// Records, in the open transaction, that it holds span batches up to `n`.
@@ -414,6 +429,7 @@ impl Inner {
             log,
             redo,
             record,
+            recent_ids,
             ..
         } = w;
         record.clear();
@@ -427,6 +443,7 @@ impl Inner {
                 spans,
                 None,
                 record,
+                recent_ids,
             )?;
             // Bodies first, so a redo record never points past what the log holds.
             log.flush_pending()?;
@@ -467,6 +484,17 @@ impl Inner {
     fn commit(&self, w: &mut Writer) -> Result<(), StoreError> {
         if w.open.is_none() {
             return Ok(());
+        }
+        if w.recent_ids >= self.merge_ids_at.load(Ordering::Relaxed) {
+            let started = std::time::Instant::now();
+            match write::merge_recent_ids(&w.conn) {
+                Ok(()) => {
+                    tracing::debug!(ids = w.recent_ids, took = ?started.elapsed(), "recent trace ids merged");
+                    w.recent_ids = 0;
+                }
+                // Both tables are read, so the ids stay found; the next commit tries again.
+                Err(e) => tracing::warn!(error = %e, "cannot merge the recent trace ids"),
+            }
         }
         if let Err(e) = w.conn.execute_batch("COMMIT") {
             tracing::error!(error = %e, "commit failed; replaying the redo log");
@@ -534,6 +562,7 @@ impl Inner {
             );
         }
         w.next_batch = last + 1;
+        w.recent_ids = recent_ids(&w.conn)?;
         self.uncommitted.store(false, Ordering::Release);
         Ok(())
     }
@@ -575,6 +604,7 @@ impl SqliteStore {
         let inner = Arc::new(Inner {
             path,
             writer: Mutex::new(Writer {
+                recent_ids: recent_ids(&writer)?,
                 conn: writer,
                 log,
                 redo,
@@ -588,6 +618,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             queries: PriorityPool::new("loupe-query", QUERY_THREADS, QUERY_NICE),
             common_text: std::sync::atomic::AtomicI64::new(read::COMMON_TEXT),
+            merge_ids_at: std::sync::atomic::AtomicUsize::new(write::MERGE_RECENT_IDS),
             _checkpointer: Some(checkpointer),
             rewind,
             text,
@@ -606,6 +637,13 @@ impl SqliteStore {
             i64::try_from(documents).unwrap_or(i64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// Sets how many new trace ids a commit moves to the large table at once (default
+    /// 262,144); tests use a few, to read and write across merges.
+    #[doc(hidden)]
+    pub fn set_trace_id_merge_threshold(&self, ids: usize) {
+        self.inner.merge_ids_at.store(ids.max(1), Ordering::Relaxed);
     }
 
     fn common_text(&self) -> i64 {

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::bodylog::LogReader;
 use crate::db_err;
-use crate::write::to_i64;
+use crate::write::{SEQ_OF_ID, to_i64};
 
 /// The columns that locate a span's body, in this order, for [`Bodies::get`].
 pub(crate) const BODY_COLUMNS: &str = "s.body_pos, s.body_len, s.body_idx, \
@@ -478,7 +478,7 @@ pub(crate) fn get_trace(
 ) -> Result<Option<TraceDetail>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ?1"
+            "SELECT {TRACE_COLUMNS} FROM traces WHERE seq = {SEQ_OF_ID}"
         ))
         .map_err(db_err)?;
     let Some((seq, summary)) = stmt

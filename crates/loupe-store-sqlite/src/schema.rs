@@ -150,6 +150,60 @@ CREATE INDEX traces_by_project_start ON traces (project, (start_ns >> 28), seq, 
 DROP INDEX traces_errors;
 CREATE INDEX traces_errors ON traces ((start_ns >> 28), seq, start_ns) WHERE status = 2;
 "#,
+    // Version 8: trace ids are looked up in two tables instead of a unique index on `traces`
+    // (see `write::SEQ_OF_ID`): new ids go to the small `trace_ids_recent`, which the writer
+    // moves into `trace_ids` in id order once it holds `MERGE_RECENT_IDS` (one pass over the
+    // large index, instead of a random page of it for every new trace and commit). `traces`
+    // is copied into a table without the unique constraint, which SQLite cannot drop in place.
+    r#"
+-- No NOT NULL on `seq`: a constraint that could fail makes SQLite keep a statement journal of
+-- every page the merge (`INSERT … SELECT`) touches, in memory.
+CREATE TABLE trace_ids (
+    trace_id BLOB    PRIMARY KEY,
+    seq      INTEGER
+) WITHOUT ROWID;
+CREATE TABLE trace_ids_recent (
+    trace_id BLOB    PRIMARY KEY,
+    seq      INTEGER
+) WITHOUT ROWID;
+INSERT INTO trace_ids (trace_id, seq) SELECT trace_id, seq FROM traces ORDER BY trace_id;
+CREATE TABLE traces_v8 (
+    seq           INTEGER PRIMARY KEY,
+    trace_id      BLOB    NOT NULL,
+    project       TEXT    NOT NULL,
+    name          TEXT    NOT NULL DEFAULT '',
+    start_ns      INTEGER NOT NULL,
+    end_ns        INTEGER NOT NULL,
+    duration_ms   INTEGER NOT NULL DEFAULT 0,
+    status        INTEGER NOT NULL DEFAULT 0,
+    root_status   INTEGER,
+    has_root      INTEGER NOT NULL DEFAULT 0,
+    span_count    INTEGER NOT NULL DEFAULT 0,
+    error_count   INTEGER NOT NULL DEFAULT 0,
+    input_tokens  INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    total_tokens  INTEGER NOT NULL DEFAULT 0,
+    cost_usd      REAL    NOT NULL DEFAULT 0,
+    session_id    TEXT,
+    user_id       TEXT,
+    tags          TEXT    NOT NULL DEFAULT '{}',
+    metadata      TEXT    NOT NULL DEFAULT '{}',
+    info          TEXT    NOT NULL DEFAULT '{}'
+);
+INSERT INTO traces_v8 (seq, trace_id, project, name, start_ns, end_ns, duration_ms, status,
+    root_status, has_root, span_count, error_count, input_tokens, output_tokens, total_tokens,
+    cost_usd, session_id, user_id, tags, metadata, info)
+    SELECT seq, trace_id, project, name, start_ns, end_ns, duration_ms, status, root_status,
+    has_root, span_count, error_count, input_tokens, output_tokens, total_tokens, cost_usd,
+    session_id, user_id, tags, metadata, info FROM traces;
+DROP TABLE traces;
+ALTER TABLE traces_v8 RENAME TO traces;
+CREATE INDEX traces_by_start ON traces ((start_ns >> 28), seq, start_ns, status, duration_ms,
+    input_tokens, output_tokens, total_tokens, cost_usd, project);
+CREATE INDEX traces_by_project_start ON traces (project, (start_ns >> 28), seq, start_ns);
+CREATE INDEX traces_errors ON traces ((start_ns >> 28), seq, start_ns) WHERE status = 2;
+CREATE INDEX traces_by_session ON traces (session_id, start_ns) WHERE session_id IS NOT NULL;
+"#,
 ];
 
 /// Per-connection settings.

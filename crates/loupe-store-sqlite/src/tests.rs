@@ -719,3 +719,90 @@ async fn a_commit_lost_before_its_flush_is_replayed_from_both_redo_files() {
     }
     assert_eq!(redo_len(live.path(), 0) + redo_len(live.path(), 1), 0);
 }
+
+fn id_counts(dir: &std::path::Path) -> (i64, i64) {
+    let c = rusqlite::Connection::open(dir.join(crate::DB_FILE)).unwrap();
+    let count = |t: &str| -> i64 {
+        c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    (count("trace_ids"), count("trace_ids_recent"))
+}
+
+#[tokio::test]
+async fn trace_ids_are_found_across_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_trace_id_merge_threshold(3);
+    // Half of each trace, then a read (which commits: every third new trace moves the recent
+    // ids to the large table).
+    for t in 1..=8u8 {
+        store
+            .write_spans(trace_spans(t)[..2].to_vec())
+            .await
+            .unwrap();
+        store.list_traces(TraceQuery::default()).await.unwrap();
+    }
+    assert_eq!(id_counts(dir.path()), (6, 2), "two merges of three ids");
+    // The whole of each trace: two new spans and two duplicates, whichever table holds its id.
+    for t in 1..=8u8 {
+        let out = store.write_spans(trace_spans(t)).await.unwrap();
+        assert_eq!((out.inserted, out.duplicates), (2, 2), "trace {t}");
+    }
+    for t in 1..=8u8 {
+        loupe_store_conformance::fixtures::check_rollup(&store, t).await;
+    }
+    let page = store
+        .list_traces(TraceQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.traces.len(), 8, "one row per trace");
+    // Deleted from either table: gone, and a new trace if it comes again.
+    let deleted = store
+        .delete_traces(loupe_store::TraceSelection::Ids(vec![
+            TraceId([2; 16]),
+            TraceId([8; 16]),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert_eq!(id_counts(dir.path()), (5, 1));
+    assert!(store.get_trace(TraceId([8; 16])).await.unwrap().is_none());
+    let out = store.write_spans(trace_spans(2)).await.unwrap();
+    assert_eq!((out.inserted, out.duplicates), (4, 0));
+    loupe_store_conformance::fixtures::check_rollup(&store, 2).await;
+    // A trace the client announced first (MLflow's StartTraceV3) is found by its spans.
+    store
+        .upsert_trace_info(loupe_store::TraceInfoUpdate {
+            trace_id: TraceId([9; 16]),
+            project: "default".into(),
+            start_ns: None,
+            duration_ns: None,
+            status: None,
+            name: Some("announced".into()),
+            session_id: None,
+            user_id: None,
+            tags: serde_json::Map::new(),
+            metadata: serde_json::Map::new(),
+            info: serde_json::Map::new(),
+        })
+        .await
+        .unwrap();
+    let out = store.write_spans(trace_spans(9)).await.unwrap();
+    assert_eq!(out.inserted, 4);
+    let announced = |d: loupe_store::TraceDetail| (d.summary.name, d.summary.span_count);
+    let d = store.get_trace(TraceId([9; 16])).await.unwrap().unwrap();
+    assert_eq!(announced(d), ("span-1".to_string(), 4));
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    for t in [1, 2, 3, 4, 5, 6, 7] {
+        loupe_store_conformance::fixtures::check_rollup(&store, t).await;
+    }
+    let d = store.get_trace(TraceId([9; 16])).await.unwrap().unwrap();
+    assert_eq!(announced(d), ("span-1".to_string(), 4));
+    let (large, recent) = id_counts(dir.path());
+    assert_eq!(large + recent, 8);
+}
