@@ -212,9 +212,6 @@ pub(crate) fn apply_spans(
         find_trace: conn
             .prepare_cached(&format!("SELECT {SEQ_OF_ID}"))
             .map_err(db_err)?,
-        insert_id: conn
-            .prepare_cached("INSERT INTO trace_ids_recent (trace_id, seq) VALUES (?1, ?2)")
-            .map_err(db_err)?,
         new_traces: 0,
         update_trace: conn.prepare_cached(UPDATE_TRACE).map_err(db_err)?,
         span_exists: conn
@@ -242,7 +239,6 @@ struct Statements<'c> {
     find_trace: CachedStatement<'c>,
     update_trace: CachedStatement<'c>,
     span_exists: CachedStatement<'c>,
-    insert_id: CachedStatement<'c>,
     /// Traces created so far.
     new_traces: usize,
 }
@@ -312,10 +308,7 @@ fn write_trace(
         ])
         .map_err(db_err)?;
     let seq = stmts.conn.last_insert_rowid();
-    stmts
-        .insert_id
-        .execute(params![&trace_id.0[..], seq])
-        .map_err(db_err)?;
+    add_trace_id(stmts.conn, trace_id, seq)?;
     stmts.new_traces += 1;
     for ((s, body), _) in group.iter_mut().zip(&unique).filter(|(_, u)| **u) {
         *body = insert_span(&mut stmts.insert_span, place, seq, s, *body)?;
