@@ -211,9 +211,8 @@ pub(crate) fn page_sql(
     common_text: i64,
     post_filtered: bool,
 ) -> Result<(String, Vec<SqlValue>), StoreError> {
-    // `INDEXED BY` is spliced in here once the conditions are known.
-    let mut sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE 1 = 1");
-    let from_end = sql.find(" WHERE").unwrap_or(sql.len());
+    // The conditions and order; the SELECT goes in front once the index is chosen.
+    let mut sql = String::from(" WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
     let mut text_listed = false;
     if let Some(p) = &q.project {
@@ -302,10 +301,13 @@ pub(crate) fn page_sql(
             i64::try_from(q.offset).unwrap_or(i64::MAX),
         ));
     }
-    if let Some(index) = page_index(q, text_listed) {
-        sql.insert_str(from_end, &format!(" INDEXED BY {index}"));
-    }
-    Ok((sql, args))
+    let indexed = page_index(q, text_listed)
+        .map(|index| format!(" INDEXED BY {index}"))
+        .unwrap_or_default();
+    Ok((
+        format!("SELECT {TRACE_COLUMNS} FROM traces t{indexed}{sql}"),
+        args,
+    ))
 }
 
 /// The start index a page in start order reads, when SQLite's planner is not to choose.
@@ -355,8 +357,8 @@ pub(crate) fn page_index(q: &TraceQuery, text_listed: bool) -> Option<&'static s
             Expr::Cmp {
                 field: Field::Trace(TraceField::Status),
                 op: CmpOp::Eq,
-                value: Literal::Int(2),
-            }
+                value: Literal::Int(code),
+            } if *code == SpanStatus::Error.code()
         )
     };
     Some(if q.project.is_some() {
