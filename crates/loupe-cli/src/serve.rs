@@ -79,6 +79,8 @@ async fn shutdown_signal() {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let prices = Arc::new(load_prices(args.prices.as_deref())?);
+    // The server's log goes to stderr, filtered by `LOUPE_LOG` (tracing's `EnvFilter` syntax:
+    // `info`, `loupe_store_sqlite=debug,warn`); unset or not a valid filter, `warn`.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LOUPE_LOG")

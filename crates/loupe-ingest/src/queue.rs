@@ -3,8 +3,9 @@
 //! Requests take permits from a span budget before they are queued; when the budget is spent
 //! the request fails at once (the transport answers 503 / UNAVAILABLE with a retry hint), so
 //! memory stays bounded whatever the load. One writer task drains the queue: it takes every
-//! request waiting, writes them in one transaction (one fsync for all of them) and only then
-//! answers each. While a transaction commits, the next batch gathers.
+//! request waiting, hands them to the store in one [`TraceStore::write_spans`] call (one flush
+//! to disk for all of them) and only then answers each. While a batch is being written, the
+//! next one gathers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use crate::IngestError;
 pub struct QueueConfig {
     /// Spans that may wait for the writer at once (decoded and encoded, in memory).
     pub max_queued_spans: usize,
-    /// The most spans written in one transaction.
+    /// The most spans in one batch (one [`TraceStore::write_spans`] call).
     pub max_batch_spans: usize,
 }
 
@@ -138,13 +139,12 @@ impl IngestQueue {
 /// single thread; at the same priority the decoders took its core away about half of the time,
 /// and it was what limited ingest. At nice 5 the writer gets about three quarters of a core the
 /// decoders contend for, and the decoders still come before queries and the text indexer (nice
-/// 10). Measured on 2 cores (`loupe bench ingest`, 10 s, alternating runs): nice 0 57.3k and
-/// 53.4k spans/s, nice 5 68.1k and 59.3k, nice 10 64.7k and 67.3k.
+/// 10) (figures: docs/performance.md, "Ingest decode pool and priorities").
 pub const DECODE_NICE: i32 = 5;
 
-/// Decode tasks at once: one per core. Measured on 2 cores (`loupe bench ingest`, 10 s runs):
-/// 1 task 67k spans/s, 2 tasks 77k, 4 tasks 64k (p99 683 ms); unbounded, sixteen requests
-/// decoding at once starved the single writer thread, which limits ingest.
+/// Decode tasks at once: one per core. One task in all, or two per core, ingested less;
+/// unbounded, sixteen requests decoding at once starved the single writer thread, which limits
+/// ingest (figures: docs/performance.md, "Ingest decode pool and priorities").
 fn decode_threads() -> usize {
     std::thread::available_parallelism()
         .map(std::num::NonZero::get)

@@ -6,6 +6,7 @@
 //! rules of a [`TraceSummary`], and [`normalize`], which lifts the LLM fields (span type, model,
 //! token usage, inputs and outputs) out of the attribute conventions clients use.
 
+mod assessment;
 mod ids;
 pub mod normalize;
 pub mod pricing;
@@ -45,8 +46,30 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+pub use assessment::{
+    Assessment, AssessmentError, AssessmentKind, AssessmentSource, AssessmentValue, SourceType,
+};
 pub use ids::{IdError, SpanId, TraceId};
 pub use span::{Span, SpanEvent, SpanLink, SpanStatus, TraceStatus, TraceSummary};
+
+/// Longest trace tag key, in bytes (MLflow's limit, which its clients expect).
+pub const MAX_TAG_KEY: usize = 250;
+/// Longest trace tag value, in bytes (MLflow's limit).
+pub const MAX_TAG_VALUE: usize = 8_000;
+
+/// Why a trace tag cannot be set, if it cannot: every door that sets tags checks this.
+pub fn check_tag(key: &str, value: &str) -> Result<(), String> {
+    if key.trim().is_empty() {
+        return Err("tag keys must not be empty".into());
+    }
+    if key.len() > MAX_TAG_KEY {
+        return Err(format!("tag keys are at most {MAX_TAG_KEY} characters"));
+    }
+    if value.len() > MAX_TAG_VALUE {
+        return Err("tag values are at most 8,000 characters".into());
+    }
+    Ok(())
+}
 
 /// The project a trace belongs to when the sender names none.
 pub const DEFAULT_PROJECT: &str = "default";

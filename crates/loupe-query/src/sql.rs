@@ -194,17 +194,6 @@ pub fn json_path(key: &str) -> String {
     format!("$.\"{key}\"")
 }
 
-/// PostgreSQL's JSONB value of an assessment field, inside the EXISTS over `assessments a`.
-fn pg_assessment(kind: AssessmentKind) -> &'static str {
-    match kind {
-        AssessmentKind::Feedback => "(a.body #> '{feedback,value}')",
-        AssessmentKind::Expectation => {
-            "coalesce(a.body #> '{expectation,value}', \
-             a.body #> '{expectation,serialized_value,value}')"
-        }
-    }
-}
-
 /// Pushes the column expression of a field (binding JSON paths as parameters). `numeric` says
 /// the value is compared with a number (PostgreSQL reads JSON values as numbers then, with
 /// booleans as 1 and 0, as SQLite's `json_extract` does).
@@ -225,16 +214,13 @@ fn column_for(field: &Field, numeric: bool, out: &mut Lowered) {
                 out.sql.push(')');
                 return;
             }
-            Field::Assessment(kind, _) => {
-                let v = pg_assessment(*kind);
-                if numeric {
-                    out.sql.push_str(&format!(
-                        "(CASE jsonb_typeof({v}) WHEN 'number' THEN ({v} #>> '{{}}')::float8 \
-                         WHEN 'boolean' THEN (CASE WHEN {v} = 'true'::jsonb THEN 1.0 ELSE 0.0 END) END)"
-                    ));
+            // Numbers and booleans (as 1 and 0) compare as numbers; anything as its text.
+            Field::Assessment(..) => {
+                out.sql.push_str(if numeric {
+                    "a.value_num"
                 } else {
-                    out.sql.push_str(&format!("({v} #>> '{{}}')"));
-                }
+                    "a.value_text"
+                });
                 return;
             }
             Field::Span(SpanField::DurationMs) => {
@@ -291,15 +277,10 @@ fn column(field: &Field, out: &mut Lowered) {
             out.sql.push(')');
             return;
         }
-        // Inside the EXISTS over `assessments a` that `lower` opens.
-        Field::Assessment(AssessmentKind::Feedback, _) => {
-            "json_extract(a.body, '$.feedback.value')"
-        }
+        // Inside the EXISTS over `assessments a` that `lower` opens: a number (or a boolean as 1
+        // and 0) as a number, anything else as its text, as SQLite compares mixed types.
+        Field::Assessment(..) => "coalesce(a.value_num, a.value_text)",
         Field::SpanAttribute(_) => "NULL",
-        Field::Assessment(AssessmentKind::Expectation, _) => {
-            "coalesce(json_extract(a.body, '$.expectation.value'), \
-             json_extract(a.body, '$.expectation.serialized_value.value'))"
-        }
     };
     out.sql.push_str(col);
 }
@@ -364,27 +345,25 @@ fn field_of(e: &Expr) -> Option<&Field> {
 
 /// A condition on an assessment: "some valid assessment of the trace with that name whose value
 /// satisfies it"; `IS NULL` means "no such assessment".
-fn lower_assessment(e: &Expr, name: &str, out: &mut Lowered) {
+fn lower_assessment(e: &Expr, kind: AssessmentKind, name: &str, out: &mut Lowered) {
     let (open, body): (&str, Option<&Expr>) = match e {
         Expr::IsNull { negated: false, .. } => ("NOT EXISTS", None),
         Expr::IsNull { negated: true, .. } => ("EXISTS", None),
         other => ("EXISTS", Some(other)),
     };
     out.sql.push_str(open);
-    if out.pg() {
-        out.sql.push_str(
-            " (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
-             AND coalesce(a.body -> 'valid', 'true'::jsonb) != 'false'::jsonb \
-             AND (a.body ->> 'assessment_name') = ",
-        );
-    } else {
-        out.sql.push_str(
-            " (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
-             AND coalesce(json_extract(a.body, '$.valid'), 1) != 0 \
-             AND json_extract(a.body, '$.assessment_name') = ",
-        );
-    }
+    out.sql
+        .push_str(" (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND a.name = ");
     out.param(Param::Text(name.to_string()));
+    out.sql.push_str(match kind {
+        AssessmentKind::Feedback => " AND a.kind = 'feedback'",
+        AssessmentKind::Expectation => " AND a.kind = 'expectation'",
+    });
+    out.sql.push_str(if out.pg() {
+        " AND a.valid"
+    } else {
+        " AND a.valid = 1"
+    });
     if let Some(cond) = body {
         out.sql.push_str(" AND ");
         lower_inner(cond, true, out);
@@ -404,7 +383,7 @@ fn fts5_for(words: &str, out: &Lowered) -> String {
 
 fn lower(e: &Expr, in_span: bool, out: &mut Lowered) {
     match field_of(e) {
-        Some(Field::Assessment(_, name)) => return lower_assessment(e, name, out),
+        Some(Field::Assessment(kind, name)) => return lower_assessment(e, *kind, name, out),
         // Checked after SQL, on the candidates' spans (`crate::post`); the parser allows these
         // only under AND, where "true" leaves the rest of the query to decide.
         Some(Field::SpanAttribute(_)) => {
@@ -742,9 +721,8 @@ mod tests {
         assert_eq!(
             l.sql,
             "((t.status = 1) AND EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
-             AND coalesce(json_extract(a.body, '$.valid'), 1) != 0 \
-             AND json_extract(a.body, '$.assessment_name') = ? \
-             AND (json_extract(a.body, '$.feedback.value') > ?)))"
+             AND a.name = ? AND a.kind = 'feedback' AND a.valid = 1 \
+             AND (coalesce(a.value_num, a.value_text) > ?)))"
         );
         assert_eq!(
             l.params,
@@ -799,20 +777,14 @@ mod tests {
     #[test]
     fn postgres_reads_assessment_values_as_numbers_or_text() {
         let l = pg("feedback.correct = true");
+        assert!(l.sql.contains("a.value_num = ?::bigint"), "{}", l.sql);
         assert!(
-            l.sql
-                .contains("jsonb_typeof((a.body #> '{feedback,value}'))"),
+            l.sql.contains("a.kind = 'feedback' AND a.valid"),
             "{}",
             l.sql
         );
-        assert!(l.sql.contains("= ?::bigint"), "{}", l.sql);
         let l = pg("feedback.label = 'good'");
-        assert!(
-            l.sql
-                .contains("((a.body #> '{feedback,value}') #>> '{}') = ?::text"),
-            "{}",
-            l.sql
-        );
+        assert!(l.sql.contains("a.value_text = ?::text"), "{}", l.sql);
     }
 
     #[test]

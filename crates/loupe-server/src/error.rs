@@ -1,5 +1,11 @@
 //! Errors → responses, in one place per protocol.
 //!
+//! [`Failure`] is what a store or ingest error means to a client, decided once here; each
+//! protocol then has one table from it to its own status: the JSON API (`ApiError`), OTLP/HTTP
+//! (`OtlpError`), gRPC (`grpc::to_status`), MLflow (`mlflow::errors`) and the UI
+//! (`ui::failure_page`). No client ever sees an internal message: an internal failure is logged
+//! with an error id, and the client gets only that id.
+//!
 //! The JSON API answers `{"error": {"code": ..., "message": ...}}`. OTLP answers a
 //! `google.rpc.Status` in the request's own encoding, as the OTLP/HTTP specification asks; its
 //! JSON form also carries the `error` object, so every JSON error Loupe sends has that shape.
@@ -10,6 +16,74 @@ use loupe_ingest::{Encoding, IngestError};
 use loupe_store::{ErrorKind, StoreError};
 use prost::Message;
 use serde_json::json;
+
+/// What a failure means to a client, whatever the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The request is wrong; the message says how (it was written for the client).
+    BadRequest(String),
+    /// What the request names does not exist.
+    NotFound(String),
+    /// What the request would create exists already.
+    AlreadyExists(String),
+    /// Retry later: the queue is full, the store is busy, or the server is stopping.
+    Unavailable(&'static str),
+    /// A bug or a broken disk: logged under this id, which is all the client sees.
+    Internal(String),
+}
+
+impl Failure {
+    /// The message a client sees.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::BadRequest(m) | Failure::NotFound(m) | Failure::AlreadyExists(m) => m.clone(),
+            Failure::Unavailable(m) => (*m).to_string(),
+            Failure::Internal(id) => {
+                format!("internal error {id}; the server log has the details")
+            }
+        }
+    }
+
+    /// Whether retrying the same request later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Failure::Unavailable(_))
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e.kind {
+            ErrorKind::InvalidInput => Failure::BadRequest(e.message),
+            ErrorKind::NotFound => Failure::NotFound(e.message),
+            ErrorKind::AlreadyExists => Failure::AlreadyExists(e.message),
+            ErrorKind::Unavailable | ErrorKind::Conflict => {
+                tracing::warn!(error = %e, "store unavailable");
+                Failure::Unavailable("the store is busy; retry later")
+            }
+            _ => Failure::internal(&e),
+        }
+    }
+}
+
+impl From<IngestError> for Failure {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::BadRequest(m) => Failure::BadRequest(m),
+            IngestError::Overloaded => Failure::Unavailable("the write queue is full; retry later"),
+            IngestError::ShuttingDown => Failure::Unavailable("the server is shutting down"),
+            IngestError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl Failure {
+    /// Logs an internal error under a new id.
+    pub fn internal(e: &dyn std::fmt::Display) -> Self {
+        let id = crate::util::random_hex()[..16].to_string();
+        tracing::error!(error_id = %id, error = %e, "internal error");
+        Failure::Internal(id)
+    }
+}
 
 /// An error of the JSON API.
 #[derive(Debug)]
@@ -42,24 +116,32 @@ impl ApiError {
     }
 }
 
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        let (status, code) = match &f {
+            Failure::BadRequest(_) => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+            Failure::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Failure::AlreadyExists(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+            Failure::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            Failure::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        };
+        Self {
+            status,
+            code,
+            message: f.message(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e.kind {
-            ErrorKind::InvalidInput => Self::bad_request(e.message),
-            ErrorKind::Unavailable => Self {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "UNAVAILABLE",
-                message: e.message,
-            },
-            _ => {
-                tracing::error!(error = %e, "store error");
-                Self {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "INTERNAL",
-                    message: "internal error; see the server log".into(),
-                }
-            }
-        }
+        Failure::from(e).into()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        Failure::from(e).into()
     }
 }
 
@@ -107,22 +189,19 @@ impl OtlpError {
 
     /// Maps an ingest failure, keeping its class.
     pub fn from_ingest(e: IngestError, encoding: Encoding, retry_after: u32) -> Self {
-        let status = match &e {
-            IngestError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            IngestError::Overloaded | IngestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            IngestError::Store(s) if s.kind == ErrorKind::Unavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            IngestError::Store(s) => {
-                tracing::error!(error = %s, "ingest write failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+        let f = Failure::from(e);
+        let status = match &f {
+            Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Failure::NotFound(_) => StatusCode::NOT_FOUND,
+            Failure::AlreadyExists(_) => StatusCode::CONFLICT,
+            Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {
             status,
-            message: e.to_string(),
+            message: f.message(),
             encoding,
-            retry_after: e.is_retryable().then_some(retry_after),
+            retry_after: f.is_retryable().then_some(retry_after),
         }
     }
 

@@ -17,6 +17,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use crate::AppState;
+use crate::error::Failure;
 use crate::otlp_http::project_from;
 
 pub(crate) struct Otlp {
@@ -31,19 +32,15 @@ pub(crate) fn service(state: AppState) -> TraceServiceServer<Otlp> {
         .max_decoding_message_size(limit)
 }
 
+/// gRPC's table of failures.
 fn to_status(e: IngestError) -> Status {
-    match e {
-        IngestError::BadRequest(m) => Status::invalid_argument(m),
-        e @ (IngestError::Overloaded | IngestError::ShuttingDown) => {
-            Status::unavailable(e.to_string())
-        }
-        IngestError::Store(s) if s.kind == loupe_store::ErrorKind::Unavailable => {
-            Status::unavailable(s.to_string())
-        }
-        IngestError::Store(s) => {
-            tracing::error!(error = %s, "ingest write failed");
-            Status::internal("storage failed; see the server log")
-        }
+    let f = Failure::from(e);
+    match &f {
+        Failure::BadRequest(_) => Status::invalid_argument(f.message()),
+        Failure::NotFound(_) => Status::not_found(f.message()),
+        Failure::AlreadyExists(_) => Status::already_exists(f.message()),
+        Failure::Unavailable(_) => Status::unavailable(f.message()),
+        Failure::Internal(_) => Status::internal(f.message()),
     }
 }
 

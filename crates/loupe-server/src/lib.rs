@@ -13,12 +13,13 @@ mod grpc;
 mod mlflow;
 mod otlp_http;
 mod ui;
+mod util;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use loupe_ingest::IngestQueue;
 use loupe_store::TraceStore;
 use tokio::net::TcpListener;
@@ -64,6 +65,20 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/traces", get(api::list_traces))
         .route("/api/v1/traces/{trace_id}", get(api::get_trace))
+        .route(
+            "/api/v1/traces/{trace_id}/assessments",
+            post(api::post_assessments),
+        )
+        .route(
+            "/api/v1/traces/{trace_id}/tags/{key}",
+            put(api::put_tag).delete(api::delete_tag),
+        )
+        .route(
+            "/api/v1/assessments/{assessment_id}",
+            get(api::get_assessment)
+                .patch(api::patch_assessment)
+                .delete(api::delete_assessment),
+        )
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/spans", get(api::list_spans))
         .route("/api/v1/sessions", get(api::list_sessions))

@@ -1,4 +1,4 @@
-//! `POST /v1/traces`: OTLP over HTTP, protobuf or JSON.
+//! `POST /v1/traces` and `POST /v1/logs`: OTLP over HTTP, protobuf or JSON.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -63,8 +63,9 @@ pub(crate) async fn project_from(
     Some(crate::mlflow::project_for_experiment_id(state, &id).await)
 }
 
-/// Reads the bounded body and decodes it on the blocking pool (decode, normalize and compress
-/// are CPU work). Shared by both signals.
+/// Reads the bounded body and decodes it on ingest's decode threads
+/// ([`loupe_ingest::IngestQueue::cpu`]: one per core, at nice 5, so the span writer gets the
+/// CPU first), as decode, normalize and compress are CPU work. Shared by both signals.
 async fn decode<T: Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,

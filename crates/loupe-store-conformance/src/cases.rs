@@ -1,14 +1,17 @@
 //! The store's behaviour: idempotent writes and roll-ups, trace info from clients, tags,
 //! assessments, deletes, events, experiments, sessions, recompute.
 
-use loupe_model::{SpanEvent, SpanId, SpanStatus, TraceId};
+use loupe_model::{
+    AssessmentError, AssessmentKind, AssessmentSource, AssessmentValue, SourceType, SpanEvent,
+    SpanId, SpanStatus, TraceId,
+};
 use loupe_store::{
     ErrorKind, ExperimentKey, Recompute, SessionQuery, SpanBodies, TraceQuery, TraceSelection,
     TraceStore,
 };
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
-use crate::fixtures::{MS, check_rollup, seed_query_data, span, trace_spans};
+use crate::fixtures::{MS, check_rollup, feedback, seed_query_data, span, trace_spans};
 
 /// A trace written in one batch rolls up.
 pub async fn rollups_in_order(store: &dyn TraceStore) {
@@ -419,19 +422,15 @@ pub async fn tags_assessments_and_deletes(store: &dyn TraceStore) {
         .expect("summaries")
         .remove(0);
     assert_eq!(s.tags, Map::from_iter([("k".to_string(), json!("v"))]));
-    let a = loupe_store::Assessment {
-        assessment_id: "a-1".into(),
-        trace_id: one,
-        create_time_ms: 5,
-        body: json!({"assessment_name": "quality", "feedback": {"value": 0.9}}),
-    };
-    assert!(store.put_assessment(one, a.clone()).await.expect("put"));
-    assert!(
-        !store
-            .put_assessment(TraceId([9; 16]), a)
-            .await
-            .expect("put")
-    );
+    let a = feedback("a-1", one, "quality", json!(0.9), 5);
+    store.put_assessments(vec![a.clone()]).await.expect("put");
+    let mut elsewhere = a;
+    elsewhere.trace_id = TraceId([9; 16]);
+    let err = store
+        .put_assessments(vec![elsewhere])
+        .await
+        .expect_err("no such trace");
+    assert_eq!(err.kind, ErrorKind::NotFound);
     let q = loupe_query::parse("feedback.quality > 0.5", 0).expect("parses");
     let page = store
         .list_traces(TraceQuery {
@@ -487,39 +486,19 @@ pub async fn tags_assessments_and_deletes(store: &dyn TraceStore) {
 pub async fn assessments_replace_list_and_delete(store: &dyn TraceStore) {
     store.write_spans(trace_spans(1)).await.expect("write");
     let one = TraceId([1; 16]);
-    let mk = |id: &str, t: i64, v: f64| loupe_store::Assessment {
-        assessment_id: id.into(),
-        trace_id: one,
-        create_time_ms: t,
-        body: json!({"assessment_name": "q", "feedback": {"value": v}}),
-    };
-    assert!(
-        store
-            .put_assessment(one, mk("a-2", 20, 0.1))
-            .await
-            .expect("put")
-    );
-    assert!(
-        store
-            .put_assessment(one, mk("a-1", 10, 0.2))
-            .await
-            .expect("put")
-    );
-    assert!(
-        store
-            .put_assessment(one, mk("a-2", 20, 0.7))
-            .await
-            .expect("put")
-    );
+    let mk = |id: &str, t: i64, v: f64| feedback(id, one, "q", json!(v), t);
+    for a in [mk("a-2", 20, 0.1), mk("a-1", 10, 0.2), mk("a-2", 20, 0.7)] {
+        store.put_assessments(vec![a]).await.expect("put");
+    }
     let got = store.assessments(vec![one]).await.expect("list");
     assert_eq!(
         got.iter()
             .map(|a| (
-                a.assessment_id.as_str(),
-                a.body["feedback"]["value"].clone()
+                a.id.as_str(),
+                a.value.as_ref().map(AssessmentValue::to_json)
             ))
             .collect::<Vec<_>>(),
-        vec![("a-1", json!(0.2)), ("a-2", json!(0.7))]
+        vec![("a-1", Some(json!(0.2))), ("a-2", Some(json!(0.7)))]
     );
     assert!(
         store
@@ -540,6 +519,98 @@ pub async fn assessments_replace_list_and_delete(store: &dyn TraceStore) {
             .expect("delete")
     );
     assert_eq!(store.assessments(vec![one]).await.expect("list").len(), 1);
+}
+
+/// Every field of an assessment reads back as written; one that overrides another leaves that
+/// one invalid (and out of filters); a batch with an unknown trace stores nothing.
+pub async fn assessments_keep_every_field_and_overrides_invalidate(store: &dyn TraceStore) {
+    store.write_spans(trace_spans(1)).await.expect("write");
+    let one = TraceId([1; 16]);
+    let mut full = feedback(
+        "a-full",
+        one,
+        "verdict",
+        json!({"label": "ok", "n": [1, 2]}),
+        7,
+    );
+    full.kind = AssessmentKind::Expectation;
+    full.span_id = Some(SpanId([3; 8]));
+    full.rationale = Some("because".into());
+    full.source = AssessmentSource {
+        source_type: SourceType::LlmJudge,
+        source_id: "judge-1".into(),
+    };
+    full.metadata.insert("k".into(), json!("v"));
+    full.run_id = Some("run-1".into());
+    full.last_update_time_ms = 9;
+    let mut failed = feedback("a-failed", one, "tone", Value::Null, 8);
+    failed.error = Some(AssessmentError {
+        code: "TIMEOUT".into(),
+        message: "the judge did not answer".into(),
+        stack_trace: Some("at judge".into()),
+    });
+    store
+        .put_assessments(vec![full.clone(), failed.clone()])
+        .await
+        .expect("put");
+    assert_eq!(
+        store.assessment("a-full".into()).await.expect("get"),
+        Some(full.clone())
+    );
+    assert_eq!(
+        store.assessments(vec![one]).await.expect("list"),
+        vec![full, failed]
+    );
+    assert_eq!(store.assessment("a-none".into()).await.expect("get"), None);
+
+    let ids = |q: &'static str| async move {
+        let page = store
+            .list_traces(TraceQuery {
+                filter: Some(loupe_query::parse(q, 0).expect("parses")),
+                limit: 10,
+                ..TraceQuery::default()
+            })
+            .await
+            .expect("list");
+        page.traces.len()
+    };
+    store
+        .put_assessments(vec![feedback("a-old", one, "score", json!(0.2), 10)])
+        .await
+        .expect("put");
+    assert_eq!(ids("feedback.score < 0.5").await, 1);
+    let mut newer = feedback("a-new", one, "score", json!(0.9), 11);
+    newer.overrides = Some("a-old".into());
+    store.put_assessments(vec![newer]).await.expect("put");
+    let old = store
+        .assessment("a-old".into())
+        .await
+        .expect("get")
+        .expect("kept");
+    assert!(!old.valid);
+    assert_eq!(old.overridden_by.as_deref(), Some("a-new"));
+    assert_eq!(
+        ids("feedback.score < 0.5").await,
+        0,
+        "an overridden value is not read"
+    );
+    assert_eq!(ids("feedback.score > 0.5").await, 1);
+    assert_eq!(ids("expectation.verdict IS NOT NULL").await, 1);
+    assert_eq!(
+        ids("feedback.verdict IS NOT NULL").await,
+        0,
+        "kinds are apart"
+    );
+
+    let lost = feedback("a-lost", one, "score", json!(1), 12);
+    let mut stray = feedback("a-stray", TraceId([9; 16]), "score", json!(1), 12);
+    stray.overrides = Some("a-new".into());
+    let err = store
+        .put_assessments(vec![lost, stray])
+        .await
+        .expect_err("unknown trace");
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert_eq!(store.assessment("a-lost".into()).await.expect("get"), None);
 }
 
 /// Span events that arrive apart from their span join it, whichever comes first.

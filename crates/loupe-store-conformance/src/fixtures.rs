@@ -1,7 +1,10 @@
 //! Spans and traces the cases write.
 
 use loupe_model::normalize;
-use loupe_model::{Span, SpanId, SpanStatus, TraceId};
+use loupe_model::{
+    Assessment, AssessmentKind, AssessmentSource, AssessmentValue, SourceType, Span, SpanId,
+    SpanStatus, TraceId,
+};
 use loupe_store::{EncodedSpan, TraceStore, encode_span, encode_spans};
 use serde_json::{Map, Value, json};
 
@@ -416,19 +419,36 @@ pub async fn seed_query_data(store: &dyn TraceStore) {
         (3, "a-3", "quality", json!(0.9)),
         (2, "a-2", "correct", json!(true)),
     ] {
-        let a = loupe_store::Assessment {
-            assessment_id: id.into(),
-            trace_id: TraceId([t; 16]),
-            create_time_ms: 1,
-            body: json!({"assessment_name": name, "feedback": {"value": value}}),
-        };
-        assert!(
-            store
-                .put_assessment(TraceId([t; 16]), a)
-                .await
-                .expect("put_assessment")
-        );
+        let a = feedback(id, TraceId([t; 16]), name, value, 1);
+        store
+            .put_assessments(vec![a])
+            .await
+            .expect("put_assessments");
     }
+}
+
+/// A human feedback assessment with this value, created (and last updated) at `created_ms`.
+pub fn feedback(
+    id: &str,
+    trace_id: TraceId,
+    name: &str,
+    value: Value,
+    created_ms: i64,
+) -> Assessment {
+    let mut a = Assessment::new(
+        id.into(),
+        trace_id,
+        name.into(),
+        AssessmentKind::Feedback,
+        AssessmentValue::from_json(value),
+        AssessmentSource {
+            source_type: SourceType::Human,
+            source_id: "tester".into(),
+        },
+    );
+    a.create_time_ms = created_ms;
+    a.last_update_time_ms = created_ms;
+    a
 }
 
 /// Spans 1–3 of traces 7 and 8, interleaved in one list (each trace's spans share one body group

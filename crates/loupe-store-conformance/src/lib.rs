@@ -18,6 +18,8 @@
 
 pub mod cases;
 pub mod fixtures;
+pub mod hooked;
+pub mod migration;
 pub mod pg;
 pub mod query;
 
@@ -37,6 +39,7 @@ macro_rules! conformance_tests {
             cases::client_info_and_spans_merge_in_either_order,
             cases::tags_assessments_and_deletes,
             cases::assessments_replace_list_and_delete,
+            cases::assessments_keep_every_field_and_overrides_invalidate,
             cases::events_join_their_spans,
             cases::experiments,
             cases::sessions,

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use loupe_model::{SpanStatus, TraceId, TraceSummary};
 use loupe_store::{
-    Assessment, Experiment, ExperimentKey, StoreError, TraceInfoUpdate, TraceSelection,
+    ASSESSMENT_COLUMNS, Assessment, AssessmentRow, Experiment, ExperimentKey, StoreError,
+    TraceInfoUpdate, TraceSelection,
 };
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
@@ -29,7 +30,11 @@ fn experiment_row(r: &Row) -> Result<Experiment, StoreError> {
         last_update_time_ms: r.try_get(5).map_err(g)?,
         tags: match r.try_get::<_, Value>(6).map_err(g)? {
             Value::Object(m) => m,
-            _ => Map::new(),
+            _ => {
+                return Err(StoreError::internal(
+                    "corrupt experiment tags: not an object",
+                ));
+            }
         },
     })
 }
@@ -378,33 +383,143 @@ pub(crate) async fn delete_traces(
     Ok(deleted)
 }
 
-pub(crate) async fn put_assessment(
-    client: &deadpool_postgres::Object,
-    trace_id: &TraceId,
-    a: &Assessment,
-) -> Result<bool, StoreError> {
-    // One statement: inserted (or replaced) only if the trace exists.
-    let stmt = client
+/// Stores assessments in one transaction (see [`loupe_store::TraceStore::put_assessments`]).
+pub(crate) async fn put_assessments(
+    client: &mut deadpool_postgres::Object,
+    assessments: &[Assessment],
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM traces WHERE trace_id = $1")
+        .await
+        .map_err(pg_err)?;
+    let upsert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO assessments ({ASSESSMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+             ON CONFLICT (id) DO UPDATE SET trace_id = EXCLUDED.trace_id, \
+             span_id = EXCLUDED.span_id, name = EXCLUDED.name, kind = EXCLUDED.kind, \
+             value_type = EXCLUDED.value_type, value_num = EXCLUDED.value_num, \
+             value_text = EXCLUDED.value_text, error_code = EXCLUDED.error_code, \
+             error_message = EXCLUDED.error_message, error_trace = EXCLUDED.error_trace, \
+             rationale = EXCLUDED.rationale, source_type = EXCLUDED.source_type, \
+             source_id = EXCLUDED.source_id, metadata = EXCLUDED.metadata, \
+             valid = EXCLUDED.valid, overrides = EXCLUDED.overrides, \
+             overridden_by = EXCLUDED.overridden_by, run_id = EXCLUDED.run_id, \
+             create_time = EXCLUDED.create_time, update_time = EXCLUDED.update_time"
+        ))
+        .await
+        .map_err(pg_err)?;
+    let overridden = tx
         .prepare_cached(
-            "INSERT INTO assessments (id, trace_id, create_time, body) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM traces WHERE trace_id = $2) \
-             ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
+            "UPDATE assessments SET valid = false, overridden_by = $1, update_time = $2 \
+             WHERE id = $3 AND trace_id = $4 AND id != $1",
         )
         .await
         .map_err(pg_err)?;
-    let n = client
-        .execute(
-            &stmt,
+    for a in assessments {
+        let trace = &a.trace_id.0[..];
+        if tx
+            .query_opt(&exists, &[&trace])
+            .await
+            .map_err(pg_err)?
+            .is_none()
+        {
+            return Err(StoreError::not_found(format!(
+                "trace {} not found",
+                a.trace_id.to_hex()
+            )));
+        }
+        let r = AssessmentRow::from(a);
+        let metadata = Value::Object(r.metadata);
+        tx.execute(
+            &upsert,
             &[
-                &a.assessment_id,
-                &&trace_id.0[..],
-                &a.create_time_ms,
-                &a.body,
+                &r.id,
+                &r.trace_id,
+                &r.span_id,
+                &r.name,
+                &r.kind,
+                &r.value_type,
+                &r.value_num,
+                &r.value_text,
+                &r.error_code,
+                &r.error_message,
+                &r.error_trace,
+                &r.rationale,
+                &r.source_type,
+                &r.source_id,
+                &metadata,
+                &r.valid,
+                &r.overrides,
+                &r.overridden_by,
+                &r.run_id,
+                &r.create_time,
+                &r.update_time,
             ],
         )
         .await
         .map_err(pg_err)?;
-    Ok(n > 0)
+        if let Some(old) = &a.overrides {
+            tx.execute(&overridden, &[&a.id, &a.last_update_time_ms, old, &trace])
+                .await
+                .map_err(pg_err)?;
+        }
+    }
+    tx.commit().await.map_err(pg_err)
+}
+
+fn assessment_row(r: &Row) -> Result<Assessment, StoreError> {
+    let metadata = match r.try_get::<_, Value>(14).map_err(pg_err)? {
+        Value::Object(m) => m,
+        _ => {
+            return Err(StoreError::internal(
+                "corrupt assessment metadata: not an object",
+            ));
+        }
+    };
+    AssessmentRow {
+        id: r.try_get(0).map_err(pg_err)?,
+        trace_id: r.try_get(1).map_err(pg_err)?,
+        span_id: r.try_get(2).map_err(pg_err)?,
+        name: r.try_get(3).map_err(pg_err)?,
+        kind: r.try_get(4).map_err(pg_err)?,
+        value_type: r.try_get(5).map_err(pg_err)?,
+        value_num: r.try_get(6).map_err(pg_err)?,
+        value_text: r.try_get(7).map_err(pg_err)?,
+        error_code: r.try_get(8).map_err(pg_err)?,
+        error_message: r.try_get(9).map_err(pg_err)?,
+        error_trace: r.try_get(10).map_err(pg_err)?,
+        rationale: r.try_get(11).map_err(pg_err)?,
+        source_type: r.try_get(12).map_err(pg_err)?,
+        source_id: r.try_get(13).map_err(pg_err)?,
+        metadata,
+        valid: r.try_get(15).map_err(pg_err)?,
+        overrides: r.try_get(16).map_err(pg_err)?,
+        overridden_by: r.try_get(17).map_err(pg_err)?,
+        run_id: r.try_get(18).map_err(pg_err)?,
+        create_time: r.try_get(19).map_err(pg_err)?,
+        update_time: r.try_get(20).map_err(pg_err)?,
+    }
+    .into_assessment()
+}
+
+pub(crate) async fn assessment(
+    client: &deadpool_postgres::Object,
+    id: &str,
+) -> Result<Option<Assessment>, StoreError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE id = $1"
+        ))
+        .await
+        .map_err(pg_err)?;
+    client
+        .query_opt(&stmt, &[&id])
+        .await
+        .map_err(pg_err)?
+        .map(|r| assessment_row(&r))
+        .transpose()
 }
 
 pub(crate) async fn assessments(
@@ -412,21 +527,16 @@ pub(crate) async fn assessments(
     trace_ids: &[TraceId],
 ) -> Result<Vec<Assessment>, StoreError> {
     let stmt = client
-        .prepare_cached(
-            "SELECT id, create_time, body FROM assessments WHERE trace_id = $1 \
-             ORDER BY create_time, id",
-        )
+        .prepare_cached(&format!(
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE trace_id = $1 \
+             ORDER BY create_time, id"
+        ))
         .await
         .map_err(pg_err)?;
     let mut out = Vec::new();
     for t in trace_ids {
         for r in client.query(&stmt, &[&&t.0[..]]).await.map_err(pg_err)? {
-            out.push(Assessment {
-                assessment_id: r.try_get(0).map_err(pg_err)?,
-                trace_id: *t,
-                create_time_ms: r.try_get(1).map_err(pg_err)?,
-                body: r.try_get(2).map_err(pg_err)?,
-            });
+            out.push(assessment_row(&r)?);
         }
     }
     Ok(out)

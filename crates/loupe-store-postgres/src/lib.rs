@@ -207,8 +207,8 @@ impl PostgresStore {
         })?;
         let describe = describe(&config);
         // Ingest first: a query never takes extra cores with parallel workers. On a small
-        // machine they slowed ingest beside the aggregations to 59% of its speed alone (96%
-        // without), and paid ~15 ms of worker start-up on 50-row pages. Options in the URL
+        // machine they took the cores ingest needed beside the aggregations, and short pages
+        // paid their start-up (figures: docs/performance.md, "PostgreSQL"). Options in the URL
         // come after ours, so they win.
         let theirs = config.get_options().unwrap_or_default().to_string();
         config.options(format!("{PG_SESSION_OPTIONS} {theirs}").trim_end());
@@ -431,13 +431,14 @@ impl TraceStore for PostgresStore {
         annotate::delete_traces(&mut client, &which).await
     }
 
-    async fn put_assessment(
-        &self,
-        trace_id: TraceId,
-        assessment: Assessment,
-    ) -> Result<bool, StoreError> {
+    async fn put_assessments(&self, assessments: Vec<Assessment>) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        annotate::put_assessments(&mut client, &assessments).await
+    }
+
+    async fn assessment(&self, assessment_id: String) -> Result<Option<Assessment>, StoreError> {
         let client = self.client().await?;
-        annotate::put_assessment(&client, &trace_id, &assessment).await
+        annotate::assessment(&client, &assessment_id).await
     }
 
     async fn assessments(&self, trace_ids: Vec<TraceId>) -> Result<Vec<Assessment>, StoreError> {

@@ -9,7 +9,8 @@ use crate::pg_err;
 ///
 /// The names of tables and columns are those of the SQLite store: the query layer lowers one
 /// filter for both (`loupe_query::sql`).
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE traces (
     seq           BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     trace_id      BYTEA   NOT NULL UNIQUE,
@@ -113,7 +114,96 @@ CREATE TABLE trace_text (
 );
 CREATE INDEX trace_text_doc ON trace_text USING GIN (doc);
 CREATE INDEX trace_text_by_trace ON trace_text (trace_seq);
-"#];
+"#,
+    // Version 2: assessments in columns (`loupe_model::Assessment`) instead of the MLflow JSON
+    // object a client sent, so filters read an indexed name and a number, and every reader sees
+    // one shape. Rows written before are carried over from that JSON: the only place outside
+    // the server's `mlflow` module that knows it, because it is what older binaries stored.
+    // The two `pg_temp` functions turn text that does not parse into NULL instead of failing
+    // the migration.
+    r#"
+CREATE FUNCTION pg_temp.loupe_jsonb(t text) RETURNS jsonb LANGUAGE plpgsql AS $f$
+BEGIN RETURN t::jsonb; EXCEPTION WHEN others THEN RETURN to_jsonb(t); END $f$;
+CREATE FUNCTION pg_temp.loupe_ms(t text) RETURNS bigint LANGUAGE plpgsql AS $f$
+BEGIN RETURN (extract(epoch FROM t::timestamptz) * 1000)::bigint;
+EXCEPTION WHEN others THEN RETURN NULL; END $f$;
+CREATE TABLE assessments_v2 (
+    id             TEXT    PRIMARY KEY,
+    trace_id       BYTEA   NOT NULL,
+    span_id        TEXT,
+    name           TEXT    NOT NULL,
+    kind           TEXT    NOT NULL,
+    -- 'bool' | 'number' | 'string' | 'json', NULL without a value. Numbers and booleans (as 1
+    -- and 0) are in value_num, for comparisons; value_text holds the string, or the JSON.
+    value_type     TEXT,
+    value_num      DOUBLE PRECISION,
+    value_text     TEXT,
+    error_code     TEXT,
+    error_message  TEXT,
+    error_trace    TEXT,
+    rationale      TEXT,
+    source_type    TEXT    NOT NULL,
+    source_id      TEXT    NOT NULL DEFAULT '',
+    metadata       JSONB   NOT NULL DEFAULT '{}',
+    valid          BOOLEAN NOT NULL DEFAULT true,
+    overrides      TEXT,
+    overridden_by  TEXT,
+    run_id         TEXT,
+    create_time    BIGINT  NOT NULL,
+    update_time    BIGINT  NOT NULL
+);
+WITH kinded AS (
+    SELECT id, trace_id, create_time, body,
+        CASE WHEN coalesce(jsonb_typeof(body -> 'feedback'), 'null') != 'null' THEN 'feedback'
+             WHEN coalesce(jsonb_typeof(body -> 'expectation'), 'null') != 'null'
+                 THEN 'expectation'
+             ELSE 'issue' END AS kind
+    FROM assessments
+), valued AS (
+    SELECT *,
+        CASE kind
+            WHEN 'feedback' THEN body #> '{feedback,value}'
+            WHEN 'issue' THEN body -> 'issue'
+            ELSE coalesce(body #> '{expectation,value}',
+                pg_temp.loupe_jsonb(body #>> '{expectation,serialized_value,value}'))
+        END AS v
+    FROM kinded
+), typed AS (
+    SELECT *,
+        CASE jsonb_typeof(v) WHEN 'boolean' THEN 'bool' WHEN 'number' THEN 'number'
+            WHEN 'string' THEN 'string' WHEN 'object' THEN 'json' WHEN 'array' THEN 'json'
+        END AS vt,
+        coalesce(body #> '{feedback,error}', body -> 'error') AS err
+    FROM valued
+)
+INSERT INTO assessments_v2 (id, trace_id, span_id, name, kind, value_type, value_num,
+    value_text, error_code, error_message, error_trace, rationale, source_type, source_id,
+    metadata, valid, overrides, create_time, update_time)
+SELECT id, trace_id, body ->> 'span_id', coalesce(body ->> 'assessment_name', ''), kind, vt,
+    CASE vt WHEN 'bool' THEN (CASE WHEN v = 'true'::jsonb THEN 1.0 ELSE 0.0 END)
+        WHEN 'number' THEN (v #>> '{}')::float8 END,
+    CASE WHEN vt IS NULL THEN NULL WHEN vt = 'string' THEN v #>> '{}' ELSE v::text END,
+    err ->> 'error_code', err ->> 'error_message', err ->> 'stack_trace', body ->> 'rationale',
+    CASE WHEN body #>> '{source,source_type}' IN ('HUMAN', 'LLM_JUDGE', 'CODE')
+         THEN body #>> '{source,source_type}' ELSE 'CODE' END,
+    coalesce(body #>> '{source,source_id}', 'default'),
+    CASE jsonb_typeof(body -> 'metadata') WHEN 'object' THEN body -> 'metadata' ELSE '{}' END,
+    coalesce(body -> 'valid', 'true'::jsonb) != 'false'::jsonb,
+    body ->> 'overrides', create_time,
+    coalesce(pg_temp.loupe_ms(body ->> 'last_update_time'), create_time)
+FROM typed;
+UPDATE assessments_v2 o SET overridden_by =
+    (SELECT n.id FROM assessments_v2 n WHERE n.overrides = o.id AND n.trace_id = o.trace_id
+     ORDER BY n.create_time LIMIT 1);
+DROP TABLE assessments;
+ALTER TABLE assessments_v2 RENAME TO assessments;
+ALTER INDEX assessments_v2_pkey RENAME TO assessments_pkey;
+-- A filter probes one trace's valid assessments of one name.
+CREATE INDEX assessments_by_trace ON assessments (trace_id, name, kind, valid, value_num);
+DROP FUNCTION pg_temp.loupe_jsonb(text);
+DROP FUNCTION pg_temp.loupe_ms(text);
+"#,
+];
 
 /// Key of the advisory lock that serializes migrations between replicas.
 const MIGRATION_LOCK: i64 = 0x4c6f_7570_6500_0001;

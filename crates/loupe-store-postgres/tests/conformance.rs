@@ -33,7 +33,7 @@ async fn migrations_run_once_and_refuse_a_newer_schema() {
         .await
         .expect("query")
         .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(n, 2, "one row per migration, each applied once");
     client
         .execute("INSERT INTO schema_version (version) VALUES (999)", &[])
         .await
@@ -130,4 +130,24 @@ async fn full_text_with_the_common_word_plan() {
         .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", db.url));
     store.set_common_text_threshold(0);
     loupe_store_conformance::query::query_full_text(&store).await;
+}
+
+/// A database written by the binary before assessments had columns (schema 1, commit 622455c;
+/// `tests/data/v1-assessments.sql` is its `pg_dump --inserts`), carried over on connect.
+#[tokio::test]
+async fn v1_assessments_migrate_to_columns() {
+    let db = pg::fresh_database().await;
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(conn);
+    client
+        .batch_execute(include_str!("data/v1-assessments.sql"))
+        .await
+        .expect("the old database restores");
+    let store = PostgresStore::connect(&db.url)
+        .await
+        .expect("connects and migrates");
+    loupe_store_conformance::migration::assessments_written_as_mlflow_json_read_back_typed(&store)
+        .await;
 }

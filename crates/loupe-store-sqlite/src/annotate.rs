@@ -4,7 +4,8 @@
 
 use loupe_model::{SpanStatus, TraceId, TraceSummary};
 use loupe_store::{
-    Assessment, Experiment, ExperimentKey, StoreError, TraceInfoUpdate, TraceSelection,
+    ASSESSMENT_COLUMNS, Assessment, AssessmentRow, Experiment, ExperimentKey, StoreError,
+    TraceInfoUpdate, TraceSelection, json_object,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -16,8 +17,15 @@ use loupe_query::sql::{SQLITE_START_BUCKET as BUCKET, sqlite_start_bucket};
 
 use loupe_model::now_ms;
 
-fn json_map(s: &str) -> Map<String, Value> {
-    serde_json::from_str(s).unwrap_or_default()
+/// A JSON-object column; a corrupt one is a conversion error, never an empty map.
+pub(crate) fn json_column(
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<Map<String, Value>> {
+    let text: String = r.get(idx)?;
+    json_object("JSON", &text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn to_text(m: &Map<String, Value>) -> String {
@@ -35,7 +43,7 @@ fn experiment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
         lifecycle_stage: r.get(3)?,
         creation_time_ms: r.get(4)?,
         last_update_time_ms: r.get(5)?,
-        tags: json_map(&r.get::<_, String>(6)?),
+        tags: json_column(r, 6)?,
     })
 }
 
@@ -365,24 +373,108 @@ pub(crate) fn delete_traces(
     Ok(deleted)
 }
 
-pub(crate) fn put_assessment(
+/// Stores assessments in one transaction (see [`loupe_store::TraceStore::put_assessments`]).
+pub(crate) fn put_assessments(
     conn: &mut Connection,
-    trace_id: &TraceId,
-    a: &Assessment,
-) -> Result<bool, StoreError> {
+    assessments: &[Assessment],
+) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(db_err)?;
-    if summary(&tx, trace_id)?.is_none() {
-        return Ok(false);
+    {
+        let mut exists = tx
+            .prepare_cached(&format!("SELECT 1 FROM traces WHERE seq = {SEQ_OF_ID}"))
+            .map_err(db_err)?;
+        let mut upsert = tx
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO assessments ({ASSESSMENT_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                 ?18, ?19, ?20, ?21)"
+            ))
+            .map_err(db_err)?;
+        let mut overridden = tx
+            .prepare_cached(
+                "UPDATE assessments SET valid = 0, overridden_by = ?1, update_time = ?2 \
+                 WHERE id = ?3 AND trace_id = ?4 AND id != ?1",
+            )
+            .map_err(db_err)?;
+        for a in assessments {
+            if !exists.exists([&a.trace_id.0[..]]).map_err(db_err)? {
+                return Err(StoreError::not_found(format!(
+                    "trace {} not found",
+                    a.trace_id.to_hex()
+                )));
+            }
+            let r = AssessmentRow::from(a);
+            upsert
+                .execute(params![
+                    r.id,
+                    r.trace_id,
+                    r.span_id,
+                    r.name,
+                    r.kind,
+                    r.value_type,
+                    r.value_num,
+                    r.value_text,
+                    r.error_code,
+                    r.error_message,
+                    r.error_trace,
+                    r.rationale,
+                    r.source_type,
+                    r.source_id,
+                    to_text(&r.metadata),
+                    r.valid,
+                    r.overrides,
+                    r.overridden_by,
+                    r.run_id,
+                    r.create_time,
+                    r.update_time,
+                ])
+                .map_err(db_err)?;
+            if let Some(old) = &a.overrides {
+                overridden
+                    .execute(params![a.id, a.last_update_time_ms, old, r.trace_id])
+                    .map_err(db_err)?;
+            }
+        }
     }
-    let body = serde_json::to_string(&a.body).map_err(StoreError::internal)?;
-    tx.execute(
-        "INSERT INTO assessments (id, trace_id, create_time, body) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-        params![a.assessment_id, &trace_id.0[..], a.create_time_ms, body],
-    )
-    .map_err(db_err)?;
-    tx.commit().map_err(db_err)?;
-    Ok(true)
+    tx.commit().map_err(db_err)
+}
+
+fn assessment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssessmentRow> {
+    Ok(AssessmentRow {
+        id: r.get(0)?,
+        trace_id: r.get(1)?,
+        span_id: r.get(2)?,
+        name: r.get(3)?,
+        kind: r.get(4)?,
+        value_type: r.get(5)?,
+        value_num: r.get(6)?,
+        value_text: r.get(7)?,
+        error_code: r.get(8)?,
+        error_message: r.get(9)?,
+        error_trace: r.get(10)?,
+        rationale: r.get(11)?,
+        source_type: r.get(12)?,
+        source_id: r.get(13)?,
+        metadata: json_column(r, 14)?,
+        valid: r.get(15)?,
+        overrides: r.get(16)?,
+        overridden_by: r.get(17)?,
+        run_id: r.get(18)?,
+        create_time: r.get(19)?,
+        update_time: r.get(20)?,
+    })
+}
+
+pub(crate) fn assessment(conn: &Connection, id: &str) -> Result<Option<Assessment>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE id = ?1"
+    ))
+    .map_err(db_err)?
+    .query_row([id], assessment_row)
+    .optional()
+    .map_err(db_err)?
+    .map(AssessmentRow::into_assessment)
+    .transpose()
 }
 
 pub(crate) fn assessments(
@@ -390,30 +482,15 @@ pub(crate) fn assessments(
     trace_ids: &[TraceId],
 ) -> Result<Vec<Assessment>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, create_time, body FROM assessments WHERE trace_id = ?1 \
-             ORDER BY create_time, id",
-        )
+        .prepare_cached(&format!(
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE trace_id = ?1 \
+             ORDER BY create_time, id"
+        ))
         .map_err(db_err)?;
     let mut out = Vec::new();
     for t in trace_ids {
-        let rows = stmt
-            .query_map([&t.0[..]], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(db_err)?;
-        for row in rows {
-            let (id, created, body) = row.map_err(db_err)?;
-            out.push(Assessment {
-                assessment_id: id,
-                trace_id: *t,
-                create_time_ms: created,
-                body: serde_json::from_str(&body).unwrap_or(Value::Null),
-            });
+        for row in stmt.query_map([&t.0[..]], assessment_row).map_err(db_err)? {
+            out.push(row.map_err(db_err)?.into_assessment()?);
         }
     }
     Ok(out)

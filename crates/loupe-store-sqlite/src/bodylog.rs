@@ -2,15 +2,17 @@
 //!
 //! A span's body (attributes, events, resource …; compressed per trace group, see
 //! [`loupe_store::encode_spans`]) is most of what a span weighs. Kept in SQLite it was written
-//! three times (WAL, checkpoint into the database, B-tree page splits) and its checkpoint copy
-//! alone took a seventh of the server's CPU under load. Here each batch's new bodies are
-//! appended to the current segment with one `write`, before the batch's transaction commits, and
-//! the segment is flushed with the WAL before any request is answered. A span row holds the
-//! body's position (segment and offset packed in one integer), length and index in its group.
+//! three times (WAL, checkpoint into the database, B-tree page splits), and its checkpoint copy
+//! alone was a large share of the server's CPU under load (figures: docs/performance.md, "Body
+//! storage and encoding"). Here each batch's new bodies are appended to the current segment
+//! with one `write`, before the batch's redo record (see `redo.rs`), and the segment is flushed
+//! to disk with the redo log before the batch is acknowledged. A span row holds the body's
+//! position (segment and offset packed in one integer), length and index in its group.
 //!
-//! Every blob is an LZ4 frame (zstd before) with a content checksum: a body torn by a power cut (only possible
-//! for a batch that was never acknowledged) reads as an error, never as wrong data. Space of
-//! deleted spans is not reclaimed yet (a compaction that rewrites mostly-dead segments would).
+//! Every blob is an LZ4 frame (zstd before) with a content checksum: a body torn by a power cut
+//! (only possible for a batch that was never acknowledged) reads as an error, never as wrong
+//! data. Space of deleted spans is not reclaimed yet (a compaction that rewrites mostly-dead
+//! segments would).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -164,7 +166,8 @@ pub(crate) struct LogReader {
     files: Mutex<HashMap<u64, Arc<File>>>,
 }
 
-/// Blobs bigger than this are refused as corrupt (a group holds at most ~256 KiB of JSON).
+/// Blobs bigger than this are refused as corrupt (a group is cut at ~256 KiB of serialized
+/// bodies, or holds one larger span).
 const MAX_BLOB: i64 = 64 << 20;
 
 impl LogReader {

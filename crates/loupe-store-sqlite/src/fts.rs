@@ -40,8 +40,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// While spans keep arriving (and nobody waits for the index), the indexer rests this many
 /// times as long as each pass took: it then takes at most a fifth of a core from ingest, and
-/// catches up in the pauses. Measured with `loupe bench ingest --seconds 10`: 55,391 spans/s
-/// at 32.1 µs of server CPU per span with the indexer unbounded.
+/// catches up in the pauses. Unbounded, it took CPU the span writer needed (figures:
+/// docs/performance.md, "Ingest decode pool and priorities").
 const REST_FACTOR: u32 = 4;
 
 /// Writes this recent count as "spans keep arriving".

@@ -1,10 +1,11 @@
 //! Loupe's embedded default store: one SQLite file in WAL mode.
 //!
 //! One writer connection, used by one batch at a time (the ingest queue groups requests into
-//! batches, so one fsync acknowledges many requests); a small pool of reader connections that
-//! never wait on the writer. Traces get a sequential number on first sight, and spans are keyed
-//! by (trace number, span id), so inserts append to the end of the B-trees instead of landing at
-//! random points in them.
+//! batches, so one flush to disk acknowledges many requests); a small pool of reader
+//! connections, which do not hold the writer up (a read first commits the batches gathered in
+//! the writer's open transaction). Traces get a sequential number on first sight, and spans are
+//! keyed by (trace number, span id), so inserts append to the end of the B-trees instead of
+//! landing at random points in them.
 
 mod annotate;
 mod bodylog;
@@ -104,16 +105,13 @@ struct OpenTx {
 }
 
 /// How long span batches gather in the writer's open transaction before it commits (see
-/// [`redo`]); a read, or any other write, commits it at once. Trace starts arrive up to a
-/// minute out of order and trace ids in none, so each new trace inserts at random points of the
-/// start indexes and the trace id index; the longer the transaction, the more of those inserts
-/// land on a page it has dirtied already, and the fewer pages its commit copies into the WAL.
-/// That matters more as the indexes grow: under `loupe bench ingest` (20 s, alternating runs),
-/// committing every 250 ms gave 92.4k and 94.3k spans/s, falling from ~125k in the first 5 s to
-/// ~80k in the last; every second (with the writer's cache and WAL limit of
-/// `schema::configure`, raised with it), 102.8k and 106.7k, with 99k and 105k in the last 5 s. (An
-/// 8 s measurement, before the redo log, had found little difference: the indexes were still
-/// small.) Reads under ingest commit what gathered since the read before.
+/// [`redo`]); a read, or any other write, commits it at once. Trace starts and ids arrive in
+/// scattered order, so new traces insert at scattered pages of the trace table's indexes; the
+/// longer the transaction, the more of those inserts land on a page it has dirtied already, and
+/// the fewer pages its commit copies into the WAL. The saving grows with the indexes, and needs
+/// the writer's cache (`schema::configure`) to hold a second of dirty pages (figures:
+/// docs/performance.md, "SQLite writer and commit interval"). Reads under ingest commit what
+/// gathered since the read before.
 /// Unit tests never commit on time, so every read in them goes through the commit that reads
 /// make first.
 pub(crate) const COMMIT_EVERY: std::time::Duration = if cfg!(test) {
@@ -134,33 +132,32 @@ const MAX_OPEN_SPANS: usize = 250_000;
 /// than [`REWIND_LAG_FRAMES`] frames are left; then it raises `rewind`, and the writer, after
 /// its next commit, copies those few itself; its next transaction starts the WAL from the
 /// beginning again. The writer holds the only write lock, so what it copies holds up ingest:
-/// raising `rewind` as soon as the WAL passed the mark, the writer copied half of all frames
-/// itself under `loupe bench ingest` (a quarter-second of frames at each rewind), 4% of the
-/// server's CPU inside the lock. Should the checkpointer never get that close (readers that
-/// hold old frames, a disk slower than ingest), past [`WAL_MAX_FRAMES`] it waits for them and
-/// restarts the WAL itself, so the WAL stays bounded.
+/// with `rewind` raised as soon as the WAL passed the mark, the writer was left half of all
+/// frames to copy (figures: docs/performance.md, "WAL sizing and checkpoints"). Should the
+/// checkpointer never get that close (readers that hold old frames, a disk slower than ingest),
+/// past [`WAL_MAX_FRAMES`] it waits for them and restarts the WAL itself, so the WAL stays
+/// bounded.
 struct Checkpointer {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// WAL length (in pages, 128 MiB) past which the WAL is rewound (see [`Checkpointer`]). Each
-/// rewind holds the writer for a commit's worth of copying and a flush of the database file:
-/// 35-57 ms under `loupe bench ingest`, where at 8,192 pages it came every third commit. At
-/// 32,768 it comes four times less often: 80.6k and 84.2k spans/s against 75.9k and 77.6k
-/// (alternating 10 s runs; a later pair showed no difference, within the machine's swing).
-/// Reads do not slow down with the length: SQLite only looks a page up in the frames not yet
-/// copied back.
+/// WAL length (in pages: 128 MiB of 4 KiB pages) past which the WAL is rewound (see
+/// [`Checkpointer`]). Each rewind holds the writer for a commit's worth of copying and a flush
+/// of the database file, so rewinds should be rare (figures: docs/performance.md, "WAL sizing
+/// and checkpoints"). Reads do not slow down with the length: SQLite only looks a page up in
+/// the frames not yet copied back.
 const WAL_REWIND_FRAMES: i64 = 32_768;
 /// Frames the writer may be left to copy itself when it rewinds the WAL. Less than one commit's
 /// worth and the checkpointer, a commit behind after every pass, never lets the writer rewind
-/// (measured when each batch was its own commit, of ~1,300 frames).
+/// (sized when each batch was its own commit: docs/performance.md, "WAL sizing and
+/// checkpoints").
 const REWIND_LAG_FRAMES: i64 = 4_096;
-/// WAL length (in pages, 4 GiB) past which the checkpointer waits for readers and the writer to
-/// copy every frame and restart the WAL. Ingest pauses meanwhile (at most the busy timeout), so
-/// this is only a bound for readers that pin the WAL for long: 14 s of back-to-back
-/// aggregations under full ingest (`loupe bench query`, 1M traces) grow it to ~1.8 GB and back;
-/// a 1 GiB cap paused ingest there (59% of its speed alone; 79% with this cap).
+/// WAL length (in pages: 4 GiB of 4 KiB pages) past which the checkpointer waits for readers and
+/// the writer to copy every frame and restart the WAL. Ingest pauses meanwhile (at most the busy
+/// timeout), so this is only a bound for readers that pin the WAL for long: back-to-back
+/// aggregations under full ingest grow it past 1 GiB and back, and a lower cap paused ingest
+/// there (figures: docs/performance.md, "WAL sizing and checkpoints").
 const WAL_MAX_FRAMES: i64 = if cfg!(test) { 1_024 } else { 1_048_576 };
 
 impl Checkpointer {
@@ -190,8 +187,9 @@ impl Checkpointer {
                                     // Readers held the frames back for long (queries that
                                     // never pause). The longer the WAL, the slower every read
                                     // (SQLite looks each page up in the WAL first), the longer
-                                    // the queries: a loop that grew a WAL to 33 GB. Past the
-                                    // cap, wait for the readers of old frames and for the
+                                    // the queries, and the longer the WAL again: a loop (see
+                                    // docs/performance.md, "WAL sizing and checkpoints"). Past
+                                    // the cap, wait for the readers of old frames and for the
                                     // writer (up to the busy timeout), copy everything and
                                     // start the WAL over; ingest pauses for that copy.
                                     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(RESTART)") {
@@ -477,10 +475,10 @@ impl Inner {
     /// The commit is not flushed here: its batches are on disk in the redo log already. It
     /// switches the redo log to its other file and leaves the flush owed ([`Owed`]): the commit
     /// thread flushes the body log and the WAL and then empties the file left, while the writer
-    /// goes on. Flushing inside the writer lock held up every batch behind it: under `loupe
-    /// bench ingest` a commit of 250 ms of batches wrote its WAL frames in 10-55 ms and its
-    /// flushes took 12-30 ms more. Should the next commit come before the owed flush is done,
-    /// it does it first, so the file it switches back to is empty.
+    /// goes on. Flushing inside the writer lock held up every batch behind it for as long as the
+    /// flushes took (figures: docs/performance.md, "SQLite writer and commit interval"). Should
+    /// the next commit come before the owed flush is done, it does it first, so the file it
+    /// switches back to is empty.
     fn commit(&self, w: &mut Writer) -> Result<(), StoreError> {
         if w.open.is_none() {
             return Ok(());
@@ -930,15 +928,14 @@ impl TraceStore for SqliteStore {
         .await
     }
 
-    async fn put_assessment(
-        &self,
-        trace_id: TraceId,
-        assessment: Assessment,
-    ) -> Result<bool, StoreError> {
-        self.blocking(move |s| {
-            s.with_writer(|c| annotate::put_assessment(c, &trace_id, &assessment))
-        })
-        .await
+    async fn put_assessments(&self, assessments: Vec<Assessment>) -> Result<(), StoreError> {
+        self.blocking(move |s| s.with_writer(|c| annotate::put_assessments(c, &assessments)))
+            .await
+    }
+
+    async fn assessment(&self, assessment_id: String) -> Result<Option<Assessment>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| annotate::assessment(c, &assessment_id)))
+            .await
     }
 
     async fn assessments(&self, trace_ids: Vec<TraceId>) -> Result<Vec<Assessment>, StoreError> {

@@ -315,11 +315,11 @@ pub(crate) fn page_sql(
 /// The start indexes give the order bucket by bucket (see
 /// [`loupe_query::sql::SQLITE_START_BUCKET`]); SQLite then sorts each bucket's rows, and stops
 /// when the page is full. Its planner does not count on that stop: left to choose, it read the
-/// whole table and sorted it, even for a page without conditions (0.45-0.66 s for `name = ?`
-/// on 1.6M traces), or walked the trace id index checking a span condition on every trace
-/// (32 s), where the start index answered in 0.3 ms and 5 ms. So a page in start order names
-/// its index (`INDEXED BY`), except where another one finds the few traces asked for: a session
-/// (`session_id = …`), or the list of traces holding a rare `text ~` word.
+/// whole table and sorted it, even for a page without conditions, or walked the trace id index
+/// checking a span condition on every trace, where the start index answered in milliseconds
+/// (figures: docs/performance.md, "Start indexes and trace ids"). So a page in start order
+/// names its index (`INDEXED BY`), except where another one finds the few traces asked for: a
+/// session (`session_id = …`), or the list of traces holding a rare `text ~` word.
 pub(crate) fn page_index(q: &TraceQuery, text_listed: bool) -> Option<&'static str> {
     let by_start = match q.order.first() {
         None => true,

@@ -1,8 +1,9 @@
 //! The redo log: span batches that were acknowledged but are not committed to SQLite yet.
 //!
 //! Every commit copies each page it touched into the WAL whole, and trace ids and starts arrive
-//! in random order: at full ingest a commit per batch copied ~4 pages per new trace, a fifth of
-//! the server's CPU with the checkpoints that copy them back. So the writer keeps one SQLite
+//! in scattered order: at full ingest a commit per batch copied several pages per new trace, a
+//! large share of the server's CPU with the checkpoints that copy them back (figures:
+//! docs/performance.md, "SQLite writer and commit interval"). So the writer keeps one SQLite
 //! transaction open across batches (see `SqliteStore::write_spans`) and commits it every
 //! [`crate::COMMIT_EVERY`], or at once when a read, or any other kind of write, needs it. A hot
 //! index page is then copied once per commit instead of once per batch.

@@ -204,6 +204,89 @@ CREATE INDEX traces_by_project_start ON traces (project, (start_ns >> 28), seq, 
 CREATE INDEX traces_errors ON traces ((start_ns >> 28), seq, start_ns) WHERE status = 2;
 CREATE INDEX traces_by_session ON traces (session_id, start_ns) WHERE session_id IS NOT NULL;
 "#,
+    // Version 9: assessments in columns (`loupe_model::Assessment`) instead of the MLflow JSON
+    // object a client sent, so filters read an indexed name and a number, and every reader sees
+    // one shape. Rows written before are carried over from that JSON: the only place outside
+    // the server's `mlflow` module that knows it, because it is what older binaries stored.
+    r#"
+CREATE TABLE assessments_v9 (
+    id             TEXT    PRIMARY KEY,
+    trace_id       BLOB    NOT NULL,
+    span_id        TEXT,
+    name           TEXT    NOT NULL,
+    kind           TEXT    NOT NULL,
+    -- 'bool' | 'number' | 'string' | 'json', NULL without a value. Numbers and booleans (as 1
+    -- and 0) are in value_num, for comparisons; value_text holds the string, or the JSON.
+    value_type     TEXT,
+    value_num      REAL,
+    value_text     TEXT,
+    error_code     TEXT,
+    error_message  TEXT,
+    error_trace    TEXT,
+    rationale      TEXT,
+    source_type    TEXT    NOT NULL,
+    source_id      TEXT    NOT NULL DEFAULT '',
+    metadata       TEXT    NOT NULL DEFAULT '{}',
+    valid          INTEGER NOT NULL DEFAULT 1,
+    overrides      TEXT,
+    overridden_by  TEXT,
+    run_id         TEXT,
+    create_time    INTEGER NOT NULL,
+    update_time    INTEGER NOT NULL
+);
+WITH kinded AS (
+    SELECT id, trace_id, create_time, body,
+        CASE WHEN coalesce(json_type(body, '$.feedback'), 'null') != 'null' THEN 'feedback'
+             WHEN coalesce(json_type(body, '$.expectation'), 'null') != 'null' THEN 'expectation'
+             ELSE 'issue' END AS kind
+    FROM assessments
+), valued AS (
+    SELECT *,
+        CASE kind
+            WHEN 'feedback' THEN body -> '$.feedback.value'
+            WHEN 'issue' THEN body -> '$.issue'
+            WHEN 'expectation' THEN coalesce(body -> '$.expectation.value',
+                CASE WHEN json_valid(json_extract(body, '$.expectation.serialized_value.value'))
+                     THEN json(json_extract(body, '$.expectation.serialized_value.value'))
+                     ELSE json_quote(json_extract(body, '$.expectation.serialized_value.value'))
+                END)
+        END AS v
+    FROM kinded
+), typed AS (
+    SELECT *,
+        CASE json_type(v) WHEN 'true' THEN 'bool' WHEN 'false' THEN 'bool'
+            WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' WHEN 'text' THEN 'string'
+            WHEN 'object' THEN 'json' WHEN 'array' THEN 'json' END AS vt,
+        coalesce(body -> '$.feedback.error', body -> '$.error') AS err
+    FROM valued
+)
+INSERT INTO assessments_v9 (id, trace_id, span_id, name, kind, value_type, value_num,
+    value_text, error_code, error_message, error_trace, rationale, source_type, source_id,
+    metadata, valid, overrides, create_time, update_time)
+SELECT id, trace_id, json_extract(body, '$.span_id'),
+    coalesce(json_extract(body, '$.assessment_name'), ''), kind, vt,
+    CASE json_type(v) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0
+        WHEN 'integer' THEN json_extract(v, '$') WHEN 'real' THEN json_extract(v, '$') END,
+    CASE WHEN vt IS NULL THEN NULL WHEN vt = 'string' THEN json_extract(v, '$') ELSE json(v) END,
+    json_extract(err, '$.error_code'), json_extract(err, '$.error_message'),
+    json_extract(err, '$.stack_trace'), json_extract(body, '$.rationale'),
+    CASE WHEN json_extract(body, '$.source.source_type') IN ('HUMAN', 'LLM_JUDGE', 'CODE')
+         THEN json_extract(body, '$.source.source_type') ELSE 'CODE' END,
+    coalesce(json_extract(body, '$.source.source_id'), 'default'),
+    CASE json_type(body, '$.metadata') WHEN 'object' THEN json(body -> '$.metadata') ELSE '{}' END,
+    CASE json_type(body, '$.valid') WHEN 'false' THEN 0 ELSE 1 END,
+    json_extract(body, '$.overrides'), create_time,
+    coalesce(CAST(unixepoch(json_extract(body, '$.last_update_time'), 'subsec') * 1000 AS INTEGER),
+        create_time)
+FROM typed;
+UPDATE assessments_v9 SET overridden_by =
+    (SELECT n.id FROM assessments_v9 n WHERE n.overrides = assessments_v9.id
+     AND n.trace_id = assessments_v9.trace_id ORDER BY n.create_time LIMIT 1);
+DROP TABLE assessments;
+ALTER TABLE assessments_v9 RENAME TO assessments;
+-- A filter probes one trace's valid assessments of one name.
+CREATE INDEX assessments_by_trace ON assessments (trace_id, name, kind, valid, value_num);
+"#,
 ];
 
 /// Per-connection settings.

@@ -1,4 +1,5 @@
-//! The write path: one transaction per batch, trace roll-ups kept incrementally.
+//! The write path: span batches applied in the writer's open transaction (see `redo.rs`), trace
+//! roll-ups kept incrementally.
 //!
 //! Spans are grouped by trace. A trace seen for the first time is inserted once, with roll-ups
 //! already computed from its spans in the batch; a trace already stored gets its new spans
@@ -49,7 +50,7 @@ pub(crate) const MERGE_RECENT_IDS: usize = 262_144;
 /// An id goes into `trace_ids_recent` only when neither table has it, and a deleted trace's id
 /// leaves both, so no id is in both tables and `OR IGNORE` never drops one: it is there because
 /// a statement that could stop half-way on a conflict makes SQLite keep, in memory, the
-/// original of every page it changes (peak RSS 372 MB in a 120 s `bench ingest`).
+/// original of every page it changes (figures: docs/performance.md, "Memory").
 pub(crate) fn merge_recent_ids(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "INSERT OR IGNORE INTO trace_ids (trace_id, seq) \

@@ -119,17 +119,16 @@ const MAX_GROUP_SPANS: usize = 64;
 const MAX_GROUP_BYTES: usize = 256 * 1024;
 
 /// Serializes and compresses spans: the bodies of the spans of one trace are compressed together
-/// (one LZ4 frame per trace and request), which cost a third of compressing them one by one
-/// when measured with zstd, and compresses better, since spans of a trace repeat keys,
-/// resource and much text. The
-/// result keeps the order of `spans`. CPU work: run it off the async executor.
+/// (one LZ4 frame per trace and request), which costs less than compressing them one by one and
+/// compresses better, since spans of a trace repeat keys, resource and much text. The result
+/// keeps the order of `spans`. CPU work: run it off the async executor.
 ///
 /// A group is a MessagePack array of bodies (maps, as JSON would have them), not JSON: strings
 /// go in as they are instead of escaped one byte at a time (inputs and outputs are often JSON
-/// inside a string, all quotes), and read back without unescaping. On the benchmark's trace
-/// groups (5 spans, ~6.5 KB): serializing 10.2 µs in JSON against 5.0 µs, parsing (what the
-/// text indexer and every read do) 12.2 µs against 7.8 µs, and 1% fewer bytes compressed.
-/// Groups written as JSON before are still read (see [`decode_bodies`]).
+/// inside a string, all quotes), and read back without unescaping, so both writing a group and
+/// reading it (the text indexer and every read) cost less (figures: docs/performance.md, "Body
+/// storage and encoding"). Groups written as JSON before are still read (see
+/// [`decode_bodies`]).
 pub fn encode_spans(spans: Vec<Span>) -> Vec<EncodedSpan> {
     // Which spans go into which group: spans of a trace in request order, split by the caps.
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -268,11 +267,10 @@ fn split(span: Span, with_metadata: bool) -> (EncodedSpan, SpanBody) {
 /// most 64 KiB, the content size, and an xxHash32 content checksum), so a body that did not
 /// reach the disk whole reads as an error, never as wrong data.
 ///
-/// LZ4, not zstd: compression was the largest single cost of ingest. Under `loupe bench
-/// ingest`, zstd level 1 took 23% of the server's CPU (~5.5 µs per span) and LZ4 takes 14.5%
-/// (~2.7 µs). On the benchmark's trace groups of 5 spans, with the reference libraries: zstd 1
-/// 4.9 µs and 567 bytes per span, zstd -3 3.3 µs and 826 bytes, LZ4 2.3 µs and ~815 bytes.
-/// Bodies written as zstd frames before are still read (see [`decode_bodies`]).
+/// LZ4, not zstd: compression was the largest single cost of ingest, and LZ4 takes about half
+/// the CPU of zstd level 1, for bodies about half as large again (figures: docs/performance.md,
+/// "Body storage and encoding"). Bodies written as zstd frames before are still read (see
+/// [`decode_bodies`]).
 ///
 /// The frame is written here around `lz4_flex`'s block compressor rather than with its frame
 /// encoder, which allocates ~150 KiB of buffers per frame: for frames of a few KiB that cost

@@ -8,8 +8,12 @@ use std::fmt;
 pub enum ErrorKind {
     /// The caller asked for something malformed (a bad cursor, say).
     InvalidInput,
+    /// What the caller named does not exist.
+    NotFound,
     /// What the caller wanted to create exists already.
     AlreadyExists,
+    /// A concurrent write got in the way; the same request may succeed if retried at once.
+    Conflict,
     /// The store is temporarily unable to serve (busy, shutting down); retry later.
     Unavailable,
     /// Anything else: a bug or a broken disk. Details are logged, not sent.
@@ -31,6 +35,22 @@ impl StoreError {
         Self {
             kind: ErrorKind::InvalidInput,
             message: message.into(),
+        }
+    }
+
+    /// A not-found error.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::NotFound,
+            message: message.into(),
+        }
+    }
+
+    /// A conflict with a concurrent write, worth retrying.
+    pub fn conflict(message: impl fmt::Display) -> Self {
+        Self {
+            kind: ErrorKind::Conflict,
+            message: message.to_string(),
         }
     }
 

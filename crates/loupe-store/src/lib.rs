@@ -5,6 +5,7 @@
 //! columns lifted out, everything else serialized once into a compressed body ([`SpanBody`]),
 //! so the single writer only binds and inserts.
 
+mod assessment;
 mod encode;
 mod error;
 mod query;
@@ -14,10 +15,12 @@ pub mod threads;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use loupe_model::Assessment;
 use loupe_model::normalize::Derived;
 use loupe_model::{SpanStatus, TraceId, TraceSummary};
 use serde_json::{Map, Value};
 
+pub use assessment::{ASSESSMENT_COLUMNS, AssessmentRow, json_object};
 pub use encode::{
     BodyPart, EncodedSpan, SpanBody, decode_bodies, decode_body, decode_body_at, encode_span,
     encode_spans,
@@ -259,13 +262,13 @@ pub trait TraceStore: Send + Sync + 'static {
     /// Deletes traces with their spans, events and assessments; returns how many.
     async fn delete_traces(&self, which: TraceSelection) -> Result<u64, StoreError>;
 
-    /// Stores an assessment (inserted, or replaced when `assessment_id` exists); `false` if the
-    /// trace does not exist.
-    async fn put_assessment(
-        &self,
-        trace_id: TraceId,
-        assessment: Assessment,
-    ) -> Result<bool, StoreError>;
+    /// Stores assessments in one transaction: each is inserted, or replaced when its id exists,
+    /// and one that `overrides` another of its trace marks that one invalid and overridden by
+    /// it. Fails with [`ErrorKind::NotFound`], storing nothing, if a trace does not exist.
+    async fn put_assessments(&self, assessments: Vec<Assessment>) -> Result<(), StoreError>;
+
+    /// One assessment by id, or `None` if unknown.
+    async fn assessment(&self, assessment_id: String) -> Result<Option<Assessment>, StoreError>;
 
     /// The assessments of these traces, oldest first.
     async fn assessments(&self, trace_ids: Vec<TraceId>) -> Result<Vec<Assessment>, StoreError>;
@@ -385,17 +388,4 @@ pub enum TraceSelection {
         /// At most this many.
         limit: Option<u64>,
     },
-}
-
-/// Feedback or an expectation attached to a trace (or one of its spans).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Assessment {
-    /// Id (`a-` + 32 hex when the server assigns it).
-    pub assessment_id: String,
-    /// The trace.
-    pub trace_id: TraceId,
-    /// Created, ms since the epoch.
-    pub create_time_ms: i64,
-    /// The whole assessment as a JSON object (name, kind and value, source, rationale …).
-    pub body: Value,
 }

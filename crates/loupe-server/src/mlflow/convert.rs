@@ -194,7 +194,7 @@ pub(crate) fn trace_info(
         "state": state(t),
         "trace_metadata": metadata,
         "tags": tags,
-        "assessments": assessments.iter().map(|a| a.body.clone()).collect::<Vec<_>>(),
+        "assessments": assessments.iter().map(super::assessments::to_mlflow).collect::<Vec<_>>(),
     });
     let in_progress = state(t) == "IN_PROGRESS";
     if !in_progress {

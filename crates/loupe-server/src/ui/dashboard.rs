@@ -9,7 +9,7 @@ use axum::response::Response;
 use loupe_store::{GroupKey, StatsGroup, StatsQuery};
 use maud::{Markup, html};
 
-use super::{fmt_cost, fmt_ms, layout, page_response};
+use super::{failure_page, fmt_cost, fmt_ms, layout, page_response};
 use crate::AppState;
 
 /// A series: its name and one value per bucket (None: no data).
@@ -38,7 +38,7 @@ fn chart(title: &str, buckets: &[i64], series: &[Series], fmt: fn(f64) -> String
     let x = |i: usize| PAD_L + (W - PAD_L - 8.0) * (i as f64 + 0.5) / n as f64;
     let y = |v: f64| 8.0 + (H - PAD_B - 8.0) * (1.0 - v / top);
     let label = |ms: i64| {
-        let t = crate::mlflow::rfc3339(ms);
+        let t = crate::util::rfc3339(ms);
         t.get(5..16).unwrap_or(&t).replace('T', " ")
     };
     html! {
@@ -121,7 +121,7 @@ pub(crate) async fn dashboard(
         );
     };
     let project = params.get("project").filter(|p| !p.is_empty()).cloned();
-    let now = crate::mlflow::now_ms();
+    let now = crate::util::now_ms();
     let from = (now - span_ms).div_euclid(bucket_ms) * bucket_ms;
     let filter = project.as_ref().and_then(|p| {
         // Project names are user text: quoted as a query literal ('' escapes ').
@@ -142,12 +142,7 @@ pub(crate) async fn dashboard(
     let totals = state.store.stats(query(vec![GroupKey::Model])).await;
     let (traces, models, totals) = match (traces, models, totals) {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return page_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                layout("Dashboard", html! { p.error role="alert" { (e.message) } }),
-            );
-        }
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure_page(e.into()),
     };
     let buckets: Vec<i64> = (0..)
         .map(|i| from + i * bucket_ms)

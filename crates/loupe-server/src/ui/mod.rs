@@ -19,6 +19,7 @@ use loupe_store::{Cursor, TraceQuery};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::AppState;
+use crate::error::Failure;
 
 /// What a page may load: itself only. No inline script or style anywhere.
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -76,6 +77,26 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// An HTML response with the security headers every page carries.
+/// The UI's table of failures: a page with the status the failure calls for and the message a
+/// client may see.
+pub(crate) fn failure_page(failure: Failure) -> Response {
+    let status = match &failure {
+        Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Failure::NotFound(_) => StatusCode::NOT_FOUND,
+        Failure::AlreadyExists(_) => StatusCode::CONFLICT,
+        Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = failure.message();
+    page_response(
+        status,
+        layout(
+            "Error",
+            html! { p.error role="alert" { (message) } p { a href="/" { "← Traces" } } },
+        ),
+    )
+}
+
 pub(crate) fn page_response(status: StatusCode, markup: Markup) -> Response {
     let mut r = (status, markup.into_string()).into_response();
     let h = r.headers_mut();
@@ -147,7 +168,7 @@ pub(crate) fn fmt_cost(usd: f64) -> String {
 /// UTC `YYYY-MM-DD HH:MM:SS` of ns since the epoch.
 pub(crate) fn fmt_time(ns: u64) -> String {
     let ms = i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX);
-    let s = crate::mlflow::rfc3339(ms);
+    let s = crate::util::rfc3339(ms);
     s.get(..19).unwrap_or(&s).replace('T', " ")
 }
 
@@ -177,7 +198,7 @@ async fn trace_list(
     let filter = if q.is_empty() {
         None
     } else {
-        match loupe_query::parse(&q, crate::mlflow::now_ms()) {
+        match loupe_query::parse(&q, crate::util::now_ms()) {
             Ok(e) => Some(e),
             Err(e) => {
                 error = Some(e.to_string());
@@ -203,7 +224,7 @@ async fn trace_list(
                 ..TraceQuery::default()
             })
             .await
-            .map_err(|e| e.message)
+            .map_err(|e| Failure::from(e).message())
     } else {
         Ok(loupe_store::TracePage {
             traces: Vec::new(),

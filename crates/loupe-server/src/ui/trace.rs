@@ -8,13 +8,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loupe_model::normalize::{self, Message};
-use loupe_model::{SpanId, TraceId};
-use loupe_store::{Assessment, SpanBodies, StoredSpan, TraceDetail};
+use loupe_model::{
+    Assessment, AssessmentKind, AssessmentSource, AssessmentValue, SourceType, SpanId, TraceId,
+};
+use loupe_store::{SpanBodies, StoredSpan, TraceDetail};
 use maud::{Markup, html};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{fmt_cost, fmt_ms, fmt_time, layout, page_response, status_badge, tag_chips};
+use super::{
+    failure_page, fmt_cost, fmt_ms, fmt_time, layout, page_response, status_badge, tag_chips,
+};
 use crate::AppState;
+use crate::util::random_hex;
 
 /// Tree rows rendered at most; the rest of a big trace is summarized per parent.
 const MAX_ROWS: usize = 2_000;
@@ -54,18 +59,13 @@ async fn load(
                 &format!("trace {trace_id} not found"),
             )));
         }
-        Err(e) => {
-            return Err(Box::new(error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &e.message,
-            )));
-        }
+        Err(e) => return Err(Box::new(failure_page(e.into()))),
     };
     let assessments = state
         .store
         .assessments(vec![trace_id])
         .await
-        .unwrap_or_default();
+        .map_err(|e| Box::new(failure_page(e.into())))?;
     Ok((detail, assessments))
 }
 
@@ -345,16 +345,19 @@ fn span_detail(s: &StoredSpan, trace: &str, full: bool) -> Markup {
 }
 
 fn assessment_item(a: &Assessment) -> Markup {
-    let v = crate::api::assessment_json(a);
-    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let value = a
+        .value
+        .as_ref()
+        .map_or(Value::Null, AssessmentValue::to_json);
     html! {
-        li.assessment data-assessment-id=(a.assessment_id) {
-            strong { (text("name").unwrap_or_else(|| "(unnamed)".into())) }
-            " " span.kind { (text("kind").unwrap_or_default()) }
-            ": " span.value { (pretty(v.get("value").unwrap_or(&Value::Null))) }
-            @if let Some(r) = text("rationale") { " — " span.rationale { (r) } }
-            @if let Some(src) = v.pointer("/source/source_id").and_then(Value::as_str) { " " span.source { "by " (src) } }
-            @if v.get("valid") == Some(&Value::Bool(false)) { " " span.note { "(overridden)" } }
+        li.assessment data-assessment-id=(a.id) {
+            strong { @if a.name.is_empty() { "(unnamed)" } @else { (a.name) } }
+            " " span.kind { (a.kind.as_str()) }
+            ": " span.value { (pretty(&value)) }
+            @if let Some(e) = &a.error { " " span.error { "failed: " (e.message) } }
+            @if let Some(r) = &a.rationale { " — " span.rationale { (r) } }
+            @if !a.source.source_id.is_empty() { " " span.source { "by " (a.source.source_id) } }
+            @if !a.valid { " " span.note { "(overridden)" } }
         }
     }
 }
@@ -413,35 +416,20 @@ pub(crate) async fn feedback(
         .get("comment")
         .map(|c| c.trim().chars().take(4_000).collect::<String>())
         .filter(|c| !c.is_empty());
-    let now = crate::mlflow::now_ms();
-    let assessment_id = format!("a-{}", crate::mlflow::random_hex());
-    let mut body = json!({
-        "assessment_id": assessment_id,
-        "assessment_name": "user_feedback",
-        "trace_id": format!("tr-{}", trace_id.to_hex()),
-        "source": {"source_type": "HUMAN", "source_id": "loupe-ui"},
-        "create_time": crate::mlflow::rfc3339(now),
-        "last_update_time": crate::mlflow::rfc3339(now),
-        "feedback": {"value": value},
-        "valid": true,
-    });
-    if let Some(c) = comment {
-        body["rationale"] = Value::String(c);
-    }
-    let stored = state
-        .store
-        .put_assessment(
-            trace_id,
-            Assessment {
-                assessment_id,
-                trace_id,
-                create_time_ms: now,
-                body,
-            },
-        )
-        .await;
-    match stored {
-        Ok(true) => (
+    let mut a = Assessment::new(
+        format!("a-{}", random_hex()),
+        trace_id,
+        "user_feedback".into(),
+        AssessmentKind::Feedback,
+        Some(AssessmentValue::Bool(value)),
+        AssessmentSource {
+            source_type: SourceType::Human,
+            source_id: "loupe-ui".into(),
+        },
+    );
+    a.rationale = comment;
+    match state.store.put_assessments(vec![a]).await {
+        Ok(()) => (
             StatusCode::SEE_OTHER,
             [(
                 header::LOCATION,
@@ -449,10 +437,6 @@ pub(crate) async fn feedback(
             )],
         )
             .into_response(),
-        Ok(false) => error_page(
-            StatusCode::NOT_FOUND,
-            &format!("trace {trace_id} not found"),
-        ),
-        Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        Err(e) => failure_page(e.into()),
     }
 }

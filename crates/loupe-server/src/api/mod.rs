@@ -1,5 +1,11 @@
 //! The JSON API (`/api/v1/...`), health, and the home page.
 
+mod annotations;
+
+pub(crate) use annotations::{
+    delete_assessment, delete_tag, get_assessment, patch_assessment, post_assessments, put_tag,
+};
+
 use std::collections::HashMap;
 
 use axum::Json;
@@ -20,7 +26,7 @@ const DEFAULT_LIMIT: usize = 50;
 /// Largest page size.
 const MAX_LIMIT: usize = 1000;
 
-const OPENAPI: &str = include_str!("openapi.json");
+const OPENAPI: &str = include_str!("../openapi.json");
 
 /// `GET /healthz`
 pub(crate) async fn healthz() -> Json<Value> {
@@ -417,41 +423,8 @@ pub(crate) async fn get_trace(
     Ok(Json(json!({
         "trace": trace_json(&detail.summary),
         "spans": detail.spans.into_iter().map(span_json).collect::<Vec<_>>(),
-        "assessments": assessments.iter().map(assessment_json).collect::<Vec<_>>(),
+        "assessments": assessments,
     })))
-}
-
-/// An assessment in Loupe's shape: `kind` and `value` instead of MLflow's oneof of
-/// `feedback` / `expectation` (whose JSON-serialized values are decoded).
-pub(crate) fn assessment_json(a: &loupe_store::Assessment) -> Value {
-    let b = &a.body;
-    let (kind, value) = if let Some(f) = b.get("feedback").filter(|v| !v.is_null()) {
-        ("feedback", f.get("value").cloned().unwrap_or(Value::Null))
-    } else if let Some(e) = b.get("expectation").filter(|v| !v.is_null()) {
-        let value = match e.pointer("/serialized_value/value").and_then(Value::as_str) {
-            Some(text) => serde_json::from_str(text).unwrap_or(Value::String(text.into())),
-            None => e.get("value").cloned().unwrap_or(Value::Null),
-        };
-        ("expectation", value)
-    } else {
-        ("issue", b.get("issue").cloned().unwrap_or(Value::Null))
-    };
-    json!({
-        "assessment_id": a.assessment_id,
-        "trace_id": a.trace_id,
-        "span_id": b.get("span_id"),
-        "name": b.get("assessment_name"),
-        "kind": kind,
-        "value": value,
-        "error": b.pointer("/feedback/error"),
-        "rationale": b.get("rationale"),
-        "source": b.get("source"),
-        "metadata": b.get("metadata"),
-        "valid": b.get("valid").cloned().unwrap_or(Value::Bool(true)),
-        "overrides": b.get("overrides"),
-        "create_time_ms": a.create_time_ms,
-        "last_update_time": b.get("last_update_time"),
-    })
 }
 
 fn session_json(s: &SessionSummary) -> Value {

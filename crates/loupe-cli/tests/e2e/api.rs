@@ -1,0 +1,143 @@
+//! The JSON API: lists, filters, paging and its errors.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn json_api_lists_filters_paginates_and_errors_in_json() {
+    let server = TestServer::start().await;
+    let mut spans = Vec::new();
+    for i in 0..30u8 {
+        let mut s = pspan(
+            [100 + i; 16],
+            1,
+            None,
+            u64::from(i) * 1000,
+            u64::from(i) * 1000 + u64::from(i) * 10,
+        );
+        s.name = if i % 2 == 0 {
+            "even".into()
+        } else {
+            "odd".into()
+        };
+        if i % 3 == 0 {
+            s.status = Some(Status {
+                code: 2,
+                message: "x".into(),
+            });
+        }
+        spans.push(s);
+    }
+    assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
+    let (status, page) = server.get("/api/v1/traces?limit=10").await;
+    assert_eq!(status, 200);
+    let traces = page["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 10);
+    assert_eq!(traces[0]["trace_id"], hex(&[129; 16]), "newest first");
+    for key in [
+        "trace_id",
+        "name",
+        "status",
+        "start_time_ms",
+        "duration_ms",
+        "span_count",
+        "error_count",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "project",
+        "tags",
+    ] {
+        assert!(traces[0].get(key).is_some(), "{key} missing");
+    }
+    let all = all_traces(&server.url).await;
+    assert_eq!(all.len(), 30);
+    let mut ids = HashSet::new();
+    let mut cursor = page["next_cursor"].as_str().unwrap().to_string();
+    ids.extend(
+        traces
+            .iter()
+            .map(|t| t["trace_id"].as_str().unwrap().to_string()),
+    );
+    loop {
+        let (_, p) = server
+            .get(&format!("/api/v1/traces?limit=10&cursor={cursor}"))
+            .await;
+        ids.extend(
+            p["traces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["trace_id"].as_str().unwrap().to_string()),
+        );
+        match p["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 30, "pages neither skip nor repeat");
+    let (_, p) = server
+        .get("/api/v1/traces?status=ERROR&name=even&min_duration_ms=100")
+        .await;
+    let got: Vec<u64> = p["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["duration_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, vec![240, 180, 120]);
+    let from = 1_700_000_000_000u64 + 10_000;
+    let (_, p) = server
+        .get(&format!(
+            "/api/v1/traces?start_time_from_ms={from}&start_time_to_ms={}",
+            from + 5_000
+        ))
+        .await;
+    assert_eq!(p["traces"].as_array().unwrap().len(), 5);
+    // errors
+    for (path, status, code) in [
+        ("/api/v1/traces/not-hex", 400, "INVALID_ARGUMENT"),
+        (
+            "/api/v1/traces/00112233445566778899aabbccddeeff",
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            "/api/v1/traces?cursor=%27%3B%20drop%20table%20traces",
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        ("/api/v1/traces?limit=0", 400, "INVALID_ARGUMENT"),
+        ("/api/v1/traces?status=BROKEN", 400, "INVALID_ARGUMENT"),
+        ("/api/v1/traces?min_duration_ms=-5", 400, "INVALID_ARGUMENT"),
+        ("/api/v1/traces?colour=red", 400, "INVALID_ARGUMENT"),
+        ("/api/v1/nothing", 404, "NOT_FOUND"),
+    ] {
+        let (s, body) = server.get(path).await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let (s, doc) = server.get("/api/v1/openapi.json").await;
+    assert_eq!(s, 200);
+    for path in [
+        "/v1/traces",
+        "/api/v1/traces",
+        "/api/v1/traces/{trace_id}",
+        "/healthz",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
+    }
+    let (s, health) = server.get("/healthz").await;
+    assert_eq!((s, health["status"].as_str()), (200, Some("ok")));
+    let home = reqwest::get(format!("{}/", server.url)).await.unwrap();
+    assert!(
+        home.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    server.stop().await;
+}

@@ -1,0 +1,31 @@
+//! Small helpers every front door shares: the time now, RFC 3339 times, random ids.
+
+pub(crate) use crate::mlflow::rfc3339_ms as rfc3339;
+pub(crate) use loupe_model::now_ms;
+
+/// 32 random hex digits (std's per-process random hash keys, mixed with a counter and the time).
+pub(crate) fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut out = String::with_capacity(32);
+    for half in 0..2u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u64(half);
+        h.write_i64(now_ms());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_ids_differ() {
+        let a = super::random_hex();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, super::random_hex());
+    }
+}
