@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use loupe_model::normalize;
 use loupe_store::{Recompute, TraceStore};
 use loupe_store_sqlite::SqliteStore;
 
@@ -40,9 +39,7 @@ pub async fn run(args: MaintainArgs, what: What) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(&args.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let how = match what {
         What::Reindex => Recompute::Reindex(Arc::new(move |body, start_ns| {
-            let mut d = normalize::derive(&body.attributes);
-            d.cost_usd = prices.cost(&d, start_ns);
-            d
+            prices.derive(&body.attributes, start_ns)
         })),
         What::Reprice => Recompute::Reprice(Arc::new(move |d, start_ns| prices.cost(d, start_ns))),
     };

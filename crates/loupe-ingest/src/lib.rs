@@ -8,12 +8,14 @@
 
 mod error;
 mod logs;
+mod mlflow;
 mod otlp;
 mod otlp_json;
 mod queue;
 
 pub use error::IngestError;
 pub use logs::{PreparedLogs, convert_logs};
+pub use mlflow::{prepare_traces_json, spans_from_traces_json};
 pub use otlp::{Prepared, convert_request};
 pub use otlp_json::{decode_json, decode_json_as};
 pub use queue::{IngestQueue, QueueConfig, WriterHandle};

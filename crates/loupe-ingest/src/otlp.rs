@@ -1,7 +1,6 @@
 //! OTLP protobuf types → canonical spans.
 
 use base64::Engine;
-use loupe_model::normalize;
 use loupe_model::pricing::PriceBook;
 use loupe_model::{
     DEFAULT_PROJECT, IdError, Span, SpanEvent, SpanId, SpanLink, SpanStatus, TraceId,
@@ -143,8 +142,7 @@ pub fn convert_request(
                     });
                 }
                 let attributes = attrs_to_json(sp.attributes);
-                let mut derived = normalize::derive(&attributes);
-                derived.cost_usd = prices.cost(&derived, sp.start_time_unix_nano);
+                let derived = prices.derive(&attributes, sp.start_time_unix_nano);
                 let (status, status_message) = match sp.status {
                     Some(s) => (SpanStatus::from_code(i64::from(s.code)), s.message),
                     None => (SpanStatus::Unset, String::new()),

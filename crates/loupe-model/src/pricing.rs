@@ -159,6 +159,18 @@ impl PriceBook {
             .or_else(|| entry.prices.first())
     }
 
+    /// A span's canonical fields from its attributes, priced as of its start: the one way every
+    /// door (OTLP, MLflow's `traces.json`, `loupe reindex`) derives a span.
+    pub fn derive(
+        &self,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+        start_ns: u64,
+    ) -> Derived {
+        let mut d = crate::normalize::derive(attributes);
+        d.cost_usd = self.cost(&d, start_ns);
+        d
+    }
+
     /// Cost in US dollars of a span's token usage, or `None` without a model, usage or price.
     pub fn cost(&self, d: &Derived, at_ns: u64) -> Option<f64> {
         self.cost_parts(d, at_ns).map(|(i, o)| i + o)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use loupe_model::{SpanStatus, TraceId, TraceSummary};
 use loupe_store::{
     ASSESSMENT_COLUMNS, Assessment, AssessmentRow, Experiment, ExperimentKey, StoreError,
-    TraceInfoUpdate, TraceSelection,
+    TraceInfoUpdate, TraceSelection, trace_status_sql,
 };
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
@@ -200,17 +200,18 @@ pub(crate) async fn upsert_trace_info(
             _ => old.name.clone(),
         };
         let stmt = tx
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE traces SET tags = tags || $2::jsonb, metadata = metadata || $3::jsonb, \
                  info = info || $4::jsonb, start_ns = $5::bigint, end_ns = $6::bigint, \
                  duration_ms = ($6::bigint - $5::bigint) / 1000000, name = $7::text, \
                  root_status = coalesce($8::bigint, root_status), \
                  session_id = coalesce(session_id, $9::text), \
                  user_id = coalesce(user_id, $10::text), \
-                 status = CASE coalesce($8::bigint, root_status) WHEN 1 THEN 1 WHEN 2 THEN 2 \
-                          ELSE CASE WHEN error_count > 0 THEN 2 ELSE 0 END END \
-                 WHERE seq = $1",
-            )
+                 status = ",
+                trace_status_sql!("coalesce($8::bigint, root_status)", "error_count"),
+                " \
+                 WHERE seq = $1"
+            ))
             .await
             .map_err(pg_err)?;
         tx.execute(

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use loupe_model::normalize::LlmView;
 use loupe_model::text::SpanText;
 use loupe_model::{SpanId, TraceId};
-use loupe_store::{EncodedSpan, StoreError, TraceDelta, WriteOutcome, decode_bodies};
+use loupe_store::{
+    EncodedSpan, StoreError, TraceDelta, WriteOutcome, decode_bodies, root_status_sql,
+    trace_status_sql,
+};
 use serde_json::Value;
 
 use crate::{cpu, pg_err, to_i64};
@@ -71,7 +74,8 @@ const INSERT_SPANS: &str = "INSERT INTO spans (trace_seq, span_id, parent_id, na
 const INSERT_GROUPS: &str = "INSERT INTO span_groups (id, body) \
      SELECT * FROM unnest($1::bigint[], $2::bytea[])";
 
-const UPDATE_TRACES: &str = "UPDATE traces t SET \
+const UPDATE_TRACES: &str = concat!(
+    "UPDATE traces t SET \
      start_ns = CASE WHEN t.span_count = 0 THEN d.min_start ELSE LEAST(t.start_ns, d.min_start) END, \
      end_ns = CASE WHEN t.span_count = 0 THEN d.max_end ELSE GREATEST(t.end_ns, d.max_end) END, \
      duration_ms = CASE WHEN t.span_count = 0 THEN (d.max_end - d.min_start) / 1000000 \
@@ -86,11 +90,15 @@ const UPDATE_TRACES: &str = "UPDATE traces t SET \
                       AND (t.name = '' OR d.earliest_start < t.start_ns) THEN d.earliest_name \
                  ELSE t.name END, \
      has_root = t.has_root OR d.root_name IS NOT NULL, \
-     root_status = CASE WHEN (t.info ->> 'state') IN ('OK', 'ERROR') THEN t.root_status \
-                   ELSE coalesce(d.root_status, t.root_status) END, \
-     status = CASE (CASE WHEN (t.info ->> 'state') IN ('OK', 'ERROR') THEN t.root_status \
-                         ELSE coalesce(d.root_status, t.root_status) END) WHEN 1 THEN 1 WHEN 2 THEN 2 \
-              ELSE CASE WHEN t.error_count + d.errors > 0 THEN 2 ELSE 0 END END, \
+     root_status = ",
+    root_status_sql!("(t.info ->> 'state')", "t.root_status", "d.root_status"),
+    ", \
+     status = ",
+    trace_status_sql!(
+        root_status_sql!("(t.info ->> 'state')", "t.root_status", "d.root_status"),
+        "t.error_count + d.errors"
+    ),
+    ", \
      cost_usd = t.cost_usd + d.cost_usd, \
      session_id = coalesce(t.session_id, d.session_id), \
      user_id = coalesce(t.user_id, d.user_id) \
@@ -99,7 +107,8 @@ const UPDATE_TRACES: &str = "UPDATE traces t SET \
      $12::bigint[], $13::float8[], $14::text[], $15::text[]) \
      AS d(seq, min_start, max_end, spans, errors, input_tokens, output_tokens, total_tokens, \
           root_name, earliest_name, earliest_start, root_status, cost_usd, session_id, user_id) \
-     WHERE t.seq = d.seq";
+     WHERE t.seq = d.seq"
+);
 
 const INSERT_TEXT: &str = "INSERT INTO trace_text (trace_seq, doc) \
      SELECT s, d::tsvector FROM unnest($1::bigint[], $2::text[]) AS x(s, d)";

@@ -5,7 +5,7 @@
 use loupe_model::{SpanStatus, TraceId, TraceSummary};
 use loupe_store::{
     ASSESSMENT_COLUMNS, Assessment, AssessmentRow, Experiment, ExperimentKey, StoreError,
-    TraceInfoUpdate, TraceSelection, json_object,
+    TraceInfoUpdate, TraceSelection, json_object, trace_status_sql,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -204,13 +204,12 @@ pub(crate) fn upsert_trace_info(
                 _ => old.name.clone(),
             };
             tx.execute(
-                "UPDATE traces SET tags = ?2, metadata = ?3, info = ?4, start_ns = ?5, end_ns = ?6, \
+                concat!("UPDATE traces SET tags = ?2, metadata = ?3, info = ?4, start_ns = ?5, end_ns = ?6, \
                  duration_ms = (?6 - ?5) / 1000000, name = ?7, \
                  root_status = coalesce(?8, root_status), \
                  session_id = coalesce(session_id, ?9), user_id = coalesce(user_id, ?10), \
-                 status = CASE coalesce(?8, root_status) WHEN 1 THEN 1 WHEN 2 THEN 2 \
-                          ELSE CASE WHEN error_count > 0 THEN 2 ELSE 0 END END \
-                 WHERE seq = ?1",
+                 status = ", trace_status_sql!("coalesce(?8, root_status)", "error_count"), " \
+                 WHERE seq = ?1"),
                 params![
                     seq,
                     to_text(&tags),

@@ -10,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 
 use loupe_model::{SpanId, TraceId, TraceSummary};
-use loupe_store::{EncodedSpan, StoreError, TraceDelta, WriteOutcome};
+use loupe_store::{
+    EncodedSpan, StoreError, TraceDelta, WriteOutcome, root_status_sql, trace_status_sql,
+};
 use rusqlite::{CachedStatement, Connection, Statement, params};
 
 use crate::bodylog::LogWriter;
@@ -82,7 +84,8 @@ pub(crate) fn remove_trace_id(conn: &Connection, trace_id: &[u8]) -> Result<(), 
     Ok(())
 }
 
-const UPDATE_TRACE: &str = "UPDATE traces SET \
+const UPDATE_TRACE: &str = concat!(
+    "UPDATE traces SET \
      start_ns = CASE WHEN span_count = 0 THEN ?2 ELSE min(start_ns, ?2) END, \
      end_ns = CASE WHEN span_count = 0 THEN ?3 ELSE max(end_ns, ?3) END, \
      duration_ms = CASE WHEN span_count = 0 THEN (?3 - ?2) / 1000000 \
@@ -96,15 +99,20 @@ const UPDATE_TRACE: &str = "UPDATE traces SET \
                  WHEN has_root = 0 AND ?10 IS NOT NULL AND (name = '' OR ?11 < start_ns) THEN ?10 \
                  ELSE name END, \
      has_root = has_root OR (?9 IS NOT NULL), \
-     root_status = CASE WHEN json_extract(info, '$.state') IN ('OK', 'ERROR') THEN root_status \
-                   ELSE coalesce(?12, root_status) END, \
-     status = CASE (CASE WHEN json_extract(info, '$.state') IN ('OK', 'ERROR') THEN root_status \
-                         ELSE coalesce(?12, root_status) END) WHEN 1 THEN 1 WHEN 2 THEN 2 \
-                   ELSE CASE WHEN error_count + ?5 > 0 THEN 2 ELSE 0 END END, \
+     root_status = ",
+    root_status_sql!("json_extract(info, '$.state')", "root_status", "?12"),
+    ", \
+     status = ",
+    trace_status_sql!(
+        root_status_sql!("json_extract(info, '$.state')", "root_status", "?12"),
+        "error_count + ?5"
+    ),
+    ", \
      cost_usd = cost_usd + ?13, \
      session_id = coalesce(session_id, ?14), \
      user_id = coalesce(user_id, ?15) \
-     WHERE seq = ?1";
+     WHERE seq = ?1"
+);
 
 /// Where a batch's bodies go.
 pub(crate) enum Place<'a> {

@@ -110,3 +110,40 @@ pub fn cmp_group_keys(a: &[Value], b: &[Value]) -> Ordering {
     }
     Ordering::Equal
 }
+
+/// SQL for the trace status rule of [`loupe_model::TraceSummary::status_from`], for the
+/// statements that update a trace row in place (both backends, as a literal for `concat!`):
+/// the root's status code `$root` (1 OK, 2 ERROR, NULL or 0 unknown) wins; without one, a
+/// positive count of failed spans `$errors` makes the trace ERROR (2), else UNSET (0).
+#[macro_export]
+macro_rules! trace_status_sql {
+    ($root:expr, $errors:expr) => {
+        concat!(
+            "CASE ",
+            $root,
+            " WHEN 1 THEN 1 WHEN 2 THEN 2 ELSE CASE WHEN ",
+            $errors,
+            " > 0 THEN 2 ELSE 0 END END"
+        )
+    };
+}
+
+/// SQL for a trace's root status after a write: a final state the client reported in its trace
+/// info (`$state`: MLflow's `OK` or `ERROR`) keeps the stored `$old`; otherwise the root span's
+/// `$new` status, when the write has one.
+#[macro_export]
+macro_rules! root_status_sql {
+    ($state:expr, $old:expr, $new:expr) => {
+        concat!(
+            "(CASE WHEN ",
+            $state,
+            " IN ('OK', 'ERROR') THEN ",
+            $old,
+            " ELSE coalesce(",
+            $new,
+            ", ",
+            $old,
+            ") END)"
+        )
+    };
+}

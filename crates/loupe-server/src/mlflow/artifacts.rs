@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::convert;
 use super::experiments::experiment_by_id_str;
-use super::{MlflowError, Reply, json_body, ok, trace_id_of};
+use super::{MlflowError, Reply, ok, raw_body, trace_id_of};
 use crate::AppState;
 
 /// `<experiment>/traces/<trace id>/artifacts/traces.json` → (experiment, trace).
@@ -40,12 +40,14 @@ pub(super) async fn put_artifact(
     };
     let experiment = experiment_by_id_str(&state, exp).await?;
     let trace_id = trace_id_of(id)?;
-    let v = json_body(&state, &headers, body).await?;
+    let bytes = raw_body(&state, &headers, body).await?;
     let prices = state.prices.clone();
     let project = experiment.project();
-    let spans = convert::spans_from_traces_json(trace_id, &v, &project, &prices)
-        .map_err(MlflowError::invalid)?;
-    let encoded = loupe_store::encode_spans(spans);
+    // Parsing and encoding are CPU work: on ingest's decode threads, as OTLP's are.
+    let encoded = state
+        .queue
+        .cpu(move || loupe_ingest::prepare_traces_json(trace_id, &bytes, &project, &prices))
+        .await??;
     state.queue.submit(encoded).await?;
     ok(json!({}))
 }

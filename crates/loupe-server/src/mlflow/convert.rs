@@ -4,7 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use loupe_model::pricing::PriceBook;
-use loupe_model::{Span, SpanEvent, SpanId, SpanLink, SpanStatus, TraceId, TraceSummary};
+use loupe_model::{SpanStatus, TraceId, TraceSummary};
 use loupe_store::{Assessment, StoredSpan};
 use serde_json::{Map, Value, json};
 
@@ -348,136 +348,6 @@ pub(crate) fn span_dict(trace_id: &TraceId, s: &StoredSpan) -> Value {
     })
 }
 
-fn b64_id<const N: usize>(v: Option<&Value>, what: &str) -> Result<[u8; N], String> {
-    let s = v
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{what}: expected a base64 string"))?;
-    let bytes = B64
-        .decode(s)
-        .map_err(|e| format!("{what}: invalid base64 {s:?}: {e}"))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("{what}: expected {N} bytes, got {}", b.len()))
-}
-
-fn nanos(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-/// Parses the span dicts of a `traces.json` upload into canonical spans of `trace_id`.
-pub(crate) fn spans_from_traces_json(
-    trace_id: TraceId,
-    body: &Value,
-    project: &str,
-    prices: &PriceBook,
-) -> Result<Vec<Span>, String> {
-    let spans = body
-        .get("spans")
-        .and_then(Value::as_array)
-        .ok_or("traces.json: expected an object with a \"spans\" list")?;
-    let mut out = Vec::with_capacity(spans.len());
-    for (i, s) in spans.iter().enumerate() {
-        let at = |f: &str| format!("spans[{i}].{f}");
-        let tid = TraceId(b64_id::<16>(s.get("trace_id"), &at("trace_id"))?);
-        if tid != trace_id {
-            return Err(format!(
-                "{}: belongs to trace {}, not {}",
-                at("trace_id"),
-                mlflow_id(&tid),
-                mlflow_id(&trace_id)
-            ));
-        }
-        let span_id = SpanId(b64_id::<8>(s.get("span_id"), &at("span_id"))?);
-        let parent_id = match s.get("parent_span_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(p)) if p.is_empty() => None,
-            p => Some(SpanId(b64_id::<8>(p, &at("parent_span_id"))?)),
-        };
-        let attributes: Map<String, Value> = s
-            .get("attributes")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        // Values are JSON text; keep a value that is not as it came.
-                        let v = match v {
-                            Value::String(t) => serde_json::from_str(t).unwrap_or(v.clone()),
-                            other => other.clone(),
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let (status, status_message) = match s.get("status") {
-            Some(st) => (
-                match st.get("code").and_then(Value::as_str).unwrap_or("") {
-                    "STATUS_CODE_OK" | "OK" => SpanStatus::Ok,
-                    "STATUS_CODE_ERROR" | "ERROR" => SpanStatus::Error,
-                    _ => SpanStatus::Unset,
-                },
-                st.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            ),
-            None => (SpanStatus::Unset, String::new()),
-        };
-        let events = s
-            .get("events")
-            .and_then(Value::as_array)
-            .map(|es| {
-                es.iter()
-                    .map(|e| SpanEvent {
-                        name: e
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                        time_ns: nanos(e.get("time_unix_nano")).unwrap_or(0),
-                        attributes: e
-                            .get("attributes")
-                            .and_then(Value::as_object)
-                            .cloned()
-                            .unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let start_ns = nanos(s.get("start_time_unix_nano")).unwrap_or(0);
-        let end_ns = nanos(s.get("end_time_unix_nano")).unwrap_or(start_ns);
-        let mut derived = loupe_model::normalize::derive(&attributes);
-        derived.cost_usd = prices.cost(&derived, start_ns);
-        out.push(Span {
-            trace_id,
-            span_id,
-            parent_id,
-            name: s
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            kind: 0,
-            start_ns,
-            end_ns: end_ns.max(start_ns),
-            status,
-            status_message,
-            attributes,
-            events,
-            links: Vec::<SpanLink>::new(),
-            resource: Map::new(),
-            scope: None,
-            project: project.to_string(),
-            derived,
-        });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,37 +396,5 @@ mod tests {
             find("l"),
             json!({"array_value": {"values": [{"bool_value": true}, {}]}})
         );
-    }
-
-    #[test]
-    fn traces_json_parses_and_refuses_bad_ids() {
-        let tid = TraceId([7; 16]);
-        let body = json!({"spans": [{
-            "trace_id": B64.encode([7u8; 16]), "span_id": B64.encode([1u8; 8]),
-            "parent_span_id": null, "name": "root",
-            "start_time_unix_nano": 10, "end_time_unix_nano": 20,
-            "status": {"code": "STATUS_CODE_ERROR", "message": "boom"},
-            "attributes": {"mlflow.spanType": "\"CHAIN\"", "mlflow.spanInputs": "{\"x\": 1}"},
-            "events": [{"name": "exception", "time_unix_nano": 15, "attributes": {"exception.type": "ValueError"}}]
-        }]});
-        let prices = loupe_model::pricing::PriceBook::builtin();
-        let spans = spans_from_traces_json(tid, &body, "p", &prices).unwrap();
-        assert_eq!(spans.len(), 1);
-        assert_eq!(spans[0].attributes["mlflow.spanInputs"], json!({"x": 1}));
-        assert_eq!(spans[0].derived.span_type, "CHAIN");
-        assert_eq!(spans[0].status, SpanStatus::Error);
-        assert_eq!(
-            spans[0].events[0].attributes["exception.type"],
-            json!("ValueError")
-        );
-        let mut wrong = body.clone();
-        wrong["spans"][0]["span_id"] = json!("AAAA");
-        assert!(
-            spans_from_traces_json(tid, &wrong, "p", &prices)
-                .unwrap_err()
-                .contains("span_id")
-        );
-        assert!(spans_from_traces_json(TraceId([8; 16]), &body, "p", &prices).is_err());
-        assert!(spans_from_traces_json(tid, &json!([]), "p", &prices).is_err());
     }
 }

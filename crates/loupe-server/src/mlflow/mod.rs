@@ -129,12 +129,13 @@ fn query_one(pairs: &[(String, String)], key: &str) -> Option<String> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
-async fn json_body(
+/// The request body, within the size limit (decompressed).
+async fn raw_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Value, MlflowError> {
-    let bytes = read_limited(headers, body, state.config.max_request_bytes)
+) -> Result<bytes::Bytes, MlflowError> {
+    read_limited(headers, body, state.config.max_request_bytes)
         .await
         .map_err(|e| MlflowError {
             status: e.status,
@@ -144,7 +145,15 @@ async fn json_body(
                 "INVALID_PARAMETER_VALUE"
             },
             message: e.message,
-        })?;
+        })
+}
+
+async fn json_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, MlflowError> {
+    let bytes = raw_body(state, headers, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
