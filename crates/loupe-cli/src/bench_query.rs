@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use loupe_model::pricing::PriceBook;
+use loupe_model::{Assessment, AssessmentKind, AssessmentSource, AssessmentValue, SourceType};
 use loupe_store::{GroupKey, StatsQuery, TraceQuery, TraceStore};
 use loupe_store_postgres::PostgresStore;
 use loupe_store_sqlite::SqliteStore;
@@ -32,6 +33,10 @@ pub struct LoadArgs {
     /// Bytes of text in each span's inputs and in its outputs.
     #[arg(long, default_value_t = 512)]
     pub payload_bytes: usize,
+    /// Give every trace a `quality` feedback (a score from 0 to 1, as an LLM judge would
+    /// write), so `bench query` can time `feedback.*` filters.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub assessments: bool,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +128,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     // Encode on a blocking thread while the store writes the previous batch.
     let total = args.traces;
     let payload = args.payload_bytes;
+    let with_assessments = args.assessments;
     let producer = tokio::task::spawn_blocking(move || {
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
         let mut made = 0;
@@ -132,7 +138,12 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             let Ok(p) = loupe_ingest::convert_request(req, None, &prices) else {
                 break;
             };
-            if tx.blocking_send(p.spans).is_err() {
+            let judged = if with_assessments {
+                judge(&mut rng, &p.spans)
+            } else {
+                Vec::new()
+            };
+            if tx.blocking_send((p.spans, judged)).is_err() {
                 break;
             }
             made += n;
@@ -150,8 +161,11 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
         bar
     });
-    while let Some(spans) = rx.recv().await {
+    while let Some((spans, judged)) = rx.recv().await {
         store.write_spans(spans).await.map_err(anyhow_store)?;
+        if !judged.is_empty() {
+            store.put_assessments(judged).await.map_err(anyhow_store)?;
+        }
         written += per_batch.min(total - written);
         let rate = written as f64 * 5.0 / t0.elapsed().as_secs_f64();
         if let Some(bar) = &bar {
@@ -197,6 +211,29 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
 }
 
 use loupe_model::now_ms;
+
+/// A `quality` feedback from a judge for each trace of a batch, scored uniformly from 0 to 1.
+fn judge(rng: &mut impl rand::Rng, spans: &[loupe_store::EncodedSpan]) -> Vec<Assessment> {
+    let mut seen = std::collections::HashSet::new();
+    spans
+        .iter()
+        .filter(|s| seen.insert(s.trace_id))
+        .map(|s| {
+            let score = (rng.random::<f64>() * 1000.0).round() / 1000.0;
+            Assessment::new(
+                format!("a-{}-quality", s.trace_id.to_hex()),
+                s.trace_id,
+                "quality".into(),
+                AssessmentKind::Feedback,
+                AssessmentValue::from_json(serde_json::json!(score)),
+                AssessmentSource {
+                    source_type: SourceType::LlmJudge,
+                    source_id: "bench-judge".into(),
+                },
+            )
+        })
+        .collect()
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -278,6 +315,13 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         ("full-text first page", "text ~ '退款'"),
         ("full-text first page", "text ~ 'استرداد'"),
         ("full-text first page", "text ~ 'creme brulee'"),
+        // `bench load` scores every trace's `quality` uniformly from 0 to 1.
+        ("feedback first page", "feedback.quality >= 0.9"),
+        ("feedback first page", "feedback.quality >= 0.999"),
+        (
+            "feedback first page",
+            "feedback.quality < 0.1 AND status = 'ERROR'",
+        ),
     ];
     println!(
         "query bench on {} ({} runs each, median):",

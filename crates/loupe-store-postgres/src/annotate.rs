@@ -144,10 +144,7 @@ pub(crate) async fn upsert_trace_info(
     u: &TraceInfoUpdate,
 ) -> Result<TraceSummary, StoreError> {
     let tx = client.transaction().await.map_err(pg_err)?;
-    let start = u
-        .start_ns
-        .map_or_else(|| now_ms().saturating_mul(1_000_000), to_i64);
-    let end = start.saturating_add(u.duration_ns.map_or(0, to_i64));
+    let row = u.new_row();
     let status = TraceSummary::status_from(u.status, 0);
     let stmt = tx
         .prepare_cached(
@@ -164,10 +161,10 @@ pub(crate) async fn upsert_trace_info(
             &[
                 &&u.trace_id.0[..],
                 &u.project,
-                &u.name.clone().unwrap_or_default(),
-                &start,
-                &end,
-                &((end - start) / 1_000_000),
+                &row.name,
+                &row.start_ns,
+                &row.end_ns,
+                &row.duration_ms(),
                 &status.code(),
                 &u.status.map(|s| s.code()),
                 &Value::Object(u.tags.clone()),
@@ -184,21 +181,7 @@ pub(crate) async fn upsert_trace_info(
         let (seq, old) = summary(&tx, &u.trace_id, true)
             .await?
             .ok_or_else(|| crate::retry_later("a trace row vanished under a concurrent delete"))?;
-        // Times and name from the client only while no span says otherwise.
-        let (start, end) = if old.span_count == 0 {
-            let start = u.start_ns.map_or(to_i64(old.start_ns), to_i64);
-            (
-                start,
-                u.duration_ns
-                    .map_or(to_i64(old.end_ns), |d| start.saturating_add(to_i64(d))),
-            )
-        } else {
-            (to_i64(old.start_ns), to_i64(old.end_ns))
-        };
-        let name = match (&u.name, old.has_root) {
-            (Some(n), false) if !n.is_empty() => n.clone(),
-            _ => old.name.clone(),
-        };
+        let merged = u.merge(&old);
         let stmt = tx
             .prepare_cached(concat!(
                 "UPDATE traces SET tags = tags || $2::jsonb, metadata = metadata || $3::jsonb, \
@@ -221,9 +204,9 @@ pub(crate) async fn upsert_trace_info(
                 &Value::Object(u.tags.clone()),
                 &Value::Object(u.metadata.clone()),
                 &Value::Object(u.info.clone()),
-                &start,
-                &end,
-                &name,
+                &merged.start_ns,
+                &merged.end_ns,
+                &merged.name,
                 &u.status.map(|s: SpanStatus| s.code()),
                 &u.session_id,
                 &u.user_id,

@@ -152,10 +152,7 @@ pub(crate) fn upsert_trace_info(
     let tx = conn.transaction().map_err(db_err)?;
     match summary(&tx, &u.trace_id)? {
         None => {
-            let start = u
-                .start_ns
-                .map_or_else(|| now_ms().saturating_mul(1_000_000), to_i64);
-            let end = start.saturating_add(u.duration_ns.map_or(0, to_i64));
+            let row = u.new_row();
             let root_status = u.status.map(|s| s.code());
             let status = TraceSummary::status_from(u.status, 0);
             tx.execute(
@@ -165,10 +162,10 @@ pub(crate) fn upsert_trace_info(
                 params![
                     &u.trace_id.0[..],
                     u.project,
-                    u.name.clone().unwrap_or_default(),
-                    start,
-                    end,
-                    (end - start) / 1_000_000,
+                    row.name,
+                    row.start_ns,
+                    row.end_ns,
+                    row.duration_ms(),
                     status.code(),
                     root_status,
                     to_text(&u.tags),
@@ -188,21 +185,7 @@ pub(crate) fn upsert_trace_info(
             metadata.extend(u.metadata.clone());
             let mut info = old.info.clone();
             info.extend(u.info.clone());
-            // Times and name from the client only while no span says otherwise.
-            let (start, end) = if old.span_count == 0 {
-                let start = u.start_ns.map_or(to_i64(old.start_ns), to_i64);
-                (
-                    start,
-                    u.duration_ns
-                        .map_or(to_i64(old.end_ns), |d| start.saturating_add(to_i64(d))),
-                )
-            } else {
-                (to_i64(old.start_ns), to_i64(old.end_ns))
-            };
-            let name = match (&u.name, old.has_root) {
-                (Some(n), false) if !n.is_empty() => n.clone(),
-                _ => old.name.clone(),
-            };
+            let merged = u.merge(&old);
             tx.execute(
                 concat!("UPDATE traces SET tags = ?2, metadata = ?3, info = ?4, start_ns = ?5, end_ns = ?6, \
                  duration_ms = (?6 - ?5) / 1000000, name = ?7, \
@@ -215,9 +198,9 @@ pub(crate) fn upsert_trace_info(
                     to_text(&tags),
                     to_text(&metadata),
                     to_text(&info),
-                    start,
-                    end,
-                    name,
+                    merged.start_ns,
+                    merged.end_ns,
+                    merged.name,
                     u.status.map(|s: SpanStatus| s.code()),
                     u.session_id,
                     u.user_id,

@@ -374,6 +374,63 @@ pub struct TraceInfoUpdate {
     pub info: Map<String, Value>,
 }
 
+impl TraceInfoUpdate {
+    /// The times and status of a trace row this update creates (no span has arrived): a start
+    /// the client did not report is now.
+    pub fn new_row(&self) -> TraceTimes {
+        let start = self
+            .start_ns
+            .map_or_else(|| loupe_model::now_ms().saturating_mul(1_000_000), to_i64);
+        TraceTimes {
+            start_ns: start,
+            end_ns: start.saturating_add(self.duration_ns.map_or(0, to_i64)),
+            name: self.name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The times and name of an existing row after this update: the client's only while no
+    /// span says otherwise (its times while the trace has no span, its name while no root span
+    /// has arrived).
+    pub fn merge(&self, old: &TraceSummary) -> TraceTimes {
+        let (start_ns, end_ns) = if old.span_count == 0 {
+            let start = self.start_ns.map_or(to_i64(old.start_ns), to_i64);
+            let end = self
+                .duration_ns
+                .map_or(to_i64(old.end_ns), |d| start.saturating_add(to_i64(d)));
+            (start, end)
+        } else {
+            (to_i64(old.start_ns), to_i64(old.end_ns))
+        };
+        let name = match (&self.name, old.has_root) {
+            (Some(n), false) if !n.is_empty() => n.clone(),
+            _ => old.name.clone(),
+        };
+        TraceTimes {
+            start_ns,
+            end_ns,
+            name,
+        }
+    }
+}
+
+/// A trace row's start, end (ns) and name, as [`TraceInfoUpdate`] decides them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceTimes {
+    /// Start, ns.
+    pub start_ns: i64,
+    /// End, ns.
+    pub end_ns: i64,
+    /// Name.
+    pub name: String,
+}
+
+impl TraceTimes {
+    /// Duration in ms, as stored.
+    pub fn duration_ms(&self) -> i64 {
+        (self.end_ns - self.start_ns) / 1_000_000
+    }
+}
+
 /// Which traces to delete.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceSelection {
