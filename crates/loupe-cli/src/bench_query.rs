@@ -50,7 +50,8 @@ pub struct QueryArgs {
     /// Runs per query class (the median is reported).
     #[arg(long, default_value_t = 15)]
     pub runs: usize,
-    /// Keep ingesting (the same synthetic traces, in-process) while the queries run.
+    /// Keep ingesting (the same synthetic traces, in-process, each judged as `bench load` judges
+    /// them) while the queries run.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub with_ingest: bool,
 }
@@ -271,7 +272,11 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                     break;
                 };
                 let n = p.spans.len() as u64;
-                if store.write_spans(p.spans).await.is_err() {
+                // Judged as they arrive, as an online evaluator keeps up with ingest.
+                let judged = judge(&mut rng, &p.spans);
+                if store.write_spans(p.spans).await.is_err()
+                    || store.put_assessments(judged).await.is_err()
+                {
                     break;
                 }
                 ingested.fetch_add(n, Ordering::Relaxed);

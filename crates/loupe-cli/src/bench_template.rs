@@ -2,8 +2,8 @@
 //! trace ids, span ids, times and session ids written into their bytes.
 //!
 //! The client shares the machine with the server it measures. Building and encoding each
-//! request took two thirds of the client's CPU (~1.3 µs per span, ~0.12 of a core at 100k
-//! spans/s), taken from the server. A fresh copy of a template costs a copy of its bytes and a
+//! request took most of the client's CPU, taken from the server (figures: docs/performance.md,
+//! "How we measure"). A fresh copy of a template costs a copy of its bytes and a
 //! few writes per span, and the server gets the same thing: new traces at new times, with the
 //! same texts, attributes and shapes as a request built from scratch.
 

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// glibc's allocator spent ~12 % of ingest CPU in malloc/free of span-sized buffers.
+/// glibc's allocator spent a noticeable share of ingest CPU in malloc/free of span-sized
+/// buffers (figures: docs/performance.md, "Memory").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -11,8 +11,8 @@
 //!   without a dictionary.
 //!
 //! A query matches a document holding all of its terms, the last one as a prefix (`refund` also
-//! finds `refunds`). Term order is not checked: an index without positions is 5x smaller and
-//! twice as fast to build (measured with FTS5: 502 against 2,583 bytes per 5 KB document), and
+//! finds `refunds`). Term order is not checked: an index without positions is several times smaller
+//! and faster to build (figures: docs/performance.md, "Body storage and encoding"), and
 //! for the pairs of an unspaced script "all pairs present" is as good as the phrase in practice.
 //! Backends index the document text as it is ([`SpanText`]) and turn the query into their own
 //! syntax ([`fts5_query`], [`pg_tsquery`], [`pg_tsvector`]); the terms hold only letters and

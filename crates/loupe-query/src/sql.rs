@@ -602,10 +602,10 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         Expr::IsNull { field, negated } => {
             out.sql.push('(');
             // SQLite: the session index covers only traces with a session, so SQLite may take
-            // it for `session_id IS NOT NULL` and then sort every such trace (a quarter of them
-            // in the benches: 0.7 s at 1M traces, seen while the start index could not give the
-            // order by itself), where reading newest first and checking each finds a page at
-            // once. A unary `+` keeps the term off the indexes.
+            // it for `session_id IS NOT NULL` and then sort every such trace, where reading
+            // newest first and checking each finds a page at once (figures:
+            // docs/performance.md, "Query and aggregation timings"). A unary `+` keeps the term
+            // off the indexes.
             if *negated
                 && out.dialect == Dialect::Sqlite
                 && matches!(field, Field::Trace(TraceField::SessionId))

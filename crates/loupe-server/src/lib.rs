@@ -56,7 +56,7 @@ pub struct AppState {
     pub prices: Arc<loupe_model::pricing::PriceBook>,
 }
 
-/// The HTTP router: OTLP/HTTP, the JSON API, health and the home page.
+/// The HTTP router: OTLP/HTTP, the JSON API, the MLflow API, health and the web UI.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))

@@ -140,7 +140,7 @@ impl TextIndex {
     pub(crate) fn start(data_dir: &Path) -> Result<Self, StoreError> {
         let conn = open_text_db(&path(data_dir))?;
         let main = Connection::open(data_dir.join(DB_FILE)).map_err(db_err)?;
-        schema::configure(&main, false).map_err(db_err)?;
+        schema::configure(&main, schema::Role::Reader).map_err(db_err)?;
         let mut mark = load_mark(&conn)?;
         // Spans deleted while a rewind was not yet saved: never leave the mark above the last
         // span, or the rowids SQLite hands out again would be skipped.

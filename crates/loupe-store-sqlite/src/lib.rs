@@ -163,7 +163,7 @@ const WAL_MAX_FRAMES: i64 = if cfg!(test) { 1_024 } else { 1_048_576 };
 impl Checkpointer {
     fn start(path: PathBuf, rewind: Arc<AtomicBool>) -> Result<Self, StoreError> {
         let conn = Connection::open(&path).map_err(db_err)?;
-        schema::configure(&conn, false).map_err(db_err)?;
+        schema::configure(&conn, schema::Role::Reader).map_err(db_err)?;
         let (stop, rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("loupe-checkpoint".into())
@@ -587,7 +587,7 @@ impl SqliteStore {
         })?;
         let path = data_dir.join(DB_FILE);
         let mut writer = Connection::open(&path).map_err(db_err)?;
-        schema::configure(&writer, true).map_err(db_err)?;
+        schema::configure(&writer, schema::Role::Writer).map_err(db_err)?;
         schema::migrate(&mut writer)?;
         let log = bodylog::LogWriter::open(data_dir)?;
         let reader = bodylog::LogReader::new(data_dir);
@@ -689,7 +689,7 @@ impl SqliteStore {
             Some(c) => c,
             None => {
                 let c = Connection::open(&self.inner.path).map_err(db_err)?;
-                schema::configure(&c, false).map_err(db_err)?;
+                schema::configure(&c, schema::Role::Reader).map_err(db_err)?;
                 fts::attach(&c, &self.inner.data_dir).map_err(db_err)?;
                 c
             }

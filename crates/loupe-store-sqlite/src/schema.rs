@@ -107,8 +107,8 @@ CREATE TABLE assessments (
 CREATE INDEX assessments_by_trace ON assessments (trace_id, create_time);
 "#,
     // Version 4: the start-time index also covers what aggregations read, so "by hour over the
-    // last day" scans one index range instead of fetching each trace row (measured at 1M
-    // traces: see the note in `stats.rs`). It still orders the trace list (start, seq).
+    // last day" scans one index range instead of fetching each trace row (figures:
+    // docs/performance.md, "Start indexes and trace ids"). It still orders the trace list (start, seq).
     r#"
 DROP INDEX traces_by_start;
 CREATE INDEX traces_by_start ON traces (start_ns, seq, status, duration_ms, input_tokens,
@@ -117,8 +117,8 @@ CREATE INDEX traces_by_start ON traces (start_ns, seq, status, duration_ms, inpu
     // Version 5: failed traces get a partial index of their own, in place of an index of
     // every trace by status. Trace starts arrive in no order (clients report them up to a minute
     // late), so each index by start takes one random page per new trace, and every commit
-    // copies those pages into the WAL: the status index was a fifth of what a commit wrote,
-    // for a condition that is only selective for errors. `status = 'OK'` / `'UNSET'` read the
+    // copies those pages into the WAL: the status index was a large share of what a commit
+    // wrote, for a condition that is only selective for errors. `status = 'OK'` / `'UNSET'` read the
     // start index, which holds the status, newest first. The SQL must say `status = 2` as a
     // literal for SQLite to use a partial index.
     r#"
@@ -139,8 +139,8 @@ INSERT INTO loupe_meta (key, value) VALUES ('redo_applied', 0);
     // `loupe_query::sql::SQLITE_START_BUCKET`). Starts arrive up to a minute late, so an index
     // keyed by the start took one random page per new trace among a minute of traces (at full
     // ingest, more pages than the cache holds), and each commit copied them all into the WAL;
-    // now each bucket has one page being appended to. `loupe bench ingest` with the two indexes
-    // by start dropped ran at 126k spans/s against 95k over 60 s.
+    // now each bucket has one page being appended to (figures: docs/performance.md, "Start
+    // indexes and trace ids").
     r#"
 DROP INDEX traces_by_start;
 CREATE INDEX traces_by_start ON traces ((start_ns >> 28), seq, start_ns, status, duration_ms,
@@ -289,41 +289,49 @@ CREATE INDEX assessments_by_trace ON assessments (trace_id, name, kind, valid, v
 "#,
 ];
 
+/// What a connection is for: the one writer, or a reader (queries, the checkpointer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Writer,
+    Reader,
+}
+
 /// Per-connection settings.
-pub(crate) fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
+pub(crate) fn configure(conn: &Connection, role: Role) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    if writer {
-        // Only takes effect on a new database. Rows are small (bodies live in the body log),
-        // and every commit copies each page it touched into the WAL whole: the random-order
-        // trace_id and session indexes touch ~100 pages per 100 new traces. At 1M traces,
-        // 16 KiB pages meant ~9 KB of WAL per span; 4 KiB pages load 36.7k spans/s against
-        // 24.7k (`loupe bench load`), and a long query pinning the WAL no longer halves ingest.
-        conn.pragma_update(None, "page_size", 4_096)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Commits write the WAL without waiting for the disk; `SqliteStore::write_spans` then
-        // fsyncs the WAL itself, outside the writer lock, before it reports success. The next
-        // batch is inserted while the previous one is being flushed (group commit), and nothing
-        // is acknowledged before it is on disk.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // Checkpoints run on their own thread (see `Checkpointer`), not inside commits.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // What the WAL file is cut back to when it restarts: above what it grows to between
-        // restarts under full ingest (~250 MiB), so its frames are written over blocks the file
-        // has. Cut back to 64 MiB, nearly half of a commit's time writing frames went to the
-        // file system allocating and zeroing blocks again (a profile after 20 s of ingest).
-        conn.pragma_update(None, "journal_size_limit", 512 * 1024 * 1024)?;
-        // A second of ingest's dirty index pages (see `COMMIT_EVERY`) stays in the cache: with
-        // 32 MiB, `loupe bench ingest` gave 97.4k and 113.9k spans/s against 120.8k and 118.7k.
-        conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
-    } else {
-        conn.pragma_update(None, "cache_size", -16_384)?; // 16 MiB
-        // Readers map the database instead of copying each page out of the kernel: copies were
-        // a third of an aggregation's CPU. Mapped pages are the OS page cache, shared and
-        // reclaimable, though they count in the process's RSS while mapped. SQLite caps the
-        // map at its compile-time limit (2 GiB by default); pages past it are read as before.
-        conn.pragma_update(None, "mmap_size", 1i64 << 40)?;
+    match role {
+        Role::Writer => {
+            // Only takes effect on a new database. Rows are small (bodies live in the body
+            // log), and every commit copies each page it touched into the WAL whole, so small
+            // pages mean less WAL per span (figures: docs/performance.md, "Page size and cache").
+            conn.pragma_update(None, "page_size", 4_096)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // Commits write the WAL without waiting for the disk: a batch is durable before
+            // its 2xx through the body log and the redo log that `write_spans` flushes, and the
+            // commit thread flushes the WAL afterwards, off the writer lock (`redo.rs`).
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // Checkpoints run on their own thread (see `Checkpointer`), not inside commits.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            // What the WAL file is cut back to when it restarts: above what it grows to between
+            // restarts under full ingest, so its frames are written over blocks the file has
+            // instead of blocks the file system allocates and zeroes again (figures:
+            // docs/performance.md, "WAL sizing and checkpoints").
+            conn.pragma_update(None, "journal_size_limit", 512 * 1024 * 1024)?;
+            // A second of ingest's dirty index pages (see `COMMIT_EVERY`) stays in the cache
+            // (figures: docs/performance.md, "Page size and cache").
+            conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
+        }
+        Role::Reader => {
+            conn.pragma_update(None, "cache_size", -16_384)?; // 16 MiB
+            // Readers map the database instead of copying each page out of the kernel, which
+            // was a large share of an aggregation's CPU. Mapped pages are the OS page cache,
+            // shared and reclaimable, though they count in the process's RSS while mapped.
+            // SQLite caps the map at its compile-time limit (2 GiB by default); pages past it
+            // are read as before.
+            conn.pragma_update(None, "mmap_size", 1i64 << 40)?;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The storage contract every Loupe backend implements.
 //!
-//! [`TraceStore`] is what the ingest path and the readers see; backends (SQLite, later
+//! [`TraceStore`] is what the ingest path and the readers see; the backends (SQLite and
 //! PostgreSQL) live in their own crates. Spans travel to a store as [`EncodedSpan`]s: the indexed
 //! columns lifted out, everything else serialized once into a compressed body ([`SpanBody`]),
 //! so the single writer only binds and inserts.
@@ -178,8 +178,9 @@ pub struct TraceDetail {
 /// and in any number of batches; the trace's [`TraceSummary`] stays right.
 #[async_trait]
 pub trait TraceStore: Send + Sync + 'static {
-    /// Stores spans in one transaction. Returns only after the transaction is durable on disk;
-    /// on error nothing of the batch is stored.
+    /// Stores a batch of spans. Returns only once the batch is durable on disk (SQLite: in its
+    /// redo log, committed to the database within a second; PostgreSQL: committed); on error
+    /// nothing of the batch is stored.
     async fn write_spans(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, StoreError>;
 
     /// Traces matching `query`, newest first.

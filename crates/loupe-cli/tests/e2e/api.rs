@@ -1,9 +1,10 @@
-//! The JSON API: lists, filters, paging and its errors.
+//! The JSON API: lists, filters, paging, its errors and its documents.
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn json_api_lists_filters_paginates_and_errors_in_json() {
+/// A server holding 30 one-span traces: trace `100 + i` starts at `i` s, lasts `10 i` ms, is
+/// named `even` or `odd`, and failed when `i` is a multiple of 3.
+async fn thirty_traces() -> TestServer {
     let server = TestServer::start().await;
     let mut spans = Vec::new();
     for i in 0..30u8 {
@@ -28,6 +29,12 @@ async fn json_api_lists_filters_paginates_and_errors_in_json() {
         spans.push(s);
     }
     assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
+    server
+}
+
+#[tokio::test]
+async fn trace_list_is_newest_first_and_cursor_pages_neither_skip_nor_repeat() {
+    let server = thirty_traces().await;
     let (status, page) = server.get("/api/v1/traces?limit=10").await;
     assert_eq!(status, 200);
     let traces = page["traces"].as_array().unwrap();
@@ -75,6 +82,12 @@ async fn json_api_lists_filters_paginates_and_errors_in_json() {
         }
     }
     assert_eq!(ids.len(), 30, "pages neither skip nor repeat");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trace_list_filters_by_status_name_duration_and_start() {
+    let server = thirty_traces().await;
     let (_, p) = server
         .get("/api/v1/traces?status=ERROR&name=even&min_duration_ms=100")
         .await;
@@ -93,7 +106,12 @@ async fn json_api_lists_filters_paginates_and_errors_in_json() {
         ))
         .await;
     assert_eq!(p["traces"].as_array().unwrap().len(), 5);
-    // errors
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn api_errors_are_json_with_a_code_and_a_message() {
+    let server = thirty_traces().await;
     for (path, status, code) in [
         ("/api/v1/traces/not-hex", 400, "INVALID_ARGUMENT"),
         (
@@ -120,6 +138,12 @@ async fn json_api_lists_filters_paginates_and_errors_in_json() {
         );
         assert!(!body["error"]["message"].as_str().unwrap().is_empty());
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_health_and_the_home_page_answer() {
+    let server = TestServer::start().await;
     let (s, doc) = server.get("/api/v1/openapi.json").await;
     assert_eq!(s, 200);
     for path in [
@@ -139,5 +163,12 @@ async fn json_api_lists_filters_paginates_and_errors_in_json() {
             .unwrap()
             .contains("default-src 'none'")
     );
+    for path in [
+        "/api/v1/traces/{trace_id}/assessments",
+        "/api/v1/assessments/{assessment_id}",
+        "/api/v1/traces/{trace_id}/tags/{key}",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
+    }
     server.stop().await;
 }
