@@ -65,16 +65,13 @@ struct Inner {
 /// Session settings of every connection (see [`PostgresStore::connect`]).
 const PG_SESSION_OPTIONS: &str = "-c max_parallel_workers_per_gather=0";
 
-/// Marks errors worth retrying as a whole transaction (see [`retryable`]).
-const RETRY_MARK: &str = "postgres (retry): ";
-
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         let text = format!("{}: {} ({})", code.code(), db.message(), db.severity());
         if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
         {
-            return StoreError::unavailable(format!("{RETRY_MARK}{text}"));
+            return StoreError::conflict(format!("postgres: {text}"));
         }
         if code.code().starts_with("08")
             || code.code().starts_with("53")
@@ -100,11 +97,11 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
 /// An error that makes the caller run its transaction again (a row it relied on vanished
 /// under a concurrent delete).
 pub(crate) fn retry_later(message: &str) -> StoreError {
-    StoreError::unavailable(format!("{RETRY_MARK}{message}"))
+    StoreError::conflict(message)
 }
 
 fn retryable(e: &StoreError) -> bool {
-    e.kind == ErrorKind::Unavailable && e.message.starts_with(RETRY_MARK)
+    e.kind == ErrorKind::Conflict
 }
 
 /// Parameters of a statement built at run time.

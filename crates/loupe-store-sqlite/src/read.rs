@@ -12,6 +12,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
+use crate::annotate::json_column;
 use crate::bodylog::LogReader;
 use crate::db_err;
 use crate::write::{SEQ_OF_ID, to_i64};
@@ -85,10 +86,6 @@ pub(crate) const TRACE_COLUMNS: &str = "seq, trace_id, project, name, start_ns, 
      has_root, span_count, error_count, input_tokens, output_tokens, total_tokens, tags, metadata, \
      cost_usd, session_id, user_id, info";
 
-fn json_map(s: &str) -> Map<String, Value> {
-    serde_json::from_str(s).unwrap_or_default()
-}
-
 pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -98,8 +95,6 @@ pub(crate) fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
     let trace_id = TraceId::from_slice(&id).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(e))
     })?;
-    let tags: String = r.get(13)?;
-    let metadata: String = r.get(14)?;
     Ok((
         r.get(0)?,
         TraceSummary {
@@ -115,12 +110,12 @@ pub(crate) fn trace_row(r: &Row<'_>) -> rusqlite::Result<(i64, TraceSummary)> {
             input_tokens: u(r.get(10)?),
             output_tokens: u(r.get(11)?),
             total_tokens: u(r.get(12)?),
-            tags: json_map(&tags),
-            metadata: json_map(&metadata),
+            tags: json_column(r, 13)?,
+            metadata: json_column(r, 14)?,
             cost_usd: r.get(15)?,
             session_id: r.get(16)?,
             user_id: r.get(17)?,
-            info: json_map(&r.get::<_, String>(18)?),
+            info: json_column(r, 18)?,
         },
     ))
 }

@@ -27,3 +27,40 @@ async fn v8_assessments_migrate_to_columns() {
     loupe_store_conformance::migration::assessments_written_as_mlflow_json_read_back_typed(&store)
         .await;
 }
+
+/// A JSON column that does not parse reads as an error, never as an empty value.
+#[tokio::test]
+async fn corrupt_json_columns_are_errors() {
+    use loupe_model::TraceId;
+    use loupe_store::{ErrorKind, TraceStore};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v8-assessments");
+    copy_dir(&fixture, dir.path());
+    drop(SqliteStore::open(dir.path()).expect("opens and migrates"));
+    let db = rusqlite::Connection::open(dir.path().join(loupe_store_sqlite::DB_FILE)).expect("db");
+    db.execute_batch(
+        "UPDATE traces SET tags = '{not json' WHERE trace_id = x'11111111111111111111111111111111';
+         UPDATE assessments SET metadata = '[1]' WHERE trace_id = x'22222222222222222222222222222222';",
+    )
+    .expect("corrupts");
+    drop(db);
+    let store = SqliteStore::open(dir.path()).expect("opens");
+    let err = store
+        .trace_summaries(vec![TraceId([0x11; 16])])
+        .await
+        .expect_err("corrupt tags");
+    assert_eq!(err.kind, ErrorKind::Internal);
+    let err = store
+        .assessments(vec![TraceId([0x22; 16])])
+        .await
+        .expect_err("corrupt metadata");
+    assert_eq!(err.kind, ErrorKind::Internal);
+    assert_eq!(
+        store
+            .trace_summaries(vec![TraceId([0x22; 16])])
+            .await
+            .expect("intact")
+            .len(),
+        1
+    );
+}
