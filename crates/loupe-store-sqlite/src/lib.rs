@@ -9,6 +9,7 @@
 
 mod annotate;
 mod bodylog;
+mod checkpoint;
 mod fts;
 mod read;
 mod recompute;
@@ -32,6 +33,8 @@ use loupe_store::{
     TraceDetail, TraceInfoUpdate, TracePage, TraceQuery, TraceSelection, TraceStore, WriteOutcome,
 };
 use rusqlite::Connection;
+
+use checkpoint::Checkpointer;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "loupe.db";
@@ -123,124 +126,6 @@ pub(crate) const COMMIT_EVERY: std::time::Duration = if cfg!(test) {
 /// Spans past which the open transaction commits whatever its age (bounds its dirty pages).
 const MAX_OPEN_SPANS: usize = 250_000;
 
-/// Copies committed WAL frames into the database file on its own thread and connection, so the
-/// writer's commits never pay for it (the writer's automatic checkpoints are off).
-///
-/// Under steady load a background checkpoint never catches the writer, and SQLite only rewinds
-/// the WAL when a write begins with every frame copied back. So when the WAL passes
-/// [`WAL_REWIND_FRAMES`], the checkpointer copies again at once, pass after pass, until fewer
-/// than [`REWIND_LAG_FRAMES`] frames are left; then it raises `rewind`, and the writer, after
-/// its next commit, copies those few itself; its next transaction starts the WAL from the
-/// beginning again. The writer holds the only write lock, so what it copies holds up ingest:
-/// with `rewind` raised as soon as the WAL passed the mark, the writer was left half of all
-/// frames to copy (figures: docs/performance.md, "WAL sizing and checkpoints"). Should the
-/// checkpointer never get that close (readers that hold old frames, a disk slower than ingest),
-/// past [`WAL_MAX_FRAMES`] it waits for them and restarts the WAL itself, so the WAL stays
-/// bounded.
-struct Checkpointer {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// WAL length (in pages: 128 MiB of 4 KiB pages) past which the WAL is rewound (see
-/// [`Checkpointer`]). Each rewind holds the writer for a commit's worth of copying and a flush
-/// of the database file, so rewinds should be rare (figures: docs/performance.md, "WAL sizing
-/// and checkpoints"). Reads do not slow down with the length: SQLite only looks a page up in
-/// the frames not yet copied back.
-const WAL_REWIND_FRAMES: i64 = 32_768;
-/// Frames the writer may be left to copy itself when it rewinds the WAL. Less than one commit's
-/// worth and the checkpointer, a commit behind after every pass, never lets the writer rewind
-/// (sized when each batch was its own commit: docs/performance.md, "WAL sizing and
-/// checkpoints").
-const REWIND_LAG_FRAMES: i64 = 4_096;
-/// WAL length (in pages: 4 GiB of 4 KiB pages) past which the checkpointer waits for readers and
-/// the writer to copy every frame and restart the WAL. Ingest pauses meanwhile (at most the busy
-/// timeout), so this is only a bound for readers that pin the WAL for long: back-to-back
-/// aggregations under full ingest grow it past 1 GiB and back, and a lower cap paused ingest
-/// there (figures: docs/performance.md, "WAL sizing and checkpoints").
-const WAL_MAX_FRAMES: i64 = if cfg!(test) { 1_024 } else { 1_048_576 };
-
-impl Checkpointer {
-    fn start(path: PathBuf, rewind: Arc<AtomicBool>) -> Result<Self, StoreError> {
-        let conn = Connection::open(&path).map_err(db_err)?;
-        schema::configure(&conn, schema::Role::Reader).map_err(db_err)?;
-        let (stop, rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("loupe-checkpoint".into())
-            .spawn(move || {
-                let mut wait = CHECKPOINT_EVERY;
-                let mut last_done = 0;
-                loop {
-                    match rx.recv_timeout(wait) {
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                            });
-                            wait = CHECKPOINT_EVERY;
-                            match r {
-                                Ok((log, done)) if log > WAL_MAX_FRAMES => {
-                                    tracing::info!(
-                                        frames = log,
-                                        copied = done,
-                                        "the WAL is past its cap; waiting for readers to restart it"
-                                    );
-                                    // Readers held the frames back for long (queries that
-                                    // never pause). The longer the WAL, the slower every read
-                                    // (SQLite looks each page up in the WAL first), the longer
-                                    // the queries, and the longer the WAL again: a loop (see
-                                    // docs/performance.md, "WAL sizing and checkpoints"). Past
-                                    // the cap, wait for the readers of old frames and for the
-                                    // writer (up to the busy timeout), copy everything and
-                                    // start the WAL over; ingest pauses for that copy.
-                                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(RESTART)") {
-                                        tracing::warn!(error = %e, "checkpoint of a long WAL failed");
-                                    }
-                                    last_done = 0;
-                                }
-                                Ok((log, done)) if log > WAL_REWIND_FRAMES => {
-                                    if log - done <= REWIND_LAG_FRAMES {
-                                        rewind.store(true, Ordering::Relaxed);
-                                    } else if done > last_done {
-                                        // Behind: copy what was committed meanwhile, at once.
-                                        // (No progress means a reader's snapshot holds the
-                                        // frames back: then wait as usual.)
-                                        wait = std::time::Duration::ZERO;
-                                    }
-                                    last_done = done;
-                                }
-                                Ok(_) => {}
-                                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
-                            }
-                        }
-                        _ => {
-                            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-                            return;
-                        }
-                    }
-                }
-            })
-            .map_err(|e| {
-                StoreError::internal(format!("cannot start the checkpoint thread: {e}"))
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// How often committed WAL frames are copied into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
@@ -268,93 +153,6 @@ fn sync_wal(path: &Path) -> Result<(), StoreError> {
     .map_err(|e| StoreError::unavailable(format!("cannot flush the write-ahead log: {e}")))
 }
 
-/// Applies again the redo log's batches that no commit holds (see [`redo`]), in one
-/// transaction; returns the number of the last batch the database now holds. A batch whose
-/// bodies are not whole on disk, and every batch after it, was never acknowledged: replay
-/// stops there.
-fn replay(
-    conn: &Connection,
-    bodies: &bodylog::LogReader,
-    data_dir: &Path,
-) -> Result<u64, StoreError> {
-    let mark: i64 = conn
-        .query_row(
-            "SELECT value FROM loupe_meta WHERE key = 'redo_applied'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(db_err)?;
-    let mut last = u64::try_from(mark).unwrap_or(0);
-    let records: Vec<(u64, Vec<u8>)> = redo::read_records(data_dir)?
-        .into_iter()
-        .filter(|(n, _)| *n > last)
-        .collect();
-    if records.is_empty() {
-        return Ok(last);
-    }
-    let started = std::time::Instant::now();
-    let mut spans_in = 0usize;
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
-    for (n, payload) in records {
-        if n != last + 1 {
-            tracing::warn!(
-                expected = last + 1,
-                found = n,
-                "redo log: a batch is missing; replay stops"
-            );
-            break;
-        }
-        let decoded = match redo::decode(&payload) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(batch = n, error = %e, "redo log: unreadable batch; replay stops");
-                break;
-            }
-        };
-        let mut checked = std::collections::HashSet::new();
-        let whole = decoded.iter().filter_map(|r| r.body).all(|(pos, len)| {
-            !checked.insert(pos)
-                || bodies
-                    .read(pos, len)
-                    .and_then(|b| loupe_store::decode_bodies(&b))
-                    .is_ok()
-        });
-        if !whole {
-            tracing::warn!(
-                batch = n,
-                "redo log: a body of the batch is not whole on disk (never acknowledged); replay stops"
-            );
-            break;
-        }
-        let (rows, at): (Vec<EncodedSpan>, Vec<Option<redo::BodyAt>>) =
-            decoded.into_iter().map(|r| (r.span, r.body)).unzip();
-        conn.execute_batch("SAVEPOINT replay").map_err(db_err)?;
-        let applied = write::apply_spans(
-            conn,
-            write::Place::Replay,
-            &rows,
-            Some(&at),
-            &mut Vec::new(),
-            &mut 0,
-        )
-        .and_then(|_| set_batch_mark(conn, n));
-        match applied {
-            Ok(()) => conn.execute_batch("RELEASE replay").map_err(db_err)?,
-            Err(e) => {
-                conn.execute_batch("ROLLBACK TO replay; RELEASE replay")
-                    .map_err(db_err)?;
-                tracing::error!(batch = n, error = %e, "redo log: replay failed; replay stops");
-                break;
-            }
-        }
-        spans_in += rows.len();
-        last = n;
-    }
-    conn.execute_batch("COMMIT").map_err(db_err)?;
-    tracing::info!(batches = last.saturating_sub(u64::try_from(mark).unwrap_or(0)), spans = spans_in, took = ?started.elapsed(), "redo log replayed");
-    Ok(last)
-}
-
 /// Trace ids in `trace_ids_recent`.
 fn recent_ids(conn: &Connection) -> Result<usize, StoreError> {
     conn.query_row("SELECT count(*) FROM trace_ids_recent", [], |r| {
@@ -365,7 +163,7 @@ fn recent_ids(conn: &Connection) -> Result<usize, StoreError> {
 }
 
 /// Records, in the open transaction, that it holds span batches up to `n`.
-fn set_batch_mark(conn: &Connection, n: u64) -> Result<(), StoreError> {
+pub(crate) fn set_batch_mark(conn: &Connection, n: u64) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE loupe_meta SET value = ?1 WHERE key = 'redo_applied'")
         .and_then(|mut st| st.execute([i64::try_from(n).unwrap_or(i64::MAX)]))
         .map_err(db_err)?;
@@ -551,7 +349,7 @@ impl Inner {
             let _ = w.conn.execute_batch("ROLLBACK");
         }
         w.open = None;
-        let last = replay(&w.conn, &self.log, &self.data_dir)?;
+        let last = redo::replay(&w.conn, &self.log, &self.data_dir)?;
         if last + 1 != w.next_batch {
             tracing::error!(
                 replayed_to = last,
@@ -593,7 +391,7 @@ impl SqliteStore {
         let reader = bodylog::LogReader::new(data_dir);
         // Batches acknowledged but not committed before the last stop (a crash) go in now.
         let mut redo = redo::RedoLog::open(data_dir)?;
-        let last_batch = replay(&writer, &reader, data_dir)?;
+        let last_batch = redo::replay(&writer, &reader, data_dir)?;
         sync_wal(&path)?;
         redo.clear()?;
         let rewind = Arc::new(AtomicBool::new(false));

@@ -392,6 +392,97 @@ impl Reader<'_> {
     }
 }
 
+/// Applies again the redo log's batches that no commit holds (see this module), in one
+/// transaction; returns the number of the last batch the database now holds. A batch whose
+/// bodies are not whole on disk, and every batch after it, was never acknowledged: replay
+/// stops there.
+pub(crate) fn replay(
+    conn: &rusqlite::Connection,
+    bodies: &crate::bodylog::LogReader,
+    data_dir: &Path,
+) -> Result<u64, StoreError> {
+    let mark: i64 = conn
+        .query_row(
+            "SELECT value FROM loupe_meta WHERE key = 'redo_applied'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(crate::db_err)?;
+    let mut last = u64::try_from(mark).unwrap_or(0);
+    let records: Vec<(u64, Vec<u8>)> = read_records(data_dir)?
+        .into_iter()
+        .filter(|(n, _)| *n > last)
+        .collect();
+    if records.is_empty() {
+        return Ok(last);
+    }
+    let started = std::time::Instant::now();
+    let mut spans_in = 0usize;
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(crate::db_err)?;
+    for (n, payload) in records {
+        if n != last + 1 {
+            tracing::warn!(
+                expected = last + 1,
+                found = n,
+                "redo log: a batch is missing; replay stops"
+            );
+            break;
+        }
+        let decoded = match decode(&payload) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(batch = n, error = %e, "redo log: unreadable batch; replay stops");
+                break;
+            }
+        };
+        let mut checked = std::collections::HashSet::new();
+        let whole = decoded.iter().filter_map(|r| r.body).all(|(pos, len)| {
+            !checked.insert(pos)
+                || bodies
+                    .read(pos, len)
+                    .and_then(|b| loupe_store::decode_bodies(&b))
+                    .is_ok()
+        });
+        if !whole {
+            tracing::warn!(
+                batch = n,
+                "redo log: a body of the batch is not whole on disk (never acknowledged); replay stops"
+            );
+            break;
+        }
+        let (rows, at): (Vec<EncodedSpan>, Vec<Option<BodyAt>>) =
+            decoded.into_iter().map(|r| (r.span, r.body)).unzip();
+        conn.execute_batch("SAVEPOINT replay")
+            .map_err(crate::db_err)?;
+        let applied = crate::write::apply_spans(
+            conn,
+            crate::write::Place::Replay,
+            &rows,
+            Some(&at),
+            &mut Vec::new(),
+            &mut 0,
+        )
+        .and_then(|_| crate::set_batch_mark(conn, n));
+        match applied {
+            Ok(()) => conn
+                .execute_batch("RELEASE replay")
+                .map_err(crate::db_err)?,
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO replay; RELEASE replay")
+                    .map_err(crate::db_err)?;
+                tracing::error!(batch = n, error = %e, "redo log: replay failed; replay stops");
+                break;
+            }
+        }
+        spans_in += rows.len();
+        last = n;
+    }
+    conn.execute_batch("COMMIT").map_err(crate::db_err)?;
+    tracing::info!(batches = last.saturating_sub(u64::try_from(mark).unwrap_or(0)), spans = spans_in, took = ?started.elapsed(), "redo log replayed");
+    Ok(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -469,7 +469,7 @@ async fn a_wal_held_back_by_readers_that_never_pause_is_restarted() {
         drop(store.settled_writer().unwrap());
         let frames = wal_frames(&db);
         peak = peak.max(frames);
-        if peak > crate::WAL_MAX_FRAMES && frames < peak / 2 {
+        if peak > crate::checkpoint::WAL_MAX_FRAMES && frames < peak / 2 {
             restarted = true;
             break;
         }
@@ -477,7 +477,7 @@ async fn a_wal_held_back_by_readers_that_never_pause_is_restarted() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     relay.join().unwrap();
     assert!(
-        peak > crate::WAL_MAX_FRAMES,
+        peak > crate::checkpoint::WAL_MAX_FRAMES,
         "the WAL grew past its cap ({peak} frames)"
     );
     assert!(
