@@ -6,6 +6,10 @@
 //! the writer's open transaction). Traces get a sequential number on first sight, and spans are
 //! keyed by (trace number, span id), so inserts append to the end of the B-trees instead of
 //! landing at random points in them.
+//!
+//! This file is the handle: opening the store, the reader pool, and the [`TraceStore`] impl,
+//! which hands each call to its module. The writer and its commit thread are in `writer.rs`,
+//! the checkpointer in `checkpoint.rs`, the redo log and its replay in `redo.rs`.
 
 mod annotate;
 mod bodylog;
@@ -18,6 +22,7 @@ mod schema;
 mod sessions;
 mod stats;
 mod write;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +40,8 @@ use loupe_store::{
 use rusqlite::Connection;
 
 use checkpoint::Checkpointer;
+use schema::Role;
+use writer::{PendingFlush, Writer, start_committer, sync_wal};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "loupe.db";
@@ -51,6 +58,8 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
+/// What the clones of a [`SqliteStore`] share. Dropping the last one commits what the writer
+/// holds (see `writer.rs`), then stops the checkpointer and the text indexer.
 struct Inner {
     path: PathBuf,
     writer: Mutex<Writer>,
@@ -58,7 +67,7 @@ struct Inner {
     uncommitted: AtomicBool,
     /// The last commit of span batches, while it is not known to be on disk (see
     /// [`Inner::commit`]).
-    owed: Mutex<Option<Owed>>,
+    pending_flush: Mutex<Option<PendingFlush>>,
     /// Reads span bodies from the body log.
     log: bodylog::LogReader,
     readers: Mutex<Vec<Connection>>,
@@ -78,54 +87,8 @@ struct Inner {
     data_dir: PathBuf,
 }
 
-/// The writer's connection, the body log and the redo log it appends to, used under one lock.
-struct Writer {
-    conn: Connection,
-    log: bodylog::LogWriter,
-    redo: redo::RedoLog,
-    /// Number of the next span batch (see [`redo`]).
-    next_batch: u64,
-    /// The transaction span batches go into, while it is open.
-    open: Option<OpenTx>,
-    /// A batch's redo record, built while it is applied (reused).
-    record: Vec<u8>,
-    /// Trace ids in `trace_ids_recent` (see [`write::SEQ_OF_ID`]).
-    recent_ids: usize,
-}
-
-/// A commit of span batches that is not known to be on disk yet: the body log segment it
-/// points into and the WAL are still to be flushed, and then the redo file that held its
-/// batches emptied.
-struct Owed {
-    segment: Arc<std::fs::File>,
-    redo: Arc<std::fs::File>,
-}
-
-/// The writer's open transaction.
-struct OpenTx {
-    since: std::time::Instant,
-    spans: usize,
-}
-
-/// How long span batches gather in the writer's open transaction before it commits (see
-/// [`redo`]); a read, or any other write, commits it at once. Trace starts and ids arrive in
-/// scattered order, so new traces insert at scattered pages of the trace table's indexes; the
-/// longer the transaction, the more of those inserts land on a page it has dirtied already, and
-/// the fewer pages its commit copies into the WAL. The saving grows with the indexes, and needs
-/// the writer's cache (`schema::configure`) to hold a second of dirty pages (figures:
-/// docs/performance.md, "SQLite writer and commit interval"). Reads under ingest commit what
-/// gathered since the read before.
-/// Unit tests never commit on time, so every read in them goes through the commit that reads
-/// make first.
-pub(crate) const COMMIT_EVERY: std::time::Duration = if cfg!(test) {
-    std::time::Duration::from_secs(3_600)
-} else {
-    std::time::Duration::from_secs(1)
-};
-
-/// Spans past which the open transaction commits whatever its age (bounds its dirty pages).
-const MAX_OPEN_SPANS: usize = 250_000;
-
+/// A SQLite error as a store error: busy or locked is `unavailable` (worth a retry), the rest
+/// internal.
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
@@ -140,240 +103,6 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Flushes the write-ahead log of the database at `path` to disk (every commit made so far
-/// becomes durable).
-fn sync_wal(path: &Path) -> Result<(), StoreError> {
-    let mut wal = path.to_path_buf().into_os_string();
-    wal.push("-wal");
-    match std::fs::File::open(&wal) {
-        Ok(f) => f.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-    .map_err(|e| StoreError::unavailable(format!("cannot flush the write-ahead log: {e}")))
-}
-
-/// Trace ids in `trace_ids_recent`.
-fn recent_ids(conn: &Connection) -> Result<usize, StoreError> {
-    conn.query_row("SELECT count(*) FROM trace_ids_recent", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| usize::try_from(n).unwrap_or(0))
-    .map_err(db_err)
-}
-
-/// Records, in the open transaction, that it holds span batches up to `n`.
-pub(crate) fn set_batch_mark(conn: &Connection, n: u64) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE loupe_meta SET value = ?1 WHERE key = 'redo_applied'")
-        .and_then(|mut st| st.execute([i64::try_from(n).unwrap_or(i64::MAX)]))
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Makes each commit of span batches durable, off the writer lock (see [`Inner::commit`]), and
-/// commits the writer's open transaction once it is [`COMMIT_EVERY`] old, when no batch came
-/// to do it (light load). Stops when the store is dropped.
-fn start_committer(inner: std::sync::Weak<Inner>) -> Result<(), StoreError> {
-    std::thread::Builder::new()
-        .name("loupe-commit".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(COMMIT_EVERY / 8);
-                let Some(inner) = inner.upgrade() else {
-                    return;
-                };
-                if let Err(e) = inner.pay_owed() {
-                    tracing::error!(error = %e, "cannot flush the last commit");
-                }
-                if !inner.uncommitted.load(Ordering::Acquire) {
-                    continue;
-                }
-                let Ok(mut w) = inner.writer.lock() else {
-                    return;
-                };
-                if w.open
-                    .as_ref()
-                    .is_some_and(|o| o.since.elapsed() >= COMMIT_EVERY)
-                    && let Err(e) = inner.commit(&mut w)
-                {
-                    tracing::error!(error = %e, "commit failed");
-                }
-            }
-        })
-        .map_err(|e| StoreError::internal(format!("cannot start the commit thread: {e}")))?;
-    Ok(())
-}
-
-impl Inner {
-    /// Applies a span batch in the writer's open transaction (opening one if needed) and
-    /// writes its bodies and redo record; the caller flushes both before acknowledging it.
-    fn apply(&self, w: &mut Writer, spans: &[EncodedSpan]) -> Result<WriteOutcome, StoreError> {
-        if w.open.is_none() {
-            if !w.conn.is_autocommit() {
-                // Left open by a replay that failed half-way (see `restart`).
-                let _ = w.conn.execute_batch("ROLLBACK");
-            }
-            w.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
-            w.open = Some(OpenTx {
-                since: std::time::Instant::now(),
-                spans: 0,
-            });
-        }
-        let n = w.next_batch;
-        let Writer {
-            conn,
-            log,
-            redo,
-            record,
-            recent_ids,
-            ..
-        } = w;
-        record.clear();
-        let applied = log.begin().and_then(|()| {
-            let outcome = write::apply_spans(
-                conn,
-                write::Place::Live {
-                    log,
-                    placed: std::collections::HashMap::with_capacity(spans.len() / 4 + 1),
-                },
-                spans,
-                None,
-                record,
-                recent_ids,
-            )?;
-            // Bodies first, so a redo record never points past what the log holds.
-            log.flush_pending()?;
-            set_batch_mark(conn, n)?;
-            redo.append(n, record)?;
-            Ok(outcome)
-        });
-        match applied {
-            Ok(outcome) => {
-                w.next_batch += 1;
-                if let Some(open) = &mut w.open {
-                    open.spans += spans.len();
-                }
-                self.uncommitted.store(true, Ordering::Release);
-                Ok(outcome)
-            }
-            Err(e) => {
-                // Undo the failed batch: roll the open transaction back, and apply the batches
-                // it held again from the redo log (a savepoint per batch would do it in place,
-                // but makes SQLite copy every page a batch touches: it cost more than the
-                // commits it saved). The failed batch is not in the redo log.
-                self.restart(w)?;
-                Err(e)
-            }
-        }
-    }
-
-    /// Commits the span batches of the writer's open transaction. Nothing to do without an
-    /// open transaction.
-    ///
-    /// The commit is not flushed here: its batches are on disk in the redo log already. It
-    /// switches the redo log to its other file and leaves the flush owed ([`Owed`]): the commit
-    /// thread flushes the body log and the WAL and then empties the file left, while the writer
-    /// goes on. Flushing inside the writer lock held up every batch behind it for as long as the
-    /// flushes took (figures: docs/performance.md, "SQLite writer and commit interval"). Should
-    /// the next commit come before the owed flush is done, it does it first, so the file it
-    /// switches back to is empty.
-    fn commit(&self, w: &mut Writer) -> Result<(), StoreError> {
-        if w.open.is_none() {
-            return Ok(());
-        }
-        if w.recent_ids >= self.merge_ids_at.load(Ordering::Relaxed) {
-            let started = std::time::Instant::now();
-            match write::merge_recent_ids(&w.conn) {
-                Ok(()) => {
-                    tracing::debug!(ids = w.recent_ids, took = ?started.elapsed(), "recent trace ids merged");
-                    w.recent_ids = 0;
-                }
-                // Both tables are read, so the ids stay found; the next commit tries again.
-                Err(e) => tracing::warn!(error = %e, "cannot merge the recent trace ids"),
-            }
-        }
-        if let Err(e) = w.conn.execute_batch("COMMIT") {
-            tracing::error!(error = %e, "commit failed; replaying the redo log");
-            self.restart(w)?;
-        }
-        w.open = None;
-        self.uncommitted.store(false, Ordering::Release);
-        self.text.notify();
-        {
-            let mut owed = self
-                .owed
-                .lock()
-                .map_err(|_| StoreError::internal("flush state poisoned"))?;
-            self.pay(&mut owed)?;
-            let redo = w.redo.switch()?;
-            *owed = Some(Owed {
-                segment: w.log.file(),
-                redo,
-            });
-        }
-        if self.rewind.swap(false, Ordering::Relaxed)
-            && let Err(e) = w.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
-        {
-            tracing::warn!(error = %e, "writer checkpoint failed");
-        }
-        Ok(())
-    }
-
-    /// Makes the last commit durable if it is not known to be: flushes the body log and the
-    /// WAL, then empties the redo file that held its batches.
-    fn pay(&self, owed: &mut Option<Owed>) -> Result<(), StoreError> {
-        let Some(o) = owed.as_ref() else {
-            return Ok(());
-        };
-        o.segment
-            .sync_data()
-            .map_err(|e| StoreError::unavailable(format!("cannot flush the body log: {e}")))?;
-        sync_wal(&self.path)?;
-        redo::empty(&o.redo)?;
-        *owed = None;
-        Ok(())
-    }
-
-    /// [`Inner::pay`], from outside the writer lock.
-    fn pay_owed(&self) -> Result<(), StoreError> {
-        let mut owed = self
-            .owed
-            .lock()
-            .map_err(|_| StoreError::internal("flush state poisoned"))?;
-        self.pay(&mut owed)
-    }
-
-    /// Rolls the open transaction back and applies its batches again from the redo log.
-    fn restart(&self, w: &mut Writer) -> Result<(), StoreError> {
-        if !w.conn.is_autocommit() {
-            let _ = w.conn.execute_batch("ROLLBACK");
-        }
-        w.open = None;
-        let last = redo::replay(&w.conn, &self.log, &self.data_dir)?;
-        if last + 1 != w.next_batch {
-            tracing::error!(
-                replayed_to = last,
-                written_to = w.next_batch - 1,
-                "the redo log did not replay every batch written"
-            );
-        }
-        w.next_batch = last + 1;
-        w.recent_ids = recent_ids(&w.conn)?;
-        self.uncommitted.store(false, Ordering::Release);
-        Ok(())
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Ok(mut w) = self.writer.lock()
-            && let Err(e) = self.commit(&mut w).and_then(|()| self.pay_owed())
-        {
-            tracing::error!(error = %e, "final commit failed (the redo log keeps the batches)");
-        }
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, running any pending migrations.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -385,7 +114,7 @@ impl SqliteStore {
         })?;
         let path = data_dir.join(DB_FILE);
         let mut writer = Connection::open(&path).map_err(db_err)?;
-        schema::configure(&writer, schema::Role::Writer).map_err(db_err)?;
+        schema::configure(&writer, Role::Writer).map_err(db_err)?;
         schema::migrate(&mut writer)?;
         let log = bodylog::LogWriter::open(data_dir)?;
         let reader = bodylog::LogReader::new(data_dir);
@@ -399,17 +128,9 @@ impl SqliteStore {
         let text = fts::TextIndex::start(data_dir)?;
         let inner = Arc::new(Inner {
             path,
-            writer: Mutex::new(Writer {
-                recent_ids: recent_ids(&writer)?,
-                conn: writer,
-                log,
-                redo,
-                next_batch: last_batch + 1,
-                open: None,
-                record: Vec::new(),
-            }),
+            writer: Mutex::new(Writer::new(writer, log, redo, last_batch + 1)?),
             uncommitted: AtomicBool::new(false),
-            owed: Mutex::new(None),
+            pending_flush: Mutex::new(None),
             log: reader,
             readers: Mutex::new(Vec::new()),
             queries: PriorityPool::new("loupe-query", QUERY_THREADS, QUERY_NICE),
@@ -487,7 +208,7 @@ impl SqliteStore {
             Some(c) => c,
             None => {
                 let c = Connection::open(&self.inner.path).map_err(db_err)?;
-                schema::configure(&c, schema::Role::Reader).map_err(db_err)?;
+                schema::configure(&c, Role::Reader).map_err(db_err)?;
                 fts::attach(&c, &self.inner.data_dir).map_err(db_err)?;
                 c
             }
@@ -512,6 +233,36 @@ impl SqliteStore {
         };
         self.sync_wal()?;
         Ok(out)
+    }
+
+    /// Recomputes every span, a chunk per transaction: the writer lock is taken per chunk, so
+    /// ingest batches interleave.
+    fn recompute_all(&self, how: &Recompute) -> Result<RecomputeStats, StoreError> {
+        let mut stats = RecomputeStats::default();
+        let mut after = 0i64;
+        loop {
+            let next = {
+                let mut w = self.settled_writer()?;
+                recompute::recompute_chunk(&mut w.conn, &self.inner.log, how, after, &mut stats)?
+            };
+            match next {
+                Some(last) => after = last,
+                None => break,
+            }
+        }
+        self.sync_wal()?;
+        Ok(stats)
+    }
+
+    /// Waits until the text index holds every span stored so far.
+    fn wait_for_text_index(&self) -> Result<(), StoreError> {
+        let target: i64 = self.with_reader(|c| {
+            c.query_row("SELECT coalesce(max(rowid), 0) FROM spans", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)
+        })?;
+        self.inner.text.wait_for(target)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -542,33 +293,7 @@ impl TraceStore for SqliteStore {
         if spans.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        self.blocking(move |s| {
-            let (outcome, segment, redo) = {
-                let mut w = s
-                    .inner
-                    .writer
-                    .lock()
-                    .map_err(|_| StoreError::internal("writer poisoned"))?;
-                let outcome = s.inner.apply(&mut w, &spans)?;
-                let open = w.open.as_ref().map_or((std::time::Duration::ZERO, 0), |o| {
-                    (o.since.elapsed(), o.spans)
-                });
-                if open.0 >= COMMIT_EVERY || open.1 >= MAX_OPEN_SPANS {
-                    s.inner.commit(&mut w)?;
-                }
-                (outcome, w.log.file(), w.redo.file())
-            };
-            // The batch's bodies and its redo record are written; make both durable before
-            // anyone is told it is stored. This runs outside the writer lock, so the next batch
-            // is already being applied.
-            segment
-                .sync_data()
-                .map_err(|e| StoreError::unavailable(format!("cannot flush the body log: {e}")))?;
-            redo.sync_data()
-                .map_err(|e| StoreError::unavailable(format!("cannot flush the redo log: {e}")))?;
-            Ok(outcome)
-        })
-        .await
+        self.blocking(move |s| s.inner.write_batch(&spans)).await
     }
 
     async fn list_traces(&self, query: TraceQuery) -> Result<TracePage, StoreError> {
@@ -624,36 +349,12 @@ impl TraceStore for SqliteStore {
         if events.is_empty() {
             return Ok(0);
         }
-        self.blocking(move |s| {
-            let n = {
-                let mut w = s.settled_writer()?;
-                write::write_events(&mut w.conn, &events)?
-            };
-            s.sync_wal()?;
-            Ok(n)
-        })
-        .await
+        self.blocking(move |s| s.with_writer(|c| write::write_events(c, &events)))
+            .await
     }
 
     async fn recompute(&self, how: Recompute) -> Result<RecomputeStats, StoreError> {
-        self.blocking(move |s| {
-            let mut stats = RecomputeStats::default();
-            let mut after = 0i64;
-            loop {
-                // Take the writer lock per chunk, so ingest batches interleave.
-                let next = {
-                    let mut w = s.settled_writer()?;
-                    recompute::recompute_chunk(&mut w.conn, &s.inner.log, &how, after, &mut stats)?
-                };
-                match next {
-                    Some(last) => after = last,
-                    None => break,
-                }
-            }
-            s.sync_wal()?;
-            Ok(stats)
-        })
-        .await
+        self.blocking(move |s| s.recompute_all(&how)).await
     }
 
     async fn create_experiment(
@@ -714,16 +415,7 @@ impl TraceStore for SqliteStore {
     }
 
     async fn flush_text_index(&self) -> Result<(), StoreError> {
-        self.blocking(|s| {
-            let target: i64 = s.with_reader(|c| {
-                c.query_row("SELECT coalesce(max(rowid), 0) FROM spans", [], |r| {
-                    r.get(0)
-                })
-                .map_err(db_err)
-            })?;
-            s.inner.text.wait_for(target)
-        })
-        .await
+        self.blocking(|s| s.wait_for_text_index()).await
     }
 
     async fn put_assessments(&self, assessments: Vec<Assessment>) -> Result<(), StoreError> {

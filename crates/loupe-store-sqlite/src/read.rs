@@ -27,13 +27,49 @@ pub(crate) struct Bodies<'a> {
     groups: HashMap<i64, Vec<SpanBody>>,
 }
 
-/// Where a span's body is: in the log (position, length, index) or, for rows written before
-/// the log, inline.
-pub(crate) type BodyRef = (Option<i64>, Option<i64>, Option<i64>, Option<Vec<u8>>);
+/// Where a span's body is.
+pub(crate) enum BodyRef {
+    /// In the body log: body `idx` of the group of `len` bytes at `pos`.
+    InLog { pos: i64, len: i64, idx: usize },
+    /// Inline, for rows written before the body log (the `span_bodies` table).
+    Inline(Vec<u8>),
+}
 
-/// Reads a [`BodyRef`] from four consecutive columns starting at `i`.
-pub(crate) fn body_ref(r: &Row<'_>, i: usize) -> rusqlite::Result<BodyRef> {
-    Ok((r.get(i)?, r.get(i + 1)?, r.get(i + 2)?, r.get(i + 3)?))
+impl BodyRef {
+    /// From the [`BODY_COLUMNS`]: a row holds either all three log columns or, from before the
+    /// log, none of them and an inline body. Any other combination is a corrupt row.
+    fn from_columns(
+        pos: Option<i64>,
+        len: Option<i64>,
+        idx: Option<i64>,
+        inline: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
+        match (pos, len, idx, inline) {
+            (Some(pos), Some(len), Some(idx), None) => match usize::try_from(idx) {
+                Ok(idx) => Ok(Self::InLog { pos, len, idx }),
+                Err(_) => Err(StoreError::internal(format!(
+                    "corrupt span row: body index {idx}"
+                ))),
+            },
+            (None, None, None, Some(inline)) => Ok(Self::Inline(inline)),
+            (pos, len, idx, inline) => Err(StoreError::internal(format!(
+                "corrupt span row: its columns locate no body (position {pos:?}, length {len:?}, \
+                 index {idx:?}, inline body {})",
+                inline.map_or("absent", |_| "present")
+            ))),
+        }
+    }
+}
+
+/// Reads the [`BODY_COLUMNS`] starting at column `i`. Columns that locate no body give the
+/// inner error, for the caller to report on that span alone (see [`Bodies::get_or_note`]).
+pub(crate) fn body_ref(r: &Row<'_>, i: usize) -> rusqlite::Result<Result<BodyRef, StoreError>> {
+    Ok(BodyRef::from_columns(
+        r.get(i)?,
+        r.get(i + 1)?,
+        r.get(i + 2)?,
+        r.get(i + 3)?,
+    ))
 }
 
 impl<'a> Bodies<'a> {
@@ -47,8 +83,7 @@ impl<'a> Bodies<'a> {
     /// The body of one span.
     pub(crate) fn get(&mut self, at: BodyRef) -> Result<SpanBody, StoreError> {
         match at {
-            (Some(pos), Some(len), idx, _) => {
-                let idx = usize::try_from(idx.unwrap_or(0)).unwrap_or(usize::MAX);
+            BodyRef::InLog { pos, len, idx } => {
                 if !self.groups.contains_key(&pos) {
                     let blob = self.log.read(pos, len)?;
                     self.groups.insert(pos, decode_bodies(&blob)?);
@@ -61,18 +96,18 @@ impl<'a> Bodies<'a> {
                         StoreError::internal(format!("corrupt span body: no body at index {idx}"))
                     })
             }
-            (_, _, _, Some(inline)) => Ok(decode_bodies(&inline)?
+            BodyRef::Inline(inline) => Ok(decode_bodies(&inline)?
                 .into_iter()
                 .next()
                 .unwrap_or_default()),
-            _ => Ok(SpanBody::default()),
         }
     }
 
-    /// Like [`Bodies::get`], but a body that cannot be read becomes an empty one that says so
-    /// (one damaged body must not hide the rest of a trace).
-    pub(crate) fn get_or_note(&mut self, at: BodyRef) -> SpanBody {
-        self.get(at).unwrap_or_else(|e| {
+    /// Like [`Bodies::get`], but a body that cannot be read (or a row that locates none, from
+    /// [`body_ref`]) becomes an empty one that says so (one damaged body must not hide the rest
+    /// of a trace).
+    pub(crate) fn get_or_note(&mut self, at: Result<BodyRef, StoreError>) -> SpanBody {
+        at.and_then(|at| self.get(at)).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "unreadable span body");
             let mut body = SpanBody::default();
             body.attributes
@@ -455,7 +490,7 @@ fn span_attributes_match(
             "SELECT {BODY_COLUMNS} FROM spans s WHERE s.trace_seq = ?1"
         ))
         .map_err(db_err)?;
-    let refs: Vec<BodyRef> = stmt
+    let refs: Vec<Result<BodyRef, StoreError>> = stmt
         .query_map([seq], |r| body_ref(r, 0))
         .map_err(db_err)?
         .collect::<Result<_, _>>()

@@ -8,13 +8,26 @@ use rusqlite::{Connection, params};
 
 use crate::bodylog::LogReader;
 use crate::db_err;
-use crate::read::u;
+use crate::read::{Bodies, BodyRef, body_ref, u};
 use crate::write::to_i64;
 
 /// Spans per transaction: small enough that ingest waits at most a few milliseconds.
 const CHUNK: i64 = 2_000;
 
-type Row = (i64, i64, u64, crate::read::BodyRef, Derived, Option<f64>);
+/// A stored span as a recompute reads it.
+struct SpanRow {
+    rowid: i64,
+    trace_seq: i64,
+    start_ns: u64,
+    /// Where its body is; `None` when the recompute reads no bodies (a reprice).
+    body: Option<Result<BodyRef, StoreError>>,
+    /// The derived columns as stored; the stored cost is `cost_usd`.
+    derived: Derived,
+    cost_usd: Option<f64>,
+}
+
+/// Session and user ids a chunk found for each trace it touched (the first seen of each).
+type Touched = HashMap<i64, (Option<String>, Option<String>)>;
 
 /// Processes the spans after `after` (a rowid); returns the last rowid seen, or `None` at the end.
 pub(crate) fn recompute_chunk(
@@ -25,110 +38,136 @@ pub(crate) fn recompute_chunk(
     stats: &mut RecomputeStats,
 ) -> Result<Option<i64>, StoreError> {
     let tx = conn.transaction().map_err(db_err)?;
-    let rows: Vec<Row> = {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT rowid, trace_seq, start_ns, span_type, model, provider, input_tokens, \
-                 output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, \
-                 reasoning_tokens, cost_usd, \
-                 body_pos, body_len, body_idx, \
-                 CASE WHEN ?2 AND body_pos IS NULL \
-                      THEN (SELECT body FROM span_bodies WHERE id = spans.rowid) END \
-                 FROM spans WHERE rowid > ?1 ORDER BY rowid LIMIT ?3",
-            )
-            .map_err(db_err)?;
-        let want_body = matches!(how, Recompute::Reindex(_));
-        stmt.query_map(params![after, want_body, CHUNK], |r| {
-            let opt = |i: usize| -> rusqlite::Result<Option<u64>> {
-                Ok(r.get::<_, Option<i64>>(i)?.map(u))
-            };
-            let d = Derived {
-                span_type: r.get(3)?,
-                request_model: r.get(4)?,
-                provider: r.get(5)?,
-                input_tokens: opt(6)?,
-                output_tokens: opt(7)?,
-                total_tokens: opt(8)?,
-                cache_read_tokens: opt(9)?,
-                cache_write_tokens: opt(10)?,
-                reasoning_tokens: opt(11)?,
-                ..Derived::default()
-            };
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                u(r.get(2)?),
-                crate::read::body_ref(r, 13)?,
-                d,
-                r.get(12)?,
-            ))
-        })
-        .map_err(db_err)?
-        .collect::<Result<_, _>>()
-        .map_err(db_err)?
-    };
-    let Some(last) = rows.last().map(|r| r.0) else {
+    let rows = read_chunk(&tx, how, after)?;
+    let Some(last) = rows.last().map(|r| r.rowid) else {
         return Ok(None);
     };
-    let mut touched: HashMap<i64, (Option<String>, Option<String>)> = HashMap::new();
-    {
-        let mut update = tx
-            .prepare_cached(
-                "UPDATE spans SET span_type = ?2, model = ?3, provider = ?4, input_tokens = ?5, \
-                 output_tokens = ?6, total_tokens = ?7, cache_read_tokens = ?8, \
-                 cache_write_tokens = ?9, reasoning_tokens = ?10, cost_usd = ?11 WHERE rowid = ?1",
-            )
-            .map_err(db_err)?;
-        let mut bodies = crate::read::Bodies::new(log);
-        for (rowid, seq, start_ns, at, old, old_cost) in rows {
-            stats.spans += 1;
-            let (new, cost) = how.apply(&old, start_ns, || bodies.get(at))?;
-            let entry = touched.entry(seq).or_default();
-            if entry.0.is_none() {
-                entry.0.clone_from(&new.session_id);
-            }
-            if entry.1.is_none() {
-                entry.1.clone_from(&new.user_id);
-            }
-            if Recompute::unchanged(&new, cost, &old, old_cost) {
-                continue;
-            }
-            stats.changed += 1;
-            update
-                .execute(params![
-                    rowid,
-                    new.span_type,
-                    new.model(),
-                    new.provider,
-                    new.input_tokens.map(to_i64),
-                    new.output_tokens.map(to_i64),
-                    new.total_tokens.map(to_i64),
-                    new.cache_read_tokens.map(to_i64),
-                    new.cache_write_tokens.map(to_i64),
-                    new.reasoning_tokens.map(to_i64),
-                    cost,
-                ])
-                .map_err(db_err)?;
-        }
-        let mut rollup = tx
-            .prepare_cached(
-                "UPDATE traces SET \
-                 input_tokens = (SELECT coalesce(sum(input_tokens), 0) FROM spans WHERE trace_seq = ?1), \
-                 output_tokens = (SELECT coalesce(sum(output_tokens), 0) FROM spans WHERE trace_seq = ?1), \
-                 total_tokens = (SELECT coalesce(sum(total_tokens), 0) FROM spans WHERE trace_seq = ?1), \
-                 cost_usd = (SELECT coalesce(sum(cost_usd), 0) FROM spans WHERE trace_seq = ?1), \
-                 session_id = coalesce(?2, session_id), \
-                 user_id = coalesce(?3, user_id) \
-                 WHERE seq = ?1",
-            )
-            .map_err(db_err)?;
-        for (seq, (session, user)) in &touched {
-            rollup
-                .execute(params![seq, session, user])
-                .map_err(db_err)?;
-        }
-        stats.traces += touched.len() as u64;
-    }
+    let touched = update_spans(&tx, log, how, rows, stats)?;
+    roll_up(&tx, &touched)?;
+    stats.traces += touched.len() as u64;
     tx.commit().map_err(db_err)?;
     Ok(Some(last))
+}
+
+/// Reads up to [`CHUNK`] spans after `after` (a rowid), in rowid order.
+fn read_chunk(conn: &Connection, how: &Recompute, after: i64) -> Result<Vec<SpanRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT rowid, trace_seq, start_ns, span_type, model, provider, input_tokens, \
+             output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, \
+             reasoning_tokens, cost_usd, \
+             body_pos, body_len, body_idx, \
+             CASE WHEN ?2 AND body_pos IS NULL \
+                  THEN (SELECT body FROM span_bodies WHERE id = spans.rowid) END \
+             FROM spans WHERE rowid > ?1 ORDER BY rowid LIMIT ?3",
+        )
+        .map_err(db_err)?;
+    let want_body = matches!(how, Recompute::Reindex(_));
+    stmt.query_map(params![after, want_body, CHUNK], |r| {
+        let opt =
+            |i: usize| -> rusqlite::Result<Option<u64>> { Ok(r.get::<_, Option<i64>>(i)?.map(u)) };
+        let derived = Derived {
+            span_type: r.get(3)?,
+            request_model: r.get(4)?,
+            provider: r.get(5)?,
+            input_tokens: opt(6)?,
+            output_tokens: opt(7)?,
+            total_tokens: opt(8)?,
+            cache_read_tokens: opt(9)?,
+            cache_write_tokens: opt(10)?,
+            reasoning_tokens: opt(11)?,
+            ..Derived::default()
+        };
+        Ok(SpanRow {
+            rowid: r.get(0)?,
+            trace_seq: r.get(1)?,
+            start_ns: u(r.get(2)?),
+            body: if want_body {
+                Some(body_ref(r, 13)?)
+            } else {
+                None
+            },
+            derived,
+            cost_usd: r.get(12)?,
+        })
+    })
+    .map_err(db_err)?
+    .collect::<Result<_, _>>()
+    .map_err(db_err)
+}
+
+/// Recomputes each span and writes those that changed; returns the traces touched.
+fn update_spans(
+    conn: &Connection,
+    log: &LogReader,
+    how: &Recompute,
+    rows: Vec<SpanRow>,
+    stats: &mut RecomputeStats,
+) -> Result<Touched, StoreError> {
+    let mut touched = Touched::new();
+    let mut update = conn
+        .prepare_cached(
+            "UPDATE spans SET span_type = ?2, model = ?3, provider = ?4, input_tokens = ?5, \
+             output_tokens = ?6, total_tokens = ?7, cache_read_tokens = ?8, \
+             cache_write_tokens = ?9, reasoning_tokens = ?10, cost_usd = ?11 WHERE rowid = ?1",
+        )
+        .map_err(db_err)?;
+    let mut bodies = Bodies::new(log);
+    for row in rows {
+        stats.spans += 1;
+        let body = || match row.body {
+            Some(at) => bodies.get(at?),
+            None => Err(StoreError::internal("recompute: span body not read")),
+        };
+        let (new, cost) = how.apply(&row.derived, row.start_ns, body)?;
+        let entry = touched.entry(row.trace_seq).or_default();
+        if entry.0.is_none() {
+            entry.0.clone_from(&new.session_id);
+        }
+        if entry.1.is_none() {
+            entry.1.clone_from(&new.user_id);
+        }
+        if Recompute::unchanged(&new, cost, &row.derived, row.cost_usd) {
+            continue;
+        }
+        stats.changed += 1;
+        update
+            .execute(params![
+                row.rowid,
+                new.span_type,
+                new.model(),
+                new.provider,
+                new.input_tokens.map(to_i64),
+                new.output_tokens.map(to_i64),
+                new.total_tokens.map(to_i64),
+                new.cache_read_tokens.map(to_i64),
+                new.cache_write_tokens.map(to_i64),
+                new.reasoning_tokens.map(to_i64),
+                cost,
+            ])
+            .map_err(db_err)?;
+    }
+    Ok(touched)
+}
+
+/// Recomputes the roll-ups of the traces a chunk touched.
+fn roll_up(conn: &Connection, touched: &Touched) -> Result<(), StoreError> {
+    let mut rollup = conn
+        .prepare_cached(
+            "UPDATE traces SET \
+             input_tokens = (SELECT coalesce(sum(input_tokens), 0) FROM spans WHERE trace_seq = ?1), \
+             output_tokens = (SELECT coalesce(sum(output_tokens), 0) FROM spans WHERE trace_seq = ?1), \
+             total_tokens = (SELECT coalesce(sum(total_tokens), 0) FROM spans WHERE trace_seq = ?1), \
+             cost_usd = (SELECT coalesce(sum(cost_usd), 0) FROM spans WHERE trace_seq = ?1), \
+             session_id = coalesce(?2, session_id), \
+             user_id = coalesce(?3, user_id) \
+             WHERE seq = ?1",
+        )
+        .map_err(db_err)?;
+    for (seq, (session, user)) in touched {
+        rollup
+            .execute(params![seq, session, user])
+            .map_err(db_err)?;
+    }
+    Ok(())
 }

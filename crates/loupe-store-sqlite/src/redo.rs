@@ -4,18 +4,18 @@
 //! in scattered order: at full ingest a commit per batch copied several pages per new trace, a
 //! large share of the server's CPU with the checkpoints that copy them back (figures:
 //! docs/performance.md, "SQLite writer and commit interval"). So the writer keeps one SQLite
-//! transaction open across batches (see `SqliteStore::write_spans`) and commits it every
-//! [`crate::COMMIT_EVERY`], or at once when a read, or any other kind of write, needs it. A hot
-//! index page is then copied once per commit instead of once per batch.
+//! transaction open across batches (see `writer.rs`) and commits it every
+//! [`crate::writer::COMMIT_EVERY`], or at once when a read, or any other kind of write, needs
+//! it. A hot index page is then copied once per commit instead of once per batch.
 //!
 //! A batch is acknowledged before its transaction commits, so each batch also goes here, as a
 //! compact record of the rows it wrote and where its bodies are in the body log, and is flushed
 //! to disk with the bodies before anyone is told it is stored. Records are numbered; the number
 //! of the last batch a commit holds is written in the same commit (`loupe_meta.redo_applied`).
 //! After a crash, opening the store applies again, in order, the records past that number
-//! ([`read_records`]). The log has two files: a commit sends the next batches to the other
-//! one, and the file it leaves is emptied once that commit is on disk (the body log, then the
-//! WAL, flushed), off the writer lock. Records that survive an emptying lost in a crash are
+//! ([`replay`]). The log has two files: a commit sends the next batches to the other one, and
+//! the file it leaves is emptied once that commit is on disk (the body log, then the WAL,
+//! flushed), off the writer lock. Records that survive an emptying lost in a crash are
 //! skipped by their number.
 //!
 //! Record: `LRD1`, batch number (u64), payload length (u32), xxHash32 of the payload, payload.
@@ -28,11 +28,17 @@ use std::sync::Arc;
 
 use loupe_model::{SpanId, SpanStatus, TraceId};
 use loupe_store::{BodyPart, EncodedSpan, StoreError};
+use rusqlite::Connection;
+
+use crate::bodylog::LogReader;
+use crate::db_err;
+use crate::write;
+use crate::writer::set_batch_mark;
 
 /// File names of the redo log inside the data directory. Batches go to one file; a commit
 /// switches to the other, and the first is emptied once that commit is on disk (see
-/// `Inner::commit`), away from the writer lock: emptying a file while batches are appended to
-/// it could drop them.
+/// `writer::PendingFlush`), away from the writer lock: emptying a file while batches are
+/// appended to it could drop them.
 pub const REDO_FILES: [&str; 2] = ["redo.log", "redo.1.log"];
 
 const MAGIC: [u8; 4] = *b"LRD1";
@@ -312,6 +318,97 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Vec<ReplaySpan>, StoreError> {
     Ok(out)
 }
 
+/// Applies again the redo log's batches that no commit holds, in one transaction; returns the
+/// number of the last batch the database now holds. A batch whose bodies are not whole on
+/// disk, and every batch after it, was never acknowledged: replay stops there.
+pub(crate) fn replay(
+    conn: &Connection,
+    bodies: &LogReader,
+    data_dir: &Path,
+) -> Result<u64, StoreError> {
+    let mark: i64 = conn
+        .query_row(
+            "SELECT value FROM loupe_meta WHERE key = 'redo_applied'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    let mut last = u64::try_from(mark).unwrap_or(0);
+    let records: Vec<(u64, Vec<u8>)> = read_records(data_dir)?
+        .into_iter()
+        .filter(|(n, _)| *n > last)
+        .collect();
+    if records.is_empty() {
+        return Ok(last);
+    }
+    let started = std::time::Instant::now();
+    let mut spans_in = 0usize;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+    for (n, payload) in records {
+        if n != last + 1 {
+            tracing::warn!(
+                expected = last + 1,
+                found = n,
+                "redo log: a batch is missing; replay stops"
+            );
+            break;
+        }
+        let decoded = match decode(&payload) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(batch = n, error = %e, "redo log: unreadable batch; replay stops");
+                break;
+            }
+        };
+        if !bodies_whole(bodies, &decoded) {
+            tracing::warn!(
+                batch = n,
+                "redo log: a body of the batch is not whole on disk (never acknowledged); replay stops"
+            );
+            break;
+        }
+        let (rows, at): (Vec<EncodedSpan>, Vec<Option<BodyAt>>) =
+            decoded.into_iter().map(|r| (r.span, r.body)).unzip();
+        conn.execute_batch("SAVEPOINT replay").map_err(db_err)?;
+        let applied = write::apply_spans(
+            conn,
+            write::Place::Replay,
+            &rows,
+            Some(&at),
+            &mut Vec::new(),
+            &mut 0,
+        )
+        .and_then(|_| set_batch_mark(conn, n));
+        match applied {
+            Ok(()) => conn.execute_batch("RELEASE replay").map_err(db_err)?,
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO replay; RELEASE replay")
+                    .map_err(db_err)?;
+                tracing::error!(batch = n, error = %e, "redo log: replay failed; replay stops");
+                break;
+            }
+        }
+        spans_in += rows.len();
+        last = n;
+    }
+    conn.execute_batch("COMMIT").map_err(db_err)?;
+    tracing::info!(batches = last.saturating_sub(u64::try_from(mark).unwrap_or(0)), spans = spans_in, took = ?started.elapsed(), "redo log replayed");
+    Ok(last)
+}
+
+/// Whether every body group a replayed batch points at reads back whole from the body log
+/// (each group checked once).
+fn bodies_whole(bodies: &LogReader, decoded: &[ReplaySpan]) -> bool {
+    let mut checked = std::collections::HashSet::new();
+    decoded.iter().filter_map(|r| r.body).all(|(pos, len)| {
+        !checked.insert(pos)
+            || bodies
+                .read(pos, len)
+                .and_then(|b| loupe_store::decode_bodies(&b))
+                .is_ok()
+    })
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::internal(format!("corrupt redo record: {e}"))
 }
@@ -390,97 +487,6 @@ impl Reader<'_> {
             _ => self.string().map(Some),
         }
     }
-}
-
-/// Applies again the redo log's batches that no commit holds (see this module), in one
-/// transaction; returns the number of the last batch the database now holds. A batch whose
-/// bodies are not whole on disk, and every batch after it, was never acknowledged: replay
-/// stops there.
-pub(crate) fn replay(
-    conn: &rusqlite::Connection,
-    bodies: &crate::bodylog::LogReader,
-    data_dir: &Path,
-) -> Result<u64, StoreError> {
-    let mark: i64 = conn
-        .query_row(
-            "SELECT value FROM loupe_meta WHERE key = 'redo_applied'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(crate::db_err)?;
-    let mut last = u64::try_from(mark).unwrap_or(0);
-    let records: Vec<(u64, Vec<u8>)> = read_records(data_dir)?
-        .into_iter()
-        .filter(|(n, _)| *n > last)
-        .collect();
-    if records.is_empty() {
-        return Ok(last);
-    }
-    let started = std::time::Instant::now();
-    let mut spans_in = 0usize;
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(crate::db_err)?;
-    for (n, payload) in records {
-        if n != last + 1 {
-            tracing::warn!(
-                expected = last + 1,
-                found = n,
-                "redo log: a batch is missing; replay stops"
-            );
-            break;
-        }
-        let decoded = match decode(&payload) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(batch = n, error = %e, "redo log: unreadable batch; replay stops");
-                break;
-            }
-        };
-        let mut checked = std::collections::HashSet::new();
-        let whole = decoded.iter().filter_map(|r| r.body).all(|(pos, len)| {
-            !checked.insert(pos)
-                || bodies
-                    .read(pos, len)
-                    .and_then(|b| loupe_store::decode_bodies(&b))
-                    .is_ok()
-        });
-        if !whole {
-            tracing::warn!(
-                batch = n,
-                "redo log: a body of the batch is not whole on disk (never acknowledged); replay stops"
-            );
-            break;
-        }
-        let (rows, at): (Vec<EncodedSpan>, Vec<Option<BodyAt>>) =
-            decoded.into_iter().map(|r| (r.span, r.body)).unzip();
-        conn.execute_batch("SAVEPOINT replay")
-            .map_err(crate::db_err)?;
-        let applied = crate::write::apply_spans(
-            conn,
-            crate::write::Place::Replay,
-            &rows,
-            Some(&at),
-            &mut Vec::new(),
-            &mut 0,
-        )
-        .and_then(|_| crate::set_batch_mark(conn, n));
-        match applied {
-            Ok(()) => conn
-                .execute_batch("RELEASE replay")
-                .map_err(crate::db_err)?,
-            Err(e) => {
-                conn.execute_batch("ROLLBACK TO replay; RELEASE replay")
-                    .map_err(crate::db_err)?;
-                tracing::error!(batch = n, error = %e, "redo log: replay failed; replay stops");
-                break;
-            }
-        }
-        spans_in += rows.len();
-        last = n;
-    }
-    conn.execute_batch("COMMIT").map_err(crate::db_err)?;
-    tracing::info!(batches = last.saturating_sub(u64::try_from(mark).unwrap_or(0)), spans = spans_in, took = ?started.elapsed(), "redo log replayed");
-    Ok(last)
 }
 
 #[cfg(test)]

@@ -52,7 +52,72 @@ fn to_json(v: SqlValue) -> Value {
     }
 }
 
+impl Acc {
+    /// The group of `key`, with its percentiles.
+    fn into_group(mut self, key: Vec<Value>) -> StatsGroup {
+        self.durations
+            .sort_by(|a, b| a.partial_cmp(b).unwrap_or(Ordering::Equal));
+        StatsGroup {
+            key,
+            count: self.durations.len() as u64,
+            error_count: self.errors,
+            p50_ms: percentile(&self.durations, 0.50),
+            p95_ms: percentile(&self.durations, 0.95),
+            p99_ms: percentile(&self.durations, 0.99),
+            input_tokens: self.input,
+            output_tokens: self.output,
+            total_tokens: self.total,
+            cost_usd: self.cost,
+        }
+    }
+}
+
+/// Groups the traces (or, for a span-level key, the spans) the query selects.
 pub(crate) fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatsGroup>, StoreError> {
+    let (sql, args) = stats_sql(q);
+    let nkeys = q.group_by.len();
+    let mut groups: HashMap<Vec<String>, (Vec<Value>, Acc)> = HashMap::new();
+    let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(args))
+        .map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let mut key = Vec::with_capacity(nkeys);
+        for i in 0..nkeys {
+            key.push(to_json(r.get::<_, SqlValue>(i).map_err(db_err)?));
+        }
+        let id: Vec<String> = key.iter().map(Value::to_string).collect();
+        let (_, acc) = groups.entry(id).or_insert_with(|| (key, Acc::default()));
+        let g = |i: usize| -> Result<i64, StoreError> {
+            r.get::<_, Option<i64>>(nkeys + i)
+                .map(|v| v.unwrap_or(0))
+                .map_err(db_err)
+        };
+        acc.durations.push(
+            r.get::<_, Option<f64>>(nkeys)
+                .map_err(db_err)?
+                .unwrap_or(0.0),
+        );
+        acc.errors += u64::from(g(1)? != 0);
+        acc.input += u(g(2)?);
+        acc.output += u(g(3)?);
+        acc.total += u(g(4)?);
+        acc.cost += r
+            .get::<_, Option<f64>>(nkeys + 5)
+            .map_err(db_err)?
+            .unwrap_or(0.0);
+    }
+    let mut out: Vec<StatsGroup> = groups
+        .into_values()
+        .map(|(key, acc)| acc.into_group(key))
+        .collect();
+    out.sort_by(|a, b| loupe_store::cmp_group_keys(&a.key, &b.key));
+    Ok(out)
+}
+
+/// The aggregation's SQL and its arguments: the group keys, then duration, error flag, input,
+/// output and total tokens, and cost, for each trace (or span, when a key is span-level).
+fn stats_sql(q: &StatsQuery) -> (String, Vec<SqlValue>) {
     let span_level = q.group_by.iter().any(GroupKey::span_level);
     let bucket_ms = q.bucket_ms.max(1);
     let mut sql = String::from("SELECT ");
@@ -110,59 +175,7 @@ pub(crate) fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatsGroup>
         bind(l.params, &mut args);
     }
     crate::read::push_start_range(&mut sql, &mut args, q.start_from_ms, q.start_to_ms);
-    let nkeys = q.group_by.len();
-    let mut groups: HashMap<Vec<String>, (Vec<Value>, Acc)> = HashMap::new();
-    let mut stmt = conn.prepare(&sql).map_err(db_err)?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(args))
-        .map_err(db_err)?;
-    while let Some(r) = rows.next().map_err(db_err)? {
-        let mut key = Vec::with_capacity(nkeys);
-        for i in 0..nkeys {
-            key.push(to_json(r.get::<_, SqlValue>(i).map_err(db_err)?));
-        }
-        let id: Vec<String> = key.iter().map(Value::to_string).collect();
-        let (_, acc) = groups.entry(id).or_insert_with(|| (key, Acc::default()));
-        let g = |i: usize| -> Result<i64, StoreError> {
-            r.get::<_, Option<i64>>(nkeys + i)
-                .map(|v| v.unwrap_or(0))
-                .map_err(db_err)
-        };
-        acc.durations.push(
-            r.get::<_, Option<f64>>(nkeys)
-                .map_err(db_err)?
-                .unwrap_or(0.0),
-        );
-        acc.errors += u64::from(g(1)? != 0);
-        acc.input += u(g(2)?);
-        acc.output += u(g(3)?);
-        acc.total += u(g(4)?);
-        acc.cost += r
-            .get::<_, Option<f64>>(nkeys + 5)
-            .map_err(db_err)?
-            .unwrap_or(0.0);
-    }
-    let mut out: Vec<StatsGroup> = groups
-        .into_values()
-        .map(|(key, mut acc)| {
-            acc.durations
-                .sort_by(|a, b| a.partial_cmp(b).unwrap_or(Ordering::Equal));
-            StatsGroup {
-                key,
-                count: acc.durations.len() as u64,
-                error_count: acc.errors,
-                p50_ms: percentile(&acc.durations, 0.50),
-                p95_ms: percentile(&acc.durations, 0.95),
-                p99_ms: percentile(&acc.durations, 0.99),
-                input_tokens: acc.input,
-                output_tokens: acc.output,
-                total_tokens: acc.total,
-                cost_usd: acc.cost,
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| loupe_store::cmp_group_keys(&a.key, &b.key));
-    Ok(out)
+    (sql, args)
 }
 
 pub(crate) fn list_spans(

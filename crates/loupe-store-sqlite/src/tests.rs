@@ -156,6 +156,32 @@ async fn an_unreadable_body_does_not_hide_the_trace() {
     );
 }
 
+#[tokio::test]
+async fn a_span_row_that_locates_no_body_is_noted_not_read_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.write_spans(trace_spans(3)).await.unwrap();
+    drop(store);
+    // A log position without its length: neither a body in the log nor one inline.
+    let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+    conn.execute("UPDATE spans SET body_len = NULL", [])
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let detail = store.get_trace(TraceId([3; 16])).await.unwrap().unwrap();
+    assert_eq!(detail.spans.len(), 4);
+    for s in &detail.spans {
+        assert!(
+            s.body.attributes["loupe.body_error"]
+                .as_str()
+                .unwrap()
+                .contains("corrupt span row"),
+            "{:?}",
+            s.body.attributes
+        );
+    }
+}
+
 /// Many searches at once share the four query threads: every one is answered, in full, while a
 /// write goes on beside them; dropping the store then lets the threads go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,10 +725,10 @@ async fn a_commit_lost_before_its_flush_is_replayed_from_both_redo_files() {
     drop(recovered);
 
     // Live: the commit thread's flush empties the first file and leaves the second alone.
-    store.inner.pay_owed().unwrap();
+    store.inner.flush_pending().unwrap();
     assert_eq!(redo_len(live.path(), 0), 0);
     assert!(redo_len(live.path(), 1) > 0);
-    // A commit whose owed flush nobody made makes it first, before it switches back.
+    // A commit whose pending flush nobody made makes it first, before it switches back.
     drop(store.settled_writer().unwrap());
     store.write_spans(trace_spans(5)).await.unwrap();
     drop(store.settled_writer().unwrap());
