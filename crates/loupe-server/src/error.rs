@@ -33,6 +33,13 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Logs an internal error under a new id.
+    pub fn internal(e: &dyn std::fmt::Display) -> Self {
+        let id = crate::util::random_hex()[..16].to_string();
+        tracing::error!(error_id = %id, error = %e, "internal error");
+        Failure::Internal(id)
+    }
+
     /// The message a client sees.
     pub fn message(&self) -> String {
         match self {
@@ -73,15 +80,6 @@ impl From<IngestError> for Failure {
             IngestError::ShuttingDown => Failure::Unavailable("the server is shutting down"),
             IngestError::Store(s) => s.into(),
         }
-    }
-}
-
-impl Failure {
-    /// Logs an internal error under a new id.
-    pub fn internal(e: &dyn std::fmt::Display) -> Self {
-        let id = crate::util::random_hex()[..16].to_string();
-        tracing::error!(error_id = %id, error = %e, "internal error");
-        Failure::Internal(id)
     }
 }
 

@@ -11,7 +11,9 @@ use loupe_store::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::fixtures::{MS, check_rollup, feedback, seed_query_data, span, trace_spans};
+use crate::fixtures::{
+    MS, check_rollup, feedback, seed_query_data, span, trace_spans, traces_matching,
+};
 
 /// A trace written in one batch rolls up.
 pub async fn rollups_in_order(store: &dyn TraceStore) {
@@ -563,17 +565,7 @@ pub async fn assessments_keep_every_field_and_overrides_invalidate(store: &dyn T
     );
     assert_eq!(store.assessment("a-none".into()).await.expect("get"), None);
 
-    let ids = |q: &'static str| async move {
-        let page = store
-            .list_traces(TraceQuery {
-                filter: Some(loupe_query::parse(q, 0).expect("parses")),
-                limit: 10,
-                ..TraceQuery::default()
-            })
-            .await
-            .expect("list");
-        page.traces.len()
-    };
+    let ids = |q: &'static str| async move { traces_matching(store, q).await.len() };
     store
         .put_assessments(vec![feedback("a-old", one, "score", json!(0.2), 10)])
         .await

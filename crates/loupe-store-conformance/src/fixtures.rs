@@ -427,6 +427,19 @@ pub async fn seed_query_data(store: &dyn TraceStore) {
     }
 }
 
+/// The ids of the first 10 traces matching query `q`, newest first.
+pub async fn traces_matching(store: &dyn TraceStore, q: &str) -> Vec<TraceId> {
+    let page = store
+        .list_traces(loupe_store::TraceQuery {
+            filter: Some(loupe_query::parse(q, 0).expect("parses")),
+            limit: 10,
+            ..loupe_store::TraceQuery::default()
+        })
+        .await
+        .expect("list");
+    page.traces.iter().map(|t| t.trace_id).collect()
+}
+
 /// A human feedback assessment with this value, created (and last updated) at `created_ms`.
 pub fn feedback(
     id: &str,

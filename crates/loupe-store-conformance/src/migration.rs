@@ -1,20 +1,10 @@
 //! Stores opened on data written by an older binary read it as this one writes it.
 
 use loupe_model::{AssessmentKind, AssessmentValue, SourceType, SpanId, TraceId};
-use loupe_store::{TraceQuery, TraceStore};
+use loupe_store::TraceStore;
 use serde_json::json;
 
-async fn matching(store: &dyn TraceStore, q: &str) -> Vec<TraceId> {
-    let page = store
-        .list_traces(TraceQuery {
-            filter: Some(loupe_query::parse(q, 0).expect("parses")),
-            limit: 10,
-            ..TraceQuery::default()
-        })
-        .await
-        .expect("list");
-    page.traces.iter().map(|t| t.trace_id).collect()
-}
+use crate::fixtures::traces_matching;
 
 /// The assessments the binary at 622455c stored as MLflow JSON, written by its `loupe serve`
 /// through the MLflow API as the real client sends them (two traces over OTLP/JSON; a feedback
@@ -91,12 +81,25 @@ pub async fn assessments_written_as_mlflow_json_read_back_typed(store: &dyn Trac
         ))
     );
 
-    assert_eq!(matching(store, "feedback.quality < 0.5").await, vec![one]);
-    assert!(matching(store, "feedback.quality > 0.5").await.is_empty());
-    assert_eq!(matching(store, "feedback.label = 'good'").await, vec![two]);
-    assert_eq!(matching(store, "feedback.tool_ok = true").await, vec![one]);
     assert_eq!(
-        matching(store, "expectation.expected_len = 3").await,
+        traces_matching(store, "feedback.quality < 0.5").await,
+        vec![one]
+    );
+    assert!(
+        traces_matching(store, "feedback.quality > 0.5")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        traces_matching(store, "feedback.label = 'good'").await,
+        vec![two]
+    );
+    assert_eq!(
+        traces_matching(store, "feedback.tool_ok = true").await,
+        vec![one]
+    );
+    assert_eq!(
+        traces_matching(store, "expectation.expected_len = 3").await,
         vec![one]
     );
     assert_eq!(
