@@ -236,6 +236,35 @@ pub enum Expr {
     Text(String),
 }
 
+impl Expr {
+    /// `<trace field> <op> <value>`.
+    pub fn trace(field: TraceField, op: CmpOp, value: Literal) -> Expr {
+        Expr::Cmp {
+            field: Field::Trace(field),
+            op,
+            value,
+        }
+    }
+
+    /// All of `parts`, with the conditions of an `And` among them joined into one (`None` for
+    /// none). Span conditions under one `And` are about the same span, so joining keeps their
+    /// meaning.
+    pub fn all(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+        let mut items = Vec::new();
+        for part in parts {
+            match part {
+                Expr::And(v) => items.extend(v),
+                e => items.push(e),
+            }
+        }
+        match items.len() {
+            0 => None,
+            1 => items.pop(),
+            _ => Some(Expr::And(items)),
+        }
+    }
+}
+
 /// Resolves a field path, in Loupe's or MLflow's spelling.
 pub fn resolve(path: &[String]) -> Option<Field> {
     let lower: Vec<String> = path.iter().map(|p| p.to_ascii_lowercase()).collect();

@@ -753,8 +753,9 @@ mod tests {
             }
             match parse(&q, NOW) {
                 Ok(e) => {
-                    let _ = crate::sql::sqlite(&e);
-                    let _ = crate::sql::postgres(&e);
+                    use crate::sql::{Dialect, lower_traces, tests::Plain};
+                    let _ = lower_traces(&e, &Plain(Dialect::Sqlite));
+                    let _ = lower_traces(&e, &Plain(Dialect::Postgres));
                 }
                 Err(e) => assert!(
                     e.position >= 1 && e.position <= q.chars().count() + 1,

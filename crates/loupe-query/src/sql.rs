@@ -37,14 +37,6 @@ pub struct Lowered {
     pub params: Vec<Param>,
     /// The dialect written.
     pub dialect: Dialect,
-    /// SQLite: check `text ~` per trace against the index, for traces numbered up to this (see
-    /// [`sqlite_text`]).
-    probe_text: Option<i64>,
-    /// SQLite: the FTS5 query for the words of each `text ~` (see [`sqlite_text`]).
-    text_queries: Vec<(String, String)>,
-    /// PostgreSQL: the traces matching the words of a rare `text ~`, as an array literal of
-    /// trace numbers (see [`postgres_text`]).
-    text_matches: Vec<(String, String)>,
 }
 
 impl Lowered {
@@ -52,8 +44,13 @@ impl Lowered {
         self.dialect == Dialect::Postgres
     }
 
+    /// Appends SQL text (never the user's: values go through [`Lowered::param`]).
+    pub fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+    }
+
     /// Pushes a placeholder (cast to the parameter's type in PostgreSQL) and its parameter.
-    fn param(&mut self, p: Param) {
+    pub fn param(&mut self, p: Param) {
         self.sql.push('?');
         if self.pg() {
             self.sql.push_str(match p {
@@ -100,51 +97,32 @@ fn span_only(e: &Expr) -> bool {
     }
 }
 
-/// Lowers `expr` for SQLite. Conditions on spans mean "some span of the trace": the span
-/// conditions joined by one AND are checked on the same span.
-pub fn sqlite(expr: &Expr) -> Lowered {
-    lower_as(expr, Dialect::Sqlite, false)
+/// What a store's physical layout adds to the shared lowering. The lowering writes every
+/// condition over the tables both backends share; the store spells the conditions that only its
+/// own indexes answer: the full-text index, and the terms that let an index be searched.
+pub trait Layout {
+    /// The SQL spelling.
+    fn dialect(&self) -> Dialect;
+
+    /// Pushes ` AND …` terms implied by `t.start_ns <op> bound` (one bound, two for `Eq`), so
+    /// that an index can be searched by them. They must hold whenever the bound does, so that
+    /// the condition means the same under `NOT`. Nothing by default.
+    fn start_bound(&self, _op: CmpOp, _bounds_ns: &[i64], _out: &mut Lowered) {}
+
+    /// Pushes the condition "the trace's text holds `words`" (see [`full_text_conditions`]).
+    fn text(&self, words: &str, out: &mut Lowered);
+}
+
+/// Lowers `expr` as a condition on traces. Conditions on spans mean "some span of the trace":
+/// the span conditions joined by one AND are checked on the same span.
+pub fn lower_traces(expr: &Expr, layout: &dyn Layout) -> Lowered {
+    lower_as(expr, layout, false)
 }
 
 /// Lowers `expr` for a query over spans (`spans s JOIN traces t`): span fields are about the
 /// span itself, trace fields (and `text ~`) about its trace.
-pub fn sqlite_spans(expr: &Expr) -> Lowered {
-    lower_as(expr, Dialect::Sqlite, true)
-}
-
-/// [`sqlite`], with the FTS5 query of each `text ~` chosen by the store (`text_queries`:
-/// words → query, from [`full_text_conditions`]; missing words use
-/// [`loupe_model::text::fts5_query`]). With `probe`, `text ~` is checked trace by trace (an
-/// FTS5 lookup bounded to the trace's rowids) instead of as a list of every matching trace: for
-/// words found in many traces, a newest-first page then stops after a few lookups, where the
-/// list would hold them all. `probe` is the highest trace number with indexed text: traces
-/// after it (ingested, not yet indexed) cannot match and are not looked up.
-pub fn sqlite_text(
-    expr: &Expr,
-    probe: Option<i64>,
-    text_queries: Vec<(String, String)>,
-) -> Lowered {
-    let mut out = Lowered {
-        probe_text: probe,
-        text_queries,
-        ..Lowered::default()
-    };
-    lower(expr, false, &mut out);
-    out
-}
-
-/// [`postgres`], with the traces matching some `text ~` conditions found by the store first
-/// (`matches`: words → the matching trace numbers as a PostgreSQL array literal, `{1,2,3}`).
-/// For a rare word the list is short, and the page becomes a lookup of those traces; left to
-/// itself, the planner walks traces newest first and checks each against the index.
-pub fn postgres_text(expr: &Expr, matches: Vec<(String, String)>) -> Lowered {
-    let mut out = Lowered {
-        dialect: Dialect::Postgres,
-        text_matches: matches,
-        ..Lowered::default()
-    };
-    lower(expr, false, &mut out);
-    out
+pub fn lower_spans(expr: &Expr, layout: &dyn Layout) -> Lowered {
+    lower_as(expr, layout, true)
 }
 
 /// The words of every `text ~` condition in `expr`.
@@ -157,36 +135,13 @@ pub fn full_text_conditions(expr: &Expr) -> Vec<&str> {
     }
 }
 
-/// [`sqlite`] for PostgreSQL.
-pub fn postgres(expr: &Expr) -> Lowered {
-    lower_as(expr, Dialect::Postgres, false)
-}
-
-/// [`sqlite_spans`] for PostgreSQL.
-pub fn postgres_spans(expr: &Expr) -> Lowered {
-    lower_as(expr, Dialect::Postgres, true)
-}
-
-fn lower_as(expr: &Expr, dialect: Dialect, spans: bool) -> Lowered {
+fn lower_as(expr: &Expr, layout: &dyn Layout, spans: bool) -> Lowered {
     let mut out = Lowered {
-        dialect,
+        dialect: layout.dialect(),
         ..Lowered::default()
     };
-    lower(expr, spans, &mut out);
+    lower(expr, spans, layout, &mut out);
     out
-}
-
-/// SQLite's indexes by start time (`traces_by_start`, `traces_by_project_start`,
-/// `traces_errors`) are keyed by this bucket of the start (2^28 ns, ~268 ms), then by `seq`
-/// (arrival order), so a new trace is appended at the end of its bucket instead of inserted at
-/// a random place among a minute of late-reported starts. A condition on `start_ns` also bounds
-/// the bucket, which is what SQLite can search the index by; newest-first pages order by the
-/// bucket, then sort within it.
-pub const SQLITE_START_BUCKET: &str = "(t.start_ns >> 28)";
-
-/// The bucket of a start time, as [`SQLITE_START_BUCKET`] computes it.
-pub fn sqlite_start_bucket(start_ns: i64) -> i64 {
-    start_ns >> 28
 }
 
 /// A JSON path for a tag or metadata key, as SQLite's `json_extract` reads it.
@@ -345,7 +300,13 @@ fn field_of(e: &Expr) -> Option<&Field> {
 
 /// A condition on an assessment: "some valid assessment of the trace with that name whose value
 /// satisfies it"; `IS NULL` means "no such assessment".
-fn lower_assessment(e: &Expr, kind: AssessmentKind, name: &str, out: &mut Lowered) {
+fn lower_assessment(
+    e: &Expr,
+    kind: AssessmentKind,
+    name: &str,
+    layout: &dyn Layout,
+    out: &mut Lowered,
+) {
     let (open, body): (&str, Option<&Expr>) = match e {
         Expr::IsNull { negated: false, .. } => ("NOT EXISTS", None),
         Expr::IsNull { negated: true, .. } => ("EXISTS", None),
@@ -366,24 +327,16 @@ fn lower_assessment(e: &Expr, kind: AssessmentKind, name: &str, out: &mut Lowere
     });
     if let Some(cond) = body {
         out.sql.push_str(" AND ");
-        lower_inner(cond, true, out);
+        lower_inner(cond, true, layout, out);
     }
     out.sql.push(')');
 }
 
-/// The FTS5 query for `words`: the store's choice, else the plain one.
-fn fts5_for(words: &str, out: &Lowered) -> String {
-    out.text_queries
-        .iter()
-        .find(|(w, _)| w == words)
-        .map(|(_, q)| q.clone())
-        .or_else(|| loupe_model::text::fts5_query(words))
-        .unwrap_or_default()
-}
-
-fn lower(e: &Expr, in_span: bool, out: &mut Lowered) {
+fn lower(e: &Expr, in_span: bool, layout: &dyn Layout, out: &mut Lowered) {
     match field_of(e) {
-        Some(Field::Assessment(kind, name)) => return lower_assessment(e, *kind, name, out),
+        Some(Field::Assessment(kind, name)) => {
+            return lower_assessment(e, *kind, name, layout, out);
+        }
         // Checked after SQL, on the candidates' spans (`crate::post`); the parser allows these
         // only under AND, where "true" leaves the rest of the query to decide.
         Some(Field::SpanAttribute(_)) => {
@@ -392,14 +345,14 @@ fn lower(e: &Expr, in_span: bool, out: &mut Lowered) {
         }
         _ => {}
     }
-    lower_inner(e, in_span, out);
+    lower_inner(e, in_span, layout, out);
 }
 
-fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
+fn lower_inner(e: &Expr, in_span: bool, layout: &dyn Layout, out: &mut Lowered) {
     if !in_span && span_only(e) {
         out.sql
             .push_str("EXISTS (SELECT 1 FROM spans s WHERE s.trace_seq = t.seq AND (");
-        lower(e, true, out);
+        lower(e, true, layout, out);
         out.sql.push_str("))");
         return;
     }
@@ -418,7 +371,7 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
                     .push_str("EXISTS (SELECT 1 FROM spans s WHERE s.trace_seq = t.seq");
                 for s in spans {
                     out.sql.push_str(" AND ");
-                    lower(s, true, out);
+                    lower(s, true, layout, out);
                 }
                 out.sql.push(')');
                 first = false;
@@ -428,7 +381,7 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
                     out.sql.push_str(" AND ");
                 }
                 first = false;
-                lower(x, in_span, out);
+                lower(x, in_span, layout, out);
             }
             out.sql.push(')');
         }
@@ -438,13 +391,13 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
                 if i > 0 {
                     out.sql.push_str(" OR ");
                 }
-                lower(x, in_span, out);
+                lower(x, in_span, layout, out);
             }
             out.sql.push(')');
         }
         Expr::Not(x) => {
             out.sql.push_str("NOT (");
-            lower(x, in_span, out);
+            lower(x, in_span, layout, out);
             out.sql.push(')');
         }
         // Times are stored in ns and written in ms: a condition holds for the whole
@@ -456,7 +409,7 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         } => {
             let lo = ms.saturating_mul(1_000_000);
             let hi = ms.saturating_add(1).saturating_mul(1_000_000);
-            let (sql, mut params): (&str, Vec<i64>) = match op {
+            let (sql, params): (&str, Vec<i64>) = match op {
                 CmpOp::Eq => ("(# >= ? AND # < ?", vec![lo, hi]),
                 CmpOp::Ne => ("(# < ? OR # >= ?", vec![lo, hi]),
                 CmpOp::Gt => ("(# >= ?", vec![hi]),
@@ -464,30 +417,13 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
                 CmpOp::Lt => ("(# < ?", vec![lo]),
                 CmpOp::Le => ("(# < ?", vec![hi]),
             };
-            let mut sql = sql.to_string();
-            // SQLite: the bucket the index is searched by (implied by the condition, so the
-            // same under NOT).
-            if out.dialect == Dialect::Sqlite && matches!(field, Field::Trace(TraceField::Start)) {
-                let b = SQLITE_START_BUCKET;
-                let bucket = match op {
-                    CmpOp::Eq => Some(format!(" AND {b} >= ? AND {b} <= ?")),
-                    CmpOp::Ne => None,
-                    CmpOp::Gt | CmpOp::Ge => Some(format!(" AND {b} >= ?")),
-                    CmpOp::Lt | CmpOp::Le => Some(format!(" AND {b} <= ?")),
-                };
-                if let Some(bucket) = bucket {
-                    sql.push_str(&bucket);
-                    let buckets: Vec<i64> =
-                        params.iter().map(|&p| sqlite_start_bucket(p)).collect();
-                    params.extend(buckets);
-                }
-            }
-            sql.push(')');
+            let sql = sql.to_string();
             let mut col = Lowered {
                 dialect: out.dialect,
                 ..Lowered::default()
             };
             column(field, &mut col);
+            let bounds = params.clone();
             let mut parts = sql.split('?');
             out.sql
                 .push_str(&parts.next().unwrap_or_default().replace('#', &col.sql));
@@ -495,6 +431,10 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
                 out.param(Param::Int(p));
                 out.sql.push_str(&rest.replace('#', &col.sql));
             }
+            if matches!(field, Field::Trace(TraceField::Start)) && *op != CmpOp::Ne {
+                layout.start_bound(*op, &bounds, out);
+            }
+            out.sql.push(')');
         }
         // SQLite keeps failed traces in a partial index (`WHERE status = 2`), which it only
         // uses when the query says so literally; a status is a small integer, never user text.
@@ -564,41 +504,11 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
         }
         // Only on span attributes, which `lower` answers before reaching here.
         Expr::Regex { .. } => out.sql.push_str("(1 = 1)"),
-        Expr::Text(words) => match out.dialect {
-            Dialect::Sqlite if out.probe_text.is_some() => {
-                out.sql.push_str("(t.seq <= ");
-                out.param(Param::Int(out.probe_text.unwrap_or_default()));
-                out.sql
-                    .push_str(" AND EXISTS (SELECT 1 FROM fts.trace_text WHERE trace_text MATCH ");
-                let q = fts5_for(words, out);
-                out.param(Param::Text(q));
-                out.sql
-                    .push_str(" AND rowid BETWEEN (t.seq << 16) AND (t.seq << 16) + 65535))");
-            }
-            Dialect::Sqlite => {
-                out.sql.push_str(
-                    "(t.seq IN (SELECT rowid >> 16 FROM fts.trace_text WHERE trace_text MATCH ",
-                );
-                let q = fts5_for(words, out);
-                out.param(Param::Text(q));
-                out.sql.push_str("))");
-            }
-            Dialect::Postgres
-                if let Some((_, list)) = out.text_matches.iter().find(|(w, _)| w == words) =>
-            {
-                let list = list.clone();
-                out.sql.push_str("(t.seq = ANY(");
-                out.param(Param::Text(list));
-                out.sql.push_str("::bigint[]))");
-            }
-            Dialect::Postgres => {
-                out.sql
-                    .push_str("(t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ");
-                let q = loupe_model::text::pg_tsquery(words).unwrap_or_default();
-                out.param(Param::Text(q));
-                out.sql.push_str("::tsquery))");
-            }
-        },
+        Expr::Text(words) => {
+            out.sql.push('(');
+            layout.text(words, out);
+            out.sql.push(')');
+        }
         Expr::IsNull { field, negated } => {
             out.sql.push('(');
             // SQLite: the session index covers only traces with a session, so SQLite may take
@@ -623,14 +533,28 @@ fn lower_inner(e: &Expr, in_span: bool, out: &mut Lowered) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::parse;
 
     const NOW: i64 = 1_800_000_000_000;
 
+    /// A layout with no indexes of its own: the shared lowering's part alone.
+    pub(crate) struct Plain(pub Dialect);
+
+    impl Layout for Plain {
+        fn dialect(&self) -> Dialect {
+            self.0
+        }
+        fn text(&self, words: &str, out: &mut Lowered) {
+            out.push("t.text_holds(");
+            out.param(Param::Text(words.to_string()));
+            out.push(")");
+        }
+    }
+
     fn low(q: &str) -> Lowered {
-        sqlite(&parse(q, NOW).unwrap())
+        lower_traces(&parse(q, NOW).unwrap(), &Plain(Dialect::Sqlite))
     }
 
     #[test]
@@ -666,38 +590,17 @@ mod tests {
     #[test]
     fn millisecond_times_cover_their_millisecond() {
         let l = low("timestamp_ms = 5");
-        assert_eq!(
-            l.sql,
-            "(t.start_ns >= ? AND t.start_ns < ? \
-             AND (t.start_ns >> 28) >= ? AND (t.start_ns >> 28) <= ?)"
-        );
-        assert_eq!(
-            l.params,
-            vec![
-                Param::Int(5_000_000),
-                Param::Int(6_000_000),
-                Param::Int(0),
-                Param::Int(0)
-            ]
-        );
-        let l = low("start >= 1800000000000");
-        assert_eq!(l.sql, "(t.start_ns >= ? AND (t.start_ns >> 28) >= ?)");
-        assert_eq!(
-            l.params,
-            vec![
-                Param::Int(1_800_000_000_000_000_000),
-                Param::Int(1_800_000_000_000_000_000 >> 28)
-            ]
-        );
+        assert_eq!(l.sql, "(t.start_ns >= ? AND t.start_ns < ?)");
+        assert_eq!(l.params, vec![Param::Int(5_000_000), Param::Int(6_000_000)]);
         let l = low("start != 5");
         assert_eq!(l.sql, "(t.start_ns < ? OR t.start_ns >= ?)");
-        let l = postgres(&crate::parse("start >= 5", 0).unwrap());
+        let l = pg("start >= 5");
         assert_eq!(l.sql, "(t.start_ns >= ?::bigint)");
         let l = low("end > 5");
         assert_eq!(l.sql, "(t.end_ns >= ?)");
         assert_eq!(l.params, vec![Param::Int(6_000_000)]);
         let l = low("start <= 5");
-        assert_eq!(l.params, vec![Param::Int(6_000_000), Param::Int(0)]);
+        assert_eq!(l.params, vec![Param::Int(6_000_000)]);
     }
 
     #[test]
@@ -741,7 +644,7 @@ mod tests {
     }
 
     fn pg(q: &str) -> Lowered {
-        postgres(&parse(q, NOW).expect("parses"))
+        lower_traces(&parse(q, NOW).expect("parses"), &Plain(Dialect::Postgres))
     }
 
     #[test]
@@ -788,37 +691,10 @@ mod tests {
     }
 
     #[test]
-    fn full_text_uses_each_backends_index_with_the_words_bound() {
-        let l = low("text ~ 'Refund 退款' AND status = 'ERROR'");
-        assert!(
-            l.sql.starts_with(
-                "((t.seq IN (SELECT rowid >> 16 FROM fts.trace_text WHERE trace_text MATCH ?))"
-            ),
-            "{}",
-            l.sql
-        );
-        assert_eq!(l.params[0], Param::Text("\"refund\" \"退款\" *".into()));
-        let l = pg("NOT text ~ 'it''s'");
-        assert_eq!(
-            l.sql,
-            "NOT ((t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ?::text::tsquery)))"
-        );
-        assert_eq!(l.params[0], Param::Text("'it' & 's':*".into()));
-        // A rare word's matches, found first by the store, become a list; other words stay.
-        let e = parse("text ~ 'rare' OR text ~ 'common'", NOW).expect("parses");
-        let l = postgres_text(&e, vec![("rare".into(), "{3,7}".into())]);
-        assert_eq!(
-            l.sql,
-            "((t.seq = ANY(?::text::bigint[])) OR \
-             (t.seq IN (SELECT x.trace_seq FROM trace_text x WHERE x.doc @@ ?::text::tsquery)))"
-        );
-        assert_eq!(
-            l.params,
-            vec![
-                Param::Text("{3,7}".into()),
-                Param::Text("'common':*".into())
-            ]
-        );
+    fn the_store_spells_full_text_inside_the_shared_condition() {
+        let l = low("NOT text ~ 'Refund' AND status = 'ERROR'");
+        assert_eq!(l.sql, "(NOT ((t.text_holds(?))) AND (t.status = 2))");
+        assert_eq!(l.params, vec![Param::Text("Refund".into())]);
     }
 
     #[test]
@@ -835,7 +711,8 @@ mod tests {
             l.sql
         );
         // In a query over spans, NOT is about the span itself.
-        let l = sqlite_spans(&parse("NOT span.type = 'LLM'", NOW).expect("parses"));
+        let e = parse("NOT span.type = 'LLM'", NOW).expect("parses");
+        let l = lower_spans(&e, &Plain(Dialect::Sqlite));
         assert_eq!(l.sql, "NOT ((s.span_type = ?))");
     }
 

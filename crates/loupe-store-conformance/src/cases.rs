@@ -162,49 +162,27 @@ pub async fn pagination_and_filters(store: &dyn TraceStore) {
         p.traces.iter().map(|t| t.trace_id.0[0]).collect()
     };
     let errors = store
-        .list_traces(TraceQuery {
-            status: Some(SpanStatus::Error),
-            limit: 100,
-            ..Default::default()
-        })
+        .list_traces(TraceQuery::newest(100).status(SpanStatus::Error))
         .await
         .expect("list");
     assert_eq!(ids(errors), vec![30, 25, 20, 15, 10]);
     let long = store
-        .list_traces(TraceQuery {
-            min_duration_ms: Some(30),
-            limit: 100,
-            ..Default::default()
-        })
+        .list_traces(TraceQuery::newest(100).min_duration_ms(30))
         .await
         .expect("list");
     assert_eq!(long.traces.len(), 5);
     let window = store
-        .list_traces(TraceQuery {
-            start_from_ms: Some(12_000),
-            start_to_ms: Some(14_000),
-            limit: 100,
-            ..Default::default()
-        })
+        .list_traces(TraceQuery::newest(100).started(Some(12_000), Some(14_000)))
         .await
         .expect("list");
     assert_eq!(ids(window), vec![13, 12]);
     let named = store
-        .list_traces(TraceQuery {
-            name: Some("span-1".into()),
-            project: Some("other".into()),
-            limit: 100,
-            ..Default::default()
-        })
+        .list_traces(TraceQuery::newest(100).name("span-1").project("other"))
         .await
         .expect("list");
     assert!(named.traces.is_empty());
     let projects = store
-        .list_traces(TraceQuery {
-            projects: vec!["nope".into(), "default".into()],
-            limit: 3,
-            ..Default::default()
-        })
+        .list_traces(TraceQuery::newest(3).projects(&["nope".into(), "default".into()]))
         .await
         .expect("list");
     assert_eq!(ids(projects), vec![34, 33, 32]);

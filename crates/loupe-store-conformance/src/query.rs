@@ -228,7 +228,7 @@ pub async fn query_span_attributes(store: &dyn TraceStore) {
     );
 }
 
-fn order(store_query: &str) -> Vec<(OrderKey, bool)> {
+fn order(store_query: &str) -> Vec<(OrderKey, loupe_store::Direction)> {
     OrderKey::parse_clauses([store_query]).expect("order clause")
 }
 

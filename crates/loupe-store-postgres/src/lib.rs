@@ -2,7 +2,7 @@
 //!
 //! The schema keeps the SQLite store's table and column names (`traces t`, `spans s`,
 //! `assessments a`, `trace_text`), so the query layer's one lowering serves both
-//! (`loupe_query::sql::postgres`). What differs:
+//! (`loupe_query::sql`, with [`layout`]). What differs:
 //! - Writers are many: a batch locks its traces' rows in trace-id order before it adds spans,
 //!   and roll-ups are added to the locked row (`x = x + delta`), so concurrent batches of one
 //!   trace neither lose deltas nor deadlock. Spans are inserted with `ON CONFLICT DO NOTHING`,
@@ -15,6 +15,7 @@
 //!   replicas starting together migrate once.
 
 mod annotate;
+mod layout;
 mod read;
 mod recompute;
 mod schema;

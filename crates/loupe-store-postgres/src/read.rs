@@ -184,7 +184,7 @@ const POST_CHUNK: usize = 256;
 pub(crate) const COMMON_TEXT: usize = 5_000;
 
 /// The traces matching each rare `text ~` of `filter`, as PostgreSQL array literals for
-/// [`loupe_query::sql::postgres_text`]. A rare word's few matches come from the GIN index at
+/// [`crate::layout::PgLayout`]. A rare word's few matches come from the GIN index at
 /// once, and the page is a lookup of those traces. A word is rare when the planner estimates
 /// at most `common` documents and listing them finds no more. Common words are left to the plan that
 /// checks the newest traces one by one, which stops after a page's worth: there, listing every
@@ -255,34 +255,9 @@ async fn estimated_documents(
 /// The trace query without its order and limit.
 fn filtered(q: &TraceQuery, matches: &[(String, String)]) -> Sql {
     let mut sql = Sql::new(format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE true"));
-    if let Some(p) = &q.project {
-        sql.push(" AND t.project = ").arg(p.clone(), "text");
-    }
-    if !q.projects.is_empty() {
-        sql.push(" AND t.project = ANY(")
-            .arg(q.projects.clone(), "text[]")
-            .push(")");
-    }
-    if let Some(s) = q.status {
-        sql.push(" AND t.status = ").arg(s.code(), "bigint");
-    }
-    if let Some(d) = q.min_duration_ms {
-        sql.push(" AND t.duration_ms >= ").arg(to_i64(d), "bigint");
-    }
-    if let Some(n) = &q.name {
-        sql.push(" AND t.name = ").arg(n.clone(), "text");
-    }
-    if let Some(t) = q.start_from_ms {
-        sql.push(" AND t.start_ns >= ")
-            .arg(t.saturating_mul(1_000_000), "bigint");
-    }
-    if let Some(t) = q.start_to_ms {
-        sql.push(" AND t.start_ns < ")
-            .arg(t.saturating_mul(1_000_000), "bigint");
-    }
     if let Some(filter) = &q.filter {
         sql.push(" AND ");
-        sql.lowered(&loupe_query::sql::postgres_text(filter, matches.to_vec()));
+        sql.lowered(&crate::layout::lower(filter, matches));
     }
     sql
 }
@@ -311,9 +286,12 @@ fn candidates(
     } else {
         // Columns come from a closed list, never from the caller's text.
         sql.push(" ORDER BY ");
-        for (key, desc) in &q.order {
-            sql.push("t.").push(key.column());
-            sql.push(if *desc { " DESC, " } else { " ASC, " });
+        for (key, direction) in &q.order {
+            sql.push("t.")
+                .push(key.column())
+                .push(" ")
+                .push(direction.sql())
+                .push(", ");
         }
         sql.push("t.start_ns DESC, t.seq DESC LIMIT ")
             .arg(limit, "bigint")

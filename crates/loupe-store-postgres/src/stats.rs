@@ -109,17 +109,9 @@ pub(crate) async fn stats(
     {
         sql.push(" AND s.model IS NOT NULL");
     }
-    if let Some(f) = &q.filter {
+    if let Some(f) = q.condition() {
         sql.push(" AND ");
-        sql.lowered(&loupe_query::sql::postgres_text(f, matches));
-    }
-    if let Some(t) = q.start_from_ms {
-        sql.push(" AND t.start_ns >= ")
-            .arg(t.saturating_mul(1_000_000), "bigint");
-    }
-    if let Some(t) = q.start_to_ms {
-        sql.push(" AND t.start_ns < ")
-            .arg(t.saturating_mul(1_000_000), "bigint");
+        sql.lowered(&crate::layout::lower(&f, &matches));
     }
     if !q.group_by.is_empty() {
         let cols: Vec<String> = (1..=q.group_by.len()).map(|i| i.to_string()).collect();
@@ -188,7 +180,7 @@ pub(crate) async fn list_spans(
     ));
     if let Some(f) = filter {
         sql.push(" AND ");
-        sql.lowered(&loupe_query::sql::postgres_spans(f));
+        sql.lowered(&crate::layout::lower_spans(f));
     }
     if let Some((_, id)) = before {
         sql.push(" AND s.id < ").arg(id, "bigint");

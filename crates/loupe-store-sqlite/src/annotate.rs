@@ -11,9 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use crate::db_err;
+use crate::layout::{BUCKET, start_bucket};
 use crate::read::{TRACE_COLUMNS, trace_row};
 use crate::write::{SEQ_OF_ID, add_trace_id, remove_trace_id, to_i64};
-use loupe_query::sql::{SQLITE_START_BUCKET as BUCKET, sqlite_start_bucket};
 
 use loupe_model::now_ms;
 
@@ -307,7 +307,7 @@ pub(crate) fn delete_traces(
                 .saturating_mul(1_000_000)
                 .saturating_add(999_999);
             let limit = limit.map_or(i64::MAX, to_i64);
-            let bucket = sqlite_start_bucket(max_ns);
+            let bucket = start_bucket(max_ns);
             stmt.query_map(params![project, max_ns, limit, bucket], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })

@@ -15,6 +15,7 @@ mod annotate;
 mod bodylog;
 mod checkpoint;
 mod fts;
+mod layout;
 mod read;
 mod recompute;
 mod redo;

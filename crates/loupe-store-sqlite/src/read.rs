@@ -3,7 +3,6 @@
 use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
 use std::collections::HashMap;
 
-use loupe_query::sql::{SQLITE_START_BUCKET as BUCKET, sqlite_start_bucket};
 use loupe_store::{
     Cursor, OrderKey, SpanBodies, SpanBody, StoreError, StoredSpan, TraceDetail, TracePage,
     TraceQuery, decode_bodies,
@@ -15,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::annotate::json_column;
 use crate::bodylog::LogReader;
 use crate::db_err;
+use crate::layout::{BUCKET, SqliteLayout, bind, start_bucket};
 use crate::write::{SEQ_OF_ID, to_i64};
 
 /// The columns that locate a span's body, in this order, for [`Bodies::get`].
@@ -245,32 +245,6 @@ pub(crate) fn page_sql(
     let mut sql = String::from(" WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
     let mut text_listed = false;
-    if let Some(p) = &q.project {
-        sql.push_str(" AND project = ?");
-        args.push(SqlValue::Text(p.clone()));
-    }
-    if !q.projects.is_empty() {
-        sql.push_str(" AND project IN (");
-        for (i, p) in q.projects.iter().enumerate() {
-            sql.push_str(if i == 0 { "?" } else { ", ?" });
-            args.push(SqlValue::Text(p.clone()));
-        }
-        sql.push(')');
-    }
-    if let Some(s) = q.status {
-        // A literal (a status code, never the caller's text), so that failed traces are read
-        // from their partial index (schema version 5).
-        sql.push_str(&format!(" AND status = {}", s.code()));
-    }
-    if let Some(d) = q.min_duration_ms {
-        sql.push_str(" AND duration_ms >= ?");
-        args.push(SqlValue::Integer(to_i64(d)));
-    }
-    if let Some(n) = &q.name {
-        sql.push_str(" AND name = ?");
-        args.push(SqlValue::Text(n.clone()));
-    }
-    push_start_range(&mut sql, &mut args, q.start_from_ms, q.start_to_ms);
     if let Some(filter) = &q.filter {
         let (common, queries) = text_plan(conn, filter, common_text)?;
         let probe = if common && q.order.is_empty() {
@@ -286,14 +260,10 @@ pub(crate) fn page_sql(
             None
         };
         text_listed = probe.is_none() && !queries.is_empty();
-        let lowered = loupe_query::sql::sqlite_text(filter, probe, queries);
+        let lowered = loupe_query::sql::lower_traces(filter, &SqliteLayout { probe, queries });
         sql.push_str(" AND ");
         sql.push_str(&lowered.sql);
-        args.extend(lowered.params.into_iter().map(|p| match p {
-            loupe_query::sql::Param::Text(s) => SqlValue::Text(s),
-            loupe_query::sql::Param::Int(i) => SqlValue::Integer(i),
-            loupe_query::sql::Param::Real(r) => SqlValue::Real(r),
-        }));
+        bind(lowered.params, &mut args);
     }
     let fetch = if post_filtered {
         -1
@@ -303,7 +273,7 @@ pub(crate) fn page_sql(
     if q.order.is_empty() {
         if let Some(c) = q.cursor {
             sql.push_str(&format!(" AND {BUCKET} <= ? AND (start_ns, seq) < (?, ?)"));
-            args.push(SqlValue::Integer(sqlite_start_bucket(c.start_ns)));
+            args.push(SqlValue::Integer(start_bucket(c.start_ns)));
             args.push(SqlValue::Integer(c.start_ns));
             args.push(SqlValue::Integer(c.seq));
         }
@@ -316,14 +286,12 @@ pub(crate) fn page_sql(
     } else {
         // Columns come from a closed list, never from the caller's text.
         sql.push_str(" ORDER BY ");
-        for (key, desc) in &q.order {
+        for (key, direction) in &q.order {
             if *key == OrderKey::Start {
                 // As the start indexes are ordered (see above).
-                sql.push_str(BUCKET);
-                sql.push_str(if *desc { " DESC, " } else { " ASC, " });
+                sql.push_str(&format!("{BUCKET} {}, ", direction.sql()));
             }
-            sql.push_str(key.column());
-            sql.push_str(if *desc { " DESC, " } else { " ASC, " });
+            sql.push_str(&format!("{} {}, ", key.column(), direction.sql()));
         }
         sql.push_str("start_ns DESC, seq DESC LIMIT ? OFFSET ?");
         args.push(SqlValue::Integer(fetch));
@@ -343,7 +311,7 @@ pub(crate) fn page_sql(
 /// The start index a page in start order reads, when SQLite's planner is not to choose.
 ///
 /// The start indexes give the order bucket by bucket (see
-/// [`loupe_query::sql::SQLITE_START_BUCKET`]); SQLite then sorts each bucket's rows, and stops
+/// [`BUCKET`]); SQLite then sorts each bucket's rows, and stops
 /// when the page is full. Its planner does not count on that stop: left to choose, it read the
 /// whole table and sorted it, even for a page without conditions, or walked the trace id index
 /// checking a span condition on every trace, where the start index answered in milliseconds
@@ -391,35 +359,23 @@ pub(crate) fn page_index(q: &TraceQuery, text_listed: bool) -> Option<&'static s
             } if *code == SpanStatus::Error.code()
         )
     };
-    Some(if q.project.is_some() {
+    let project = |e: &&Expr| {
+        matches!(
+            e,
+            Expr::Cmp {
+                field: Field::Trace(TraceField::Project),
+                op: CmpOp::Eq,
+                ..
+            }
+        )
+    };
+    Some(if conjuncts.iter().any(project) {
         "traces_by_project_start"
-    } else if q.status == Some(SpanStatus::Error) || conjuncts.iter().any(failed) {
+    } else if conjuncts.iter().any(failed) {
         "traces_errors"
     } else {
         "traces_by_start"
     })
-}
-
-/// ` AND` the traces started in `[from_ms, to_ms)` (each bound optional), with the start
-/// buckets the index is searched by. The query reads `traces t`.
-pub(crate) fn push_start_range(
-    sql: &mut String,
-    args: &mut Vec<SqlValue>,
-    from_ms: Option<i64>,
-    to_ms: Option<i64>,
-) {
-    if let Some(t) = from_ms {
-        let ns = t.saturating_mul(1_000_000);
-        sql.push_str(&format!(" AND t.start_ns >= ? AND {BUCKET} >= ?"));
-        args.push(SqlValue::Integer(ns));
-        args.push(SqlValue::Integer(sqlite_start_bucket(ns)));
-    }
-    if let Some(t) = to_ms {
-        let ns = t.saturating_mul(1_000_000);
-        sql.push_str(&format!(" AND t.start_ns < ? AND {BUCKET} <= ?"));
-        args.push(SqlValue::Integer(ns));
-        args.push(SqlValue::Integer(sqlite_start_bucket(ns)));
-    }
 }
 
 pub(crate) fn list_traces(

@@ -136,7 +136,7 @@ INSERT INTO loupe_meta (key, value) VALUES ('redo_applied', 0);
 "#,
     // Version 7: the indexes by start time are keyed by a ~268 ms bucket of the start, then by
     // arrival (`seq`), and hold the start after those (see
-    // `loupe_query::sql::SQLITE_START_BUCKET`). Starts arrive up to a minute late, so an index
+    // `layout::BUCKET`). Starts arrive up to a minute late, so an index
     // keyed by the start took one random page per new trace among a minute of traces (at full
     // ingest, more pages than the cache holds), and each commit copied them all into the WAL;
     // now each bucket has one page being appended to (figures: docs/performance.md, "Start

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use loupe_model::{SpanId, SpanStatus, TraceId};
-use loupe_query::sql::{Param, json_path, sqlite, sqlite_spans};
+use loupe_query::sql::json_path;
 use loupe_store::{GroupKey, StatsGroup, StatsQuery, StoreError, StoredSpan};
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
@@ -12,16 +12,9 @@ use serde_json::Value;
 
 use crate::bodylog::LogReader;
 use crate::db_err;
+use crate::layout::{bind, lower, lower_spans};
 use crate::read::BODY_COLUMNS;
 use crate::read::u;
-
-fn bind(params: Vec<Param>, args: &mut Vec<SqlValue>) {
-    args.extend(params.into_iter().map(|p| match p {
-        Param::Text(s) => SqlValue::Text(s),
-        Param::Int(i) => SqlValue::Integer(i),
-        Param::Real(r) => SqlValue::Real(r),
-    }));
-}
 
 #[derive(Default)]
 struct Acc {
@@ -168,13 +161,12 @@ fn stats_sql(q: &StatsQuery) -> (String, Vec<SqlValue>) {
              t.cost_usd FROM traces t WHERE 1 = 1",
         );
     }
-    if let Some(f) = &q.filter {
-        let l = sqlite(f);
+    if let Some(f) = q.condition() {
+        let l = lower(&f);
         sql.push_str(" AND ");
         sql.push_str(&l.sql);
         bind(l.params, &mut args);
     }
-    crate::read::push_start_range(&mut sql, &mut args, q.start_from_ms, q.start_to_ms);
     (sql, args)
 }
 
@@ -194,7 +186,7 @@ pub(crate) fn list_spans(
     );
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(f) = filter {
-        let l = sqlite_spans(f);
+        let l = lower_spans(f);
         sql.push_str(" AND ");
         sql.push_str(&l.sql);
         bind(l.params, &mut args);

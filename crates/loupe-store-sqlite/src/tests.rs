@@ -294,7 +294,10 @@ async fn pages_follow_start_order_whatever_the_arrival_order() {
         let page = store
             .list_traces(TraceQuery {
                 limit: 11,
-                order: vec![(loupe_store::OrderKey::Start, false)],
+                order: vec![(
+                    loupe_store::OrderKey::Start,
+                    loupe_store::Direction::Ascending,
+                )],
                 offset: oldest_first.len(),
                 ..Default::default()
             })
@@ -325,12 +328,7 @@ async fn pages_follow_start_order_whatever_the_arrival_order() {
             })
             .count();
         let page = store
-            .list_traces(TraceQuery {
-                limit: 500,
-                start_from_ms: Some(from),
-                start_to_ms: Some(to),
-                ..Default::default()
-            })
+            .list_traces(TraceQuery::newest(500).started(Some(from), Some(to)))
             .await
             .unwrap();
         assert_eq!(
@@ -380,36 +378,27 @@ async fn trace_pages_are_read_in_start_index_order() {
         (plain.clone(), "traces_by_start"),
         (
             TraceQuery {
-                start_from_ms: Some(1_000),
                 cursor: Some(loupe_store::Cursor {
                     start_ns: 5_000_000_000,
                     seq: 7,
                 }),
                 ..plain.clone()
-            },
+            }
+            .started(Some(1_000), None),
             "traces_by_start",
         ),
         (
             TraceQuery {
-                order: vec![(loupe_store::OrderKey::Start, false)],
+                order: vec![(
+                    loupe_store::OrderKey::Start,
+                    loupe_store::Direction::Ascending,
+                )],
                 ..plain.clone()
             },
             "traces_by_start",
         ),
-        (
-            TraceQuery {
-                project: Some("p".into()),
-                ..plain.clone()
-            },
-            "traces_by_project_start",
-        ),
-        (
-            TraceQuery {
-                status: Some(SpanStatus::Error),
-                ..plain.clone()
-            },
-            "traces_errors",
-        ),
+        (plain.clone().project("p"), "traces_by_project_start"),
+        (plain.clone().status(SpanStatus::Error), "traces_errors"),
         (filtered("status = 'ERROR'"), "traces_errors"),
         (filtered("status = 'OK'"), "traces_by_start"),
         (filtered("name = 'agent'"), "traces_by_start"),

@@ -27,8 +27,8 @@ pub use encode::{
 };
 pub use error::{ErrorKind, StoreError};
 pub use query::{
-    Cursor, GroupKey, OrderKey, SessionPage, SessionQuery, SessionSummary, StatsGroup, StatsQuery,
-    TracePage, TraceQuery,
+    Cursor, Direction, GroupKey, OrderKey, SessionPage, SessionQuery, SessionSummary, StatsGroup,
+    StatsQuery, TracePage, TraceQuery,
 };
 pub use rollup::{TraceDelta, cmp_group_keys, to_i64};
 

@@ -1,6 +1,8 @@
 //! Trace listing: the simple filters, and opaque cursors for keyset pagination.
 
 use loupe_model::{SpanStatus, TraceSummary};
+use loupe_query::Expr;
+use loupe_query::ast::{CmpOp, Field, Literal, TraceField};
 
 use crate::StoreError;
 
@@ -34,34 +36,130 @@ impl Cursor {
     }
 }
 
-/// Filters for listing traces. Every field is optional; they combine with AND.
+/// Which traces to list, in what order, from where. The conditions are one query-language
+/// filter: the API's simple parameters (project, status, name …) become conditions of it where
+/// the request arrives ([`TraceQuery::and`] and the builders after it), so that each backend
+/// lowers one thing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TraceQuery {
-    /// Only this project.
-    pub project: Option<String>,
-    /// Only this status.
-    pub status: Option<SpanStatus>,
-    /// Only traces at least this long, ms.
-    pub min_duration_ms: Option<u64>,
-    /// Only traces with exactly this name.
-    pub name: Option<String>,
-    /// Only traces starting at or after this time, ms since the epoch.
-    pub start_from_ms: Option<i64>,
-    /// Only traces starting before this time, ms since the epoch.
-    pub start_to_ms: Option<i64>,
-    /// Only traces matching this query-language filter.
-    pub filter: Option<loupe_query::Expr>,
-    /// Only traces of one of these projects (none: any).
-    pub projects: Vec<String>,
+    /// Only traces matching this filter.
+    pub filter: Option<Expr>,
     /// Page size.
     pub limit: usize,
     /// Continue after this point (with the default order).
     pub cursor: Option<Cursor>,
-    /// Sort keys, each with `true` for descending; empty is newest first, paged by `cursor`.
-    /// Any other order pages by `offset`.
-    pub order: Vec<(OrderKey, bool)>,
+    /// Sort keys; empty is newest first, paged by `cursor`. Any other order pages by `offset`.
+    pub order: Vec<(OrderKey, Direction)>,
     /// Rows to skip (with a custom `order`).
     pub offset: usize,
+}
+
+impl TraceQuery {
+    /// Newest first, `limit` to a page, no conditions.
+    pub fn newest(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// Only the traces that also match `condition`.
+    pub fn and(mut self, condition: Expr) -> Self {
+        self.filter = Expr::all(self.filter.take().into_iter().chain([condition]));
+        self
+    }
+
+    /// Only the traces that also match `condition`, when there is one.
+    pub fn and_maybe(self, condition: Option<Expr>) -> Self {
+        match condition {
+            Some(c) => self.and(c),
+            None => self,
+        }
+    }
+
+    /// Only traces of this project.
+    pub fn project(self, project: &str) -> Self {
+        self.and(Expr::trace(
+            TraceField::Project,
+            CmpOp::Eq,
+            Literal::Str(project.to_string()),
+        ))
+    }
+
+    /// Only traces of one of these projects (none: no condition).
+    pub fn projects(self, projects: &[String]) -> Self {
+        if projects.is_empty() {
+            return self;
+        }
+        self.and(Expr::In {
+            field: Field::Trace(TraceField::Project),
+            values: projects.iter().cloned().map(Literal::Str).collect(),
+            negated: false,
+        })
+    }
+
+    /// Only traces with this status.
+    pub fn status(self, status: SpanStatus) -> Self {
+        self.and(Expr::trace(
+            TraceField::Status,
+            CmpOp::Eq,
+            Literal::Int(status.code()),
+        ))
+    }
+
+    /// Only traces at least this long, ms.
+    pub fn min_duration_ms(self, ms: u64) -> Self {
+        self.and(Expr::trace(
+            TraceField::DurationMs,
+            CmpOp::Ge,
+            Literal::Int(i64::try_from(ms).unwrap_or(i64::MAX)),
+        ))
+    }
+
+    /// Only traces with exactly this name.
+    pub fn name(self, name: &str) -> Self {
+        self.and(Expr::trace(
+            TraceField::Name,
+            CmpOp::Eq,
+            Literal::Str(name.to_string()),
+        ))
+    }
+
+    /// Only traces started in `[from_ms, to_ms)`, ms since the epoch (each bound optional).
+    pub fn started(self, from_ms: Option<i64>, to_ms: Option<i64>) -> Self {
+        self.and_maybe(started(from_ms, to_ms))
+    }
+}
+
+/// "Started in `[from_ms, to_ms)`", ms since the epoch (each bound optional; `None` for none).
+pub fn started(from_ms: Option<i64>, to_ms: Option<i64>) -> Option<Expr> {
+    let bound =
+        |op, ms: Option<i64>| ms.map(|ms| Expr::trace(TraceField::Start, op, Literal::Int(ms)));
+    Expr::all(
+        bound(CmpOp::Ge, from_ms)
+            .into_iter()
+            .chain(bound(CmpOp::Lt, to_ms)),
+    )
+}
+
+/// Which way a sort key runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Smallest first.
+    #[default]
+    Ascending,
+    /// Largest first.
+    Descending,
+}
+
+impl Direction {
+    /// SQL spelling.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Direction::Ascending => "ASC",
+            Direction::Descending => "DESC",
+        }
+    }
 }
 
 /// What traces can be sorted by.
@@ -84,12 +182,12 @@ pub enum OrderKey {
 impl OrderKey {
     /// Parses `"<field> [ASC|DESC]"` (ascending by default), in Loupe's or MLflow's field
     /// names (`start`, `timestamp_ms`, `duration_ms`, `execution_time_ms`, `attributes.status` …).
-    pub fn parse_clause(text: &str) -> Result<(OrderKey, bool), String> {
+    pub fn parse_clause(text: &str) -> Result<(OrderKey, Direction), String> {
         let mut parts = text.split_whitespace();
         let field = parts.next().unwrap_or("");
-        let descending = match parts.next().map(str::to_ascii_uppercase).as_deref() {
-            None | Some("ASC") => false,
-            Some("DESC") => true,
+        let direction = match parts.next().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("ASC") => Direction::Ascending,
+            Some("DESC") => Direction::Descending,
             Some(other) => {
                 return Err(format!(
                     "invalid order clause {text:?}: expected ASC or DESC, found {other:?}"
@@ -120,20 +218,20 @@ impl OrderKey {
                 ));
             }
         };
-        Ok((key, descending))
+        Ok((key, direction))
     }
 
     /// Parses a list of clauses, refusing a field named twice.
     pub fn parse_clauses<'a>(
         clauses: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Vec<(OrderKey, bool)>, String> {
-        let mut out: Vec<(OrderKey, bool)> = Vec::new();
+    ) -> Result<Vec<(OrderKey, Direction)>, String> {
+        let mut out: Vec<(OrderKey, Direction)> = Vec::new();
         for c in clauses {
-            let (key, desc) = OrderKey::parse_clause(c)?;
+            let (key, direction) = OrderKey::parse_clause(c)?;
             if out.iter().any(|(k, _)| *k == key) {
                 return Err(format!("the order names {c:?} twice"));
             }
-            out.push((key, desc));
+            out.push((key, direction));
         }
         Ok(out)
     }
@@ -359,6 +457,18 @@ pub struct StatsQuery {
     pub start_from_ms: Option<i64>,
     /// Only traces starting before this time, ms.
     pub start_to_ms: Option<i64>,
+}
+
+impl StatsQuery {
+    /// The traces aggregated: the filter and the time range, as one condition.
+    pub fn condition(&self) -> Option<Expr> {
+        Expr::all(
+            self.filter
+                .iter()
+                .cloned()
+                .chain(started(self.start_from_ms, self.start_to_ms)),
+        )
+    }
 }
 
 /// One group's statistics.

@@ -188,13 +188,7 @@ pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery
             })?,
         _ => 0,
     };
-    Ok(TraceQuery {
-        project: params.get("project").cloned(),
-        status: params.get("status").map(|s| parse_status(s)).transpose()?,
-        min_duration_ms: parse_num(params, "min_duration_ms")?,
-        name: params.get("name").cloned(),
-        start_from_ms: parse_num(params, "start_time_from_ms")?,
-        start_to_ms: parse_num(params, "start_time_to_ms")?,
+    let mut query = TraceQuery {
         limit,
         cursor: if order.is_empty() {
             params
@@ -207,8 +201,24 @@ pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery
         offset,
         order,
         filter: filter_param(params)?,
-        ..TraceQuery::default()
-    })
+    }
+    .started(
+        parse_num(params, "start_time_from_ms")?,
+        parse_num(params, "start_time_to_ms")?,
+    );
+    if let Some(p) = params.get("project") {
+        query = query.project(p);
+    }
+    if let Some(s) = params.get("status") {
+        query = query.status(parse_status(s)?);
+    }
+    if let Some(ms) = parse_num(params, "min_duration_ms")? {
+        query = query.min_duration_ms(ms);
+    }
+    if let Some(n) = params.get("name") {
+        query = query.name(n);
+    }
+    Ok(query)
 }
 
 /// The `q` parameter, parsed.

@@ -272,7 +272,7 @@ pub(super) fn searched_experiments(v: &Value) -> Vec<String> {
 }
 
 /// Parses MLflow `order_by` clauses (`"timestamp_ms DESC"`).
-pub(super) fn order_of(v: &Value) -> Result<Vec<(OrderKey, bool)>, MlflowError> {
+pub(super) fn order_of(v: &Value) -> Result<Vec<(OrderKey, loupe_store::Direction)>, MlflowError> {
     let mut clauses = Vec::new();
     for c in v
         .get("order_by")
@@ -326,12 +326,12 @@ pub(super) async fn search_traces(
     };
     let order = order_of(&v)?;
     let mut query = TraceQuery {
-        projects,
         filter,
         limit,
         order: order.clone(),
         ..TraceQuery::default()
-    };
+    }
+    .projects(&projects);
     if let Some(token) = str_field(&v, "page_token").filter(|t| !t.is_empty()) {
         let bad = || MlflowError::invalid(format!("invalid page_token {token:?}"));
         if let Some(offset) = token.strip_prefix("o:") {

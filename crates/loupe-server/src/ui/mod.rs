@@ -214,15 +214,18 @@ async fn trace_list(
         }
     };
     let page = if error.is_none() {
+        let mut query = TraceQuery {
+            filter,
+            cursor,
+            limit: PAGE,
+            ..TraceQuery::default()
+        };
+        if let Some(p) = &project {
+            query = query.project(p);
+        }
         state
             .store
-            .list_traces(TraceQuery {
-                project: project.clone(),
-                filter,
-                cursor,
-                limit: PAGE,
-                ..TraceQuery::default()
-            })
+            .list_traces(query)
             .await
             .map_err(|e| Failure::from(e).message())
     } else {
