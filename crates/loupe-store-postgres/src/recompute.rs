@@ -1,9 +1,7 @@
 //! Re-deriving stored spans after a mapping or price change, in small transactions.
 
-use std::collections::HashMap;
-
 use loupe_model::normalize::Derived;
-use loupe_store::{Recompute, RecomputeStats, StoreError};
+use loupe_store::{Recompute, RecomputeStats, StoreError, StoredDerived, Touched};
 
 use crate::read::Groups;
 use crate::{pg_err, to_i64, u};
@@ -47,26 +45,26 @@ pub(crate) async fn recompute_chunk(
             reasoning_tokens: opt(11)?,
             ..Derived::default()
         };
-        spans.push((
-            r.try_get::<_, i64>(0).map_err(pg_err)?,
-            r.try_get::<_, i64>(1).map_err(pg_err)?,
-            u(r.try_get(2).map_err(pg_err)?),
-            (
-                r.try_get::<_, i64>(13).map_err(pg_err)?,
-                r.try_get::<_, i32>(14).map_err(pg_err)?,
-            ),
-            d,
-            r.try_get::<_, Option<f64>>(12).map_err(pg_err)?,
-        ));
+        let body_at = (
+            r.try_get::<_, i64>(13).map_err(pg_err)?,
+            r.try_get::<_, i32>(14).map_err(pg_err)?,
+        );
+        let stored = StoredDerived {
+            trace_seq: r.try_get(1).map_err(pg_err)?,
+            start_ns: u(r.try_get(2).map_err(pg_err)?),
+            derived: d,
+            cost_usd: r.try_get(12).map_err(pg_err)?,
+        };
+        spans.push((r.try_get::<_, i64>(0).map_err(pg_err)?, body_at, stored));
     }
     let Some(last) = spans.last().map(|s| s.0) else {
         return Ok(None);
     };
     let groups = match how {
-        Recompute::Reindex(_) => Groups::load(&tx, spans.iter().map(|s| s.3.0).collect()).await?,
+        Recompute::Reindex(_) => Groups::load(&tx, spans.iter().map(|s| s.1.0).collect()).await?,
         Recompute::Reprice(_) => Groups::empty(),
     };
-    let mut touched: HashMap<i64, (Option<String>, Option<String>)> = HashMap::new();
+    let mut touched = Touched::new();
     let update = tx
         .prepare_cached(
             "UPDATE spans SET span_type = $2, model = $3, provider = $4, input_tokens = $5, \
@@ -75,20 +73,10 @@ pub(crate) async fn recompute_chunk(
         )
         .await
         .map_err(pg_err)?;
-    for (id, seq, start_ns, at, old, old_cost) in spans {
-        stats.spans += 1;
-        let (new, cost) = how.apply(&old, start_ns, || groups.get(at))?;
-        let entry = touched.entry(seq).or_default();
-        if entry.0.is_none() {
-            entry.0.clone_from(&new.session_id);
-        }
-        if entry.1.is_none() {
-            entry.1.clone_from(&new.user_id);
-        }
-        if Recompute::unchanged(&new, cost, &old, old_cost) {
+    for (id, at, stored) in spans {
+        let Some((new, cost)) = how.span(&stored, || groups.get(at), &mut touched, stats)? else {
             continue;
-        }
-        stats.changed += 1;
+        };
         tx.execute(
             &update,
             &[

@@ -1,16 +1,12 @@
 //! Sessions: traces grouped by their session id.
 
 use loupe_model::TraceSummary;
-use loupe_store::{SessionPage, SessionQuery, SessionSummary, StoreError};
+use loupe_query::sql::Dialect;
+use loupe_store::{SessionPage, SessionQuery, SessionSummary, StoreError, session_sql};
 use tokio_postgres::Row;
 
 use crate::read::{TRACE_COLUMNS, trace_row};
 use crate::{Sql, pg_err, u};
-
-const SESSION_COLUMNS: &str = "t.session_id, count(*)::bigint, \
-     (count(*) FILTER (WHERE t.error_count > 0))::bigint, min(t.start_ns), max(t.start_ns), \
-     sum(t.input_tokens)::bigint, sum(t.output_tokens)::bigint, sum(t.total_tokens)::bigint, \
-     sum(t.cost_usd)::float8, max(t.user_id), min(t.project)";
 
 fn session_row(r: &Row) -> Result<SessionSummary, StoreError> {
     let g = |e| pg_err(e);
@@ -33,23 +29,9 @@ pub(crate) async fn list_sessions(
     client: &deadpool_postgres::Object,
     q: &SessionQuery,
 ) -> Result<SessionPage, StoreError> {
-    let mut sql = Sql::new(format!(
-        "SELECT {SESSION_COLUMNS} FROM traces t WHERE t.session_id IS NOT NULL"
-    ));
-    if let Some(p) = &q.project {
-        sql.push(" AND t.project = ").arg(p.clone(), "text");
-    }
-    sql.push(" GROUP BY t.session_id");
-    if let Some((last, id)) = &q.cursor {
-        sql.push(" HAVING (max(t.start_ns), t.session_id) < (")
-            .arg(*last, "bigint")
-            .push(", ")
-            .arg(id.clone(), "text")
-            .push(")");
-    }
+    let mut sql = Sql::new(String::new());
+    sql.lowered(&q.page_sql(Dialect::Postgres));
     let limit = q.limit.max(1);
-    sql.push(" ORDER BY max(t.start_ns) DESC, t.session_id DESC LIMIT ")
-        .arg(i64::try_from(limit).unwrap_or(i64::MAX) + 1, "bigint");
     let sessions: Vec<SessionSummary> = client
         .query(sql.text.as_str(), &sql.params())
         .await
@@ -66,9 +48,7 @@ pub(crate) async fn get_session(
     limit: usize,
 ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError> {
     let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM traces t WHERE t.session_id = $1 GROUP BY t.session_id"
-        ))
+        .prepare_cached(&session_sql(Dialect::Postgres).numbered(1))
         .await
         .map_err(pg_err)?;
     let Some(row) = client.query_opt(&stmt, &[&id]).await.map_err(pg_err)? else {

@@ -1,9 +1,7 @@
 //! Re-deriving stored spans after a mapping or price change, in small transactions.
 
-use std::collections::HashMap;
-
 use loupe_model::normalize::Derived;
-use loupe_store::{Recompute, RecomputeStats, StoreError};
+use loupe_store::{Recompute, RecomputeStats, StoreError, StoredDerived, Touched};
 use rusqlite::{Connection, params};
 
 use crate::bodylog::LogReader;
@@ -17,17 +15,10 @@ const CHUNK: i64 = 2_000;
 /// A stored span as a recompute reads it.
 struct SpanRow {
     rowid: i64,
-    trace_seq: i64,
-    start_ns: u64,
     /// Where its body is; `None` when the recompute reads no bodies (a reprice).
     body: Option<Result<BodyRef, StoreError>>,
-    /// The derived columns as stored; the stored cost is `cost_usd`.
-    derived: Derived,
-    cost_usd: Option<f64>,
+    stored: StoredDerived,
 }
-
-/// Session and user ids a chunk found for each trace it touched (the first seen of each).
-type Touched = HashMap<i64, (Option<String>, Option<String>)>;
 
 /// Processes the spans after `after` (a rowid); returns the last rowid seen, or `None` at the end.
 pub(crate) fn recompute_chunk(
@@ -80,15 +71,17 @@ fn read_chunk(conn: &Connection, how: &Recompute, after: i64) -> Result<Vec<Span
         };
         Ok(SpanRow {
             rowid: r.get(0)?,
-            trace_seq: r.get(1)?,
-            start_ns: u(r.get(2)?),
             body: if want_body {
                 Some(body_ref(r, 13)?)
             } else {
                 None
             },
-            derived,
-            cost_usd: r.get(12)?,
+            stored: StoredDerived {
+                trace_seq: r.get(1)?,
+                start_ns: u(r.get(2)?),
+                derived,
+                cost_usd: r.get(12)?,
+            },
         })
     })
     .map_err(db_err)?
@@ -114,23 +107,13 @@ fn update_spans(
         .map_err(db_err)?;
     let mut bodies = Bodies::new(log);
     for row in rows {
-        stats.spans += 1;
         let body = || match row.body {
             Some(at) => bodies.get(at?),
             None => Err(StoreError::internal("recompute: span body not read")),
         };
-        let (new, cost) = how.apply(&row.derived, row.start_ns, body)?;
-        let entry = touched.entry(row.trace_seq).or_default();
-        if entry.0.is_none() {
-            entry.0.clone_from(&new.session_id);
-        }
-        if entry.1.is_none() {
-            entry.1.clone_from(&new.user_id);
-        }
-        if Recompute::unchanged(&new, cost, &row.derived, row.cost_usd) {
+        let Some((new, cost)) = how.span(&row.stored, body, &mut touched, stats)? else {
             continue;
-        }
-        stats.changed += 1;
+        };
         update
             .execute(params![
                 row.rowid,

@@ -1,16 +1,14 @@
 //! Sessions: traces grouped by their session id.
 
 use loupe_model::TraceSummary;
-use loupe_store::{SessionPage, SessionQuery, SessionSummary, StoreError};
+use loupe_query::sql::Dialect;
+use loupe_store::{SessionPage, SessionQuery, SessionSummary, StoreError, session_sql};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Row};
 
 use crate::db_err;
+use crate::layout::bind;
 use crate::read::{TRACE_COLUMNS, trace_row, u};
-
-const SESSION_COLUMNS: &str = "session_id, count(*), sum(error_count > 0), min(start_ns), \
-     max(start_ns), sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(cost_usd), \
-     max(user_id), min(project)";
 
 fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionSummary> {
     Ok(SessionSummary {
@@ -32,22 +30,11 @@ pub(crate) fn list_sessions(
     conn: &Connection,
     q: &SessionQuery,
 ) -> Result<SessionPage, StoreError> {
-    let mut sql = format!("SELECT {SESSION_COLUMNS} FROM traces WHERE session_id IS NOT NULL");
+    let sql = q.page_sql(Dialect::Sqlite);
     let mut args: Vec<SqlValue> = Vec::new();
-    if let Some(p) = &q.project {
-        sql.push_str(" AND project = ?");
-        args.push(SqlValue::Text(p.clone()));
-    }
-    sql.push_str(" GROUP BY session_id");
-    if let Some((last, id)) = &q.cursor {
-        sql.push_str(" HAVING (max(start_ns), session_id) < (?, ?)");
-        args.push(SqlValue::Integer(*last));
-        args.push(SqlValue::Text(id.clone()));
-    }
+    bind(sql.params, &mut args);
     let limit = q.limit.max(1);
-    sql.push_str(" ORDER BY max(start_ns) DESC, session_id DESC LIMIT ?");
-    args.push(SqlValue::Integer(limit as i64 + 1));
-    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut stmt = conn.prepare_cached(&sql.sql).map_err(db_err)?;
     let sessions: Vec<SessionSummary> = stmt
         .query_map(rusqlite::params_from_iter(args), session_row)
         .map_err(db_err)?
@@ -62,9 +49,7 @@ pub(crate) fn get_session(
     limit: usize,
 ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError> {
     let summary = conn
-        .prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM traces WHERE session_id = ?1 GROUP BY session_id"
-        ))
+        .prepare_cached(&session_sql(Dialect::Sqlite).sql)
         .map_err(db_err)?
         .query_map([id], session_row)
         .map_err(db_err)?

@@ -10,8 +10,10 @@ mod encode;
 mod error;
 mod query;
 mod rollup;
+mod sessions;
 pub mod threads;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,6 +33,7 @@ pub use query::{
     StatsQuery, TracePage, TraceQuery,
 };
 pub use rollup::{TraceDelta, cmp_group_keys, to_i64};
+pub use sessions::{SESSION_COLUMNS, session_sql};
 
 /// Derives a span's canonical fields from its stored body and start time (ns).
 pub type ReindexFn = dyn Fn(&SpanBody, u64) -> Derived + Send + Sync;
@@ -47,10 +50,54 @@ pub enum Recompute {
     Reprice(Arc<RepriceFn>),
 }
 
+/// What a recompute chunk found for each trace it touched (by the store's trace number): the
+/// session and user ids its spans name now (the first seen of each), which the trace's roll-up
+/// takes with its new sums.
+pub type Touched = HashMap<i64, (Option<String>, Option<String>)>;
+
+/// A stored span as a recompute reads it.
+#[derive(Debug, Clone)]
+pub struct StoredDerived {
+    /// The store's number of the span's trace.
+    pub trace_seq: i64,
+    /// Start, ns.
+    pub start_ns: u64,
+    /// The derived columns as stored.
+    pub derived: Derived,
+    /// The cost as stored.
+    pub cost_usd: Option<f64>,
+}
+
 impl Recompute {
-    /// A span's derived columns and cost after recomputing; `body` reads its stored body (only
-    /// a reindex needs it).
-    pub fn apply(
+    /// Recomputes one stored span, the rule both backends follow: counts it in `stats`, notes
+    /// its trace in `touched`, and returns its new columns and cost when they differ from the
+    /// stored ones (the caller writes them). `body` reads its stored body (only a reindex
+    /// needs it).
+    pub fn span(
+        &self,
+        old: &StoredDerived,
+        body: impl FnOnce() -> Result<SpanBody, StoreError>,
+        touched: &mut Touched,
+        stats: &mut RecomputeStats,
+    ) -> Result<Option<(Derived, Option<f64>)>, StoreError> {
+        stats.spans += 1;
+        let (new, cost) = self.apply(&old.derived, old.start_ns, body)?;
+        let ids = touched.entry(old.trace_seq).or_default();
+        if ids.0.is_none() {
+            ids.0.clone_from(&new.session_id);
+        }
+        if ids.1.is_none() {
+            ids.1.clone_from(&new.user_id);
+        }
+        if Self::unchanged(&new, cost, &old.derived, old.cost_usd) {
+            return Ok(None);
+        }
+        stats.changed += 1;
+        Ok(Some((new, cost)))
+    }
+
+    /// A span's derived columns and cost after recomputing.
+    fn apply(
         &self,
         old: &Derived,
         start_ns: u64,
@@ -67,12 +114,7 @@ impl Recompute {
     }
 
     /// Whether recomputing left every stored column of a span as it was.
-    pub fn unchanged(
-        new: &Derived,
-        cost: Option<f64>,
-        old: &Derived,
-        old_cost: Option<f64>,
-    ) -> bool {
+    fn unchanged(new: &Derived, cost: Option<f64>, old: &Derived, old_cost: Option<f64>) -> bool {
         new.span_type == old.span_type
             && new.model() == old.request_model.as_deref()
             && new.provider == old.provider
