@@ -350,92 +350,33 @@ fn lower(e: &Expr, in_span: bool, layout: &dyn Layout, out: &mut Lowered) {
 
 fn lower_inner(e: &Expr, in_span: bool, layout: &dyn Layout, out: &mut Lowered) {
     if !in_span && span_only(e) {
-        out.sql
-            .push_str("EXISTS (SELECT 1 FROM spans s WHERE s.trace_seq = t.seq AND (");
+        out.push("EXISTS (SELECT 1 FROM spans s WHERE s.trace_seq = t.seq AND (");
         lower(e, true, layout, out);
-        out.sql.push_str("))");
+        out.push("))");
         return;
     }
     match e {
-        Expr::And(items) => {
-            // Span conditions joined by this AND are checked on one span.
-            let (spans, rest): (Vec<&Expr>, Vec<&Expr>) = if in_span {
-                (Vec::new(), items.iter().collect())
-            } else {
-                items.iter().partition(|x| span_only(x))
-            };
-            out.sql.push('(');
-            let mut first = true;
-            if !spans.is_empty() {
-                out.sql
-                    .push_str("EXISTS (SELECT 1 FROM spans s WHERE s.trace_seq = t.seq");
-                for s in spans {
-                    out.sql.push_str(" AND ");
-                    lower(s, true, layout, out);
-                }
-                out.sql.push(')');
-                first = false;
-            }
-            for x in rest {
-                if !first {
-                    out.sql.push_str(" AND ");
-                }
-                first = false;
-                lower(x, in_span, layout, out);
-            }
-            out.sql.push(')');
-        }
+        Expr::And(items) => lower_and(items, in_span, layout, out),
         Expr::Or(items) => {
             out.sql.push('(');
             for (i, x) in items.iter().enumerate() {
                 if i > 0 {
-                    out.sql.push_str(" OR ");
+                    out.push(" OR ");
                 }
                 lower(x, in_span, layout, out);
             }
             out.sql.push(')');
         }
         Expr::Not(x) => {
-            out.sql.push_str("NOT (");
+            out.push("NOT (");
             lower(x, in_span, layout, out);
             out.sql.push(')');
         }
-        // Times are stored in ns and written in ms: a condition holds for the whole
-        // millisecond (as MLflow's ms timestamps compare), and stays a range on the index.
         Expr::Cmp {
-            field: field @ Field::Trace(TraceField::Start | TraceField::End),
+            field: field @ Field::Trace(t @ (TraceField::Start | TraceField::End)),
             op,
             value: Literal::Int(ms),
-        } => {
-            let lo = ms.saturating_mul(1_000_000);
-            let hi = ms.saturating_add(1).saturating_mul(1_000_000);
-            let (sql, params): (&str, Vec<i64>) = match op {
-                CmpOp::Eq => ("(# >= ? AND # < ?", vec![lo, hi]),
-                CmpOp::Ne => ("(# < ? OR # >= ?", vec![lo, hi]),
-                CmpOp::Gt => ("(# >= ?", vec![hi]),
-                CmpOp::Ge => ("(# >= ?", vec![lo]),
-                CmpOp::Lt => ("(# < ?", vec![lo]),
-                CmpOp::Le => ("(# < ?", vec![hi]),
-            };
-            let sql = sql.to_string();
-            let mut col = Lowered {
-                dialect: out.dialect,
-                ..Lowered::default()
-            };
-            column(field, &mut col);
-            let bounds = params.clone();
-            let mut parts = sql.split('?');
-            out.sql
-                .push_str(&parts.next().unwrap_or_default().replace('#', &col.sql));
-            for (p, rest) in params.into_iter().zip(parts) {
-                out.param(Param::Int(p));
-                out.sql.push_str(&rest.replace('#', &col.sql));
-            }
-            if matches!(field, Field::Trace(TraceField::Start)) && *op != CmpOp::Ne {
-                layout.start_bound(*op, &bounds, out);
-            }
-            out.sql.push(')');
-        }
+        } => lower_time(field, *t == TraceField::Start, *op, *ms, layout, out),
         // SQLite keeps failed traces in a partial index (`WHERE status = 2`), which it only
         // uses when the query says so literally; a status is a small integer, never user text.
         Expr::Cmp {
@@ -443,13 +384,13 @@ fn lower_inner(e: &Expr, in_span: bool, layout: &dyn Layout, out: &mut Lowered) 
             op: op @ (CmpOp::Eq | CmpOp::Ne),
             value: Literal::Int(code),
         } if out.dialect == Dialect::Sqlite => {
-            out.sql.push_str(&format!("(t.status {} {code})", op.sql()));
+            out.push(&format!("(t.status {} {code})", op.sql()));
         }
         Expr::Cmp { field, op, value } => {
             out.sql.push('(');
             column_for(field, !matches!(value, Literal::Str(_)), out);
             out.sql.push(' ');
-            out.sql.push_str(op.sql());
+            out.push(op.sql());
             out.sql.push(' ');
             literal(field, value, out);
             out.sql.push(')');
@@ -462,74 +403,151 @@ fn lower_inner(e: &Expr, in_span: bool, layout: &dyn Layout, out: &mut Lowered) 
             out.sql.push('(');
             let numeric = values.iter().any(|v| !matches!(v, Literal::Str(_)));
             column_for(field, numeric, out);
-            out.sql
-                .push_str(if *negated { " NOT IN (" } else { " IN (" });
+            out.push(if *negated { " NOT IN (" } else { " IN (" });
             for (i, v) in values.iter().enumerate() {
                 if i > 0 {
-                    out.sql.push_str(", ");
+                    out.push(", ");
                 }
                 literal(field, v, out);
             }
-            out.sql.push_str("))");
+            out.push("))");
         }
         Expr::Like {
             field,
             pattern,
             negated,
             case_insensitive,
-        } => {
-            out.sql.push('(');
-            if *negated {
-                out.sql.push_str("NOT ");
-            }
-            column_for(field, false, out);
-            match (out.dialect, *case_insensitive) {
-                // SQLite's LIKE ignores (ASCII) case; GLOB does not.
-                (Dialect::Sqlite, true) => {
-                    out.sql.push_str(" LIKE ");
-                    out.param(Param::Text(pattern.clone()));
-                    out.sql.push_str(" ESCAPE '\\'");
-                }
-                (Dialect::Sqlite, false) => {
-                    out.sql.push_str(" GLOB ");
-                    out.param(Param::Text(like_to_glob(pattern)));
-                }
-                (Dialect::Postgres, ci) => {
-                    out.sql.push_str(if ci { " ILIKE " } else { " LIKE " });
-                    out.param(Param::Text(pattern.clone()));
-                    out.sql.push_str(" ESCAPE '\\'");
-                }
-            }
-            out.sql.push(')');
-        }
+        } => lower_like(field, pattern, *negated, *case_insensitive, out),
         // Only on span attributes, which `lower` answers before reaching here.
-        Expr::Regex { .. } => out.sql.push_str("(1 = 1)"),
+        Expr::Regex { .. } => out.push("(1 = 1)"),
         Expr::Text(words) => {
             out.sql.push('(');
             layout.text(words, out);
             out.sql.push(')');
         }
-        Expr::IsNull { field, negated } => {
-            out.sql.push('(');
-            // SQLite: the session index covers only traces with a session, so SQLite may take
-            // it for `session_id IS NOT NULL` and then sort every such trace, where reading
-            // newest first and checking each finds a page at once (figures:
-            // docs/performance.md, "Query and aggregation timings"). A unary `+` keeps the term
-            // off the indexes.
-            if *negated
-                && out.dialect == Dialect::Sqlite
-                && matches!(field, Field::Trace(TraceField::SessionId))
-            {
-                out.sql.push('+');
-            }
-            column_for(field, false, out);
-            out.sql.push_str(if *negated {
-                " IS NOT NULL)"
-            } else {
-                " IS NULL)"
-            });
+        Expr::IsNull { field, negated } => lower_is_null(field, *negated, out),
+    }
+}
+
+/// `a AND b …`. Outside a span, the span conditions joined by this AND are checked on one span.
+fn lower_and(items: &[Expr], in_span: bool, layout: &dyn Layout, out: &mut Lowered) {
+    let (spans, rest): (Vec<&Expr>, Vec<&Expr>) = if in_span {
+        (Vec::new(), items.iter().collect())
+    } else {
+        items.iter().partition(|x| span_only(x))
+    };
+    out.sql.push('(');
+    let mut first = true;
+    if !spans.is_empty() {
+        out.push("EXISTS (SELECT 1 FROM spans s WHERE s.trace_seq = t.seq");
+        for s in spans {
+            out.push(" AND ");
+            lower(s, true, layout, out);
+        }
+        out.sql.push(')');
+        first = false;
+    }
+    for x in rest {
+        if !first {
+            out.push(" AND ");
+        }
+        first = false;
+        lower(x, in_span, layout, out);
+    }
+    out.sql.push(')');
+}
+
+/// A start or end time compared with a millisecond. Times are stored in ns and written in ms:
+/// the condition holds for the whole millisecond (as MLflow's ms timestamps compare), and stays
+/// a range the indexes answer; a start also gets the store's own index terms
+/// ([`Layout::start_bound`]).
+fn lower_time(
+    field: &Field,
+    is_start: bool,
+    op: CmpOp,
+    ms: i64,
+    layout: &dyn Layout,
+    out: &mut Lowered,
+) {
+    let lo = ms.saturating_mul(1_000_000);
+    let hi = ms.saturating_add(1).saturating_mul(1_000_000);
+    let terms: &[(&str, i64)] = match op {
+        CmpOp::Eq => &[(" >= ", lo), (" < ", hi)],
+        CmpOp::Ne => &[(" < ", lo), (" >= ", hi)],
+        CmpOp::Gt => &[(" >= ", hi)],
+        CmpOp::Ge => &[(" >= ", lo)],
+        CmpOp::Lt => &[(" < ", lo)],
+        CmpOp::Le => &[(" < ", hi)],
+    };
+    let join = if op == CmpOp::Ne { " OR " } else { " AND " };
+    out.sql.push('(');
+    for (k, &(cmp, bound)) in terms.iter().enumerate() {
+        if k > 0 {
+            out.push(join);
+        }
+        column(field, out);
+        out.push(cmp);
+        out.param(Param::Int(bound));
+    }
+    let bounds: Vec<i64> = terms.iter().map(|&(_, b)| b).collect();
+    if is_start && op != CmpOp::Ne {
+        layout.start_bound(op, &bounds, out);
+    }
+    out.sql.push(')');
+}
+
+/// `field [NOT] LIKE | ILIKE pattern`, case-sensitive unless ILIKE in both dialects.
+fn lower_like(
+    field: &Field,
+    pattern: &str,
+    negated: bool,
+    case_insensitive: bool,
+    out: &mut Lowered,
+) {
+    out.sql.push('(');
+    if negated {
+        out.push("NOT ");
+    }
+    column_for(field, false, out);
+    match (out.dialect, case_insensitive) {
+        // SQLite's LIKE ignores (ASCII) case; GLOB does not.
+        (Dialect::Sqlite, true) => {
+            out.push(" LIKE ");
+            out.param(Param::Text(pattern.to_string()));
+            out.push(" ESCAPE '\\'");
+        }
+        (Dialect::Sqlite, false) => {
+            out.push(" GLOB ");
+            out.param(Param::Text(like_to_glob(pattern)));
+        }
+        (Dialect::Postgres, ci) => {
+            out.push(if ci { " ILIKE " } else { " LIKE " });
+            out.param(Param::Text(pattern.to_string()));
+            out.push(" ESCAPE '\\'");
         }
     }
+    out.sql.push(')');
+}
+
+/// `field IS [NOT] NULL`.
+fn lower_is_null(field: &Field, negated: bool, out: &mut Lowered) {
+    out.sql.push('(');
+    // SQLite: the session index covers only traces with a session, so SQLite may take it for
+    // `session_id IS NOT NULL` and then sort every such trace, where reading newest first and
+    // checking each finds a page at once (figures: docs/performance.md, "Query and aggregation
+    // timings"). A unary `+` keeps the term off the indexes.
+    if negated
+        && out.dialect == Dialect::Sqlite
+        && matches!(field, Field::Trace(TraceField::SessionId))
+    {
+        out.sql.push('+');
+    }
+    column_for(field, false, out);
+    out.push(if negated {
+        " IS NOT NULL)"
+    } else {
+        " IS NULL)"
+    });
 }
 
 #[cfg(test)]

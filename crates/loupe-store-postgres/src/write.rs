@@ -22,6 +22,7 @@ use loupe_store::{
     trace_status_sql,
 };
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 
 use crate::{cpu, pg_err, to_i64};
 
@@ -113,14 +114,21 @@ const UPDATE_TRACES: &str = concat!(
 const INSERT_TEXT: &str = "INSERT INTO trace_text (trace_seq, doc) \
      SELECT s, d::tsvector FROM unnest($1::bigint[], $2::text[]) AS x(s, d)";
 
-/// Writes a batch in one transaction; returns after COMMIT.
+/// The batch's spans by trace, in trace-id order (the lock order); a span repeated in the batch
+/// once.
+type ByTrace = BTreeMap<TraceId, Vec<usize>>;
+
+/// Body group id of each body group of the batch (by its key in the batch).
+type GroupIds = HashMap<usize, i64>;
+
+/// Writes a batch in one transaction, in the steps of the module's comment; returns after
+/// COMMIT.
 pub(crate) async fn write_spans(
     client: &mut deadpool_postgres::Object,
     batch: &Arc<Prepared>,
 ) -> Result<WriteOutcome, StoreError> {
     let mut outcome = WriteOutcome::default();
-    // Spans by trace, in trace-id order (the lock order); a span repeated in the batch once.
-    let mut traces: BTreeMap<TraceId, Vec<usize>> = BTreeMap::new();
+    let mut traces = ByTrace::new();
     let mut seen: HashSet<(TraceId, SpanId)> = HashSet::with_capacity(batch.spans.len());
     for (i, s) in batch.spans.iter().enumerate() {
         if seen.insert((s.trace_id, s.span_id)) {
@@ -129,126 +137,11 @@ pub(crate) async fn write_spans(
             outcome.duplicates += 1;
         }
     }
-
     let tx = client.transaction().await.map_err(pg_err)?;
-
-    // 1. A row for every trace, then every row locked.
-    {
-        let mut ids: Vec<&[u8]> = Vec::with_capacity(traces.len());
-        let mut projects: Vec<&str> = Vec::with_capacity(traces.len());
-        let mut starts = Vec::with_capacity(traces.len());
-        let mut ends = Vec::with_capacity(traces.len());
-        let mut metadata: Vec<Value> = Vec::with_capacity(traces.len());
-        for (trace_id, members) in &traces {
-            let first = &batch.spans[members[0]];
-            ids.push(&trace_id.0[..]);
-            projects.push(&first.project);
-            starts.push(
-                members
-                    .iter()
-                    .map(|&i| to_i64(batch.spans[i].start_ns))
-                    .min()
-                    .unwrap_or(0),
-            );
-            ends.push(
-                members
-                    .iter()
-                    .map(|&i| to_i64(batch.spans[i].end_ns))
-                    .max()
-                    .unwrap_or(0),
-            );
-            metadata.push(Value::Object(first.trace_metadata.clone()));
-        }
-        let stmt = tx.prepare_cached(INSERT_TRACES).await.map_err(pg_err)?;
-        tx.execute(&stmt, &[&ids, &projects, &starts, &ends, &metadata])
-            .await
-            .map_err(pg_err)?;
-    }
-    let ids: Vec<&[u8]> = traces.keys().map(|t| &t.0[..]).collect();
-    let stmt = tx.prepare_cached(LOCK_TRACES).await.map_err(pg_err)?;
-    let mut seqs: HashMap<TraceId, i64> = HashMap::with_capacity(traces.len());
-    for row in tx.query(&stmt, &[&ids]).await.map_err(pg_err)? {
-        let id: Vec<u8> = row.try_get(1).map_err(pg_err)?;
-        let id = TraceId::from_slice(&id).map_err(StoreError::internal)?;
-        seqs.insert(id, row.try_get(0).map_err(pg_err)?);
-    }
-
-    // 2. Group ids, one per body group of the batch, then the spans.
-    let mut group_of: HashMap<usize, (i64, usize)> = HashMap::new();
-    for members in traces.values() {
-        for &i in members {
-            let key = batch.spans[i].body.group_key();
-            let n = group_of.len();
-            group_of.entry(key).or_insert((0, n));
-        }
-    }
-    let stmt = tx
-        .prepare_cached("SELECT nextval('span_groups_id') FROM generate_series(1, $1::bigint)")
-        .await
-        .map_err(pg_err)?;
-    let fresh: Vec<i64> = tx
-        .query(&stmt, &[&(group_of.len() as i64)])
-        .await
-        .map_err(pg_err)?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(pg_err)?;
-    for (id, slot) in group_of.values_mut() {
-        *id = fresh
-            .get(*slot)
-            .copied()
-            .ok_or_else(|| StoreError::internal("PostgreSQL returned too few group ids"))?;
-    }
-
+    let seqs = insert_and_lock_traces(&tx, batch, &traces).await?;
+    let groups = group_ids(&tx, batch, &traces).await?;
     let order: Vec<usize> = traces.values().flatten().copied().collect();
-    let mut by_key: HashMap<(i64, i64), usize> = HashMap::with_capacity(order.len());
-    let mut c = SpanColumns::with_capacity(order.len());
-    for &i in &order {
-        let s = &batch.spans[i];
-        let seq = *seqs
-            .get(&s.trace_id)
-            .ok_or_else(|| crate::retry_later("a trace row vanished under a concurrent delete"))?;
-        by_key.insert((seq, s.span_id.to_i64()), i);
-        let (group, _) = group_of[&s.body.group_key()];
-        c.push(seq, s, group);
-    }
-    let stmt = tx.prepare_cached(INSERT_SPANS).await.map_err(pg_err)?;
-    let rows = tx
-        .query(
-            &stmt,
-            &[
-                &c.trace_seq,
-                &c.span_id,
-                &c.parent_id,
-                &c.name,
-                &c.span_type,
-                &c.start_ns,
-                &c.end_ns,
-                &c.status,
-                &c.status_message,
-                &c.model,
-                &c.input_tokens,
-                &c.output_tokens,
-                &c.total_tokens,
-                &c.provider,
-                &c.cache_read_tokens,
-                &c.cache_write_tokens,
-                &c.reasoning_tokens,
-                &c.cost_usd,
-                &c.body_group,
-                &c.body_idx,
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
-    let mut inserted: HashSet<usize> = HashSet::with_capacity(rows.len());
-    for r in &rows {
-        let key: (i64, i64) = (r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?);
-        if let Some(&i) = by_key.get(&key) {
-            inserted.insert(i);
-        }
-    }
+    let inserted = insert_spans(&tx, batch, &order, &seqs, &groups).await?;
     outcome.inserted = inserted.len() as u64;
     outcome.duplicates += (order.len() - inserted.len()) as u64;
     if inserted.is_empty() {
@@ -256,105 +149,199 @@ pub(crate) async fn write_spans(
         tx.rollback().await.map_err(pg_err)?;
         return Ok(outcome);
     }
-
-    // 3. The body groups that hold a new span.
-    {
-        let mut written: HashSet<usize> = HashSet::new();
-        let mut ids: Vec<i64> = Vec::new();
-        let mut blobs: Vec<&[u8]> = Vec::new();
-        for &i in &order {
-            if !inserted.contains(&i) {
-                continue;
-            }
-            let s = &batch.spans[i];
-            let key = s.body.group_key();
-            if written.insert(key) {
-                ids.push(group_of[&key].0);
-                blobs.push(&s.body.group);
-            }
-        }
-        let stmt = tx.prepare_cached(INSERT_GROUPS).await.map_err(pg_err)?;
-        tx.execute(&stmt, &[&ids, &blobs]).await.map_err(pg_err)?;
-    }
-
-    // 4. Roll-ups.
-    let mut new_by_trace: Vec<(i64, Vec<usize>)> = Vec::new();
-    {
-        let mut d = DeltaColumns::default();
-        for (trace_id, members) in &traces {
-            let new: Vec<usize> = members
-                .iter()
-                .copied()
-                .filter(|i| inserted.contains(i))
-                .collect();
-            if new.is_empty() {
-                continue;
-            }
-            let mut delta = TraceDelta::new();
-            for &i in &new {
-                delta.add(&batch.spans[i]);
-            }
-            let seq = seqs[trace_id];
-            d.push(seq, delta);
-            new_by_trace.push((seq, new));
-        }
-        let stmt = tx.prepare_cached(UPDATE_TRACES).await.map_err(pg_err)?;
-        tx.execute(
-            &stmt,
-            &[
-                &d.seq,
-                &d.min_start,
-                &d.max_end,
-                &d.spans,
-                &d.errors,
-                &d.input_tokens,
-                &d.output_tokens,
-                &d.total_tokens,
-                &d.root_name,
-                &d.earliest_name,
-                &d.earliest_start,
-                &d.root_status,
-                &d.cost_usd,
-                &d.session_id,
-                &d.user_id,
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
-    }
-
-    // 5. Full text of the new spans: one document per trace.
-    let docs = {
-        let batch = batch.clone();
-        cpu(move || {
-            let mut seqs = Vec::new();
-            let mut docs = Vec::new();
-            for (seq, members) in new_by_trace {
-                let mut text = SpanText::new();
-                for i in members {
-                    if let Some(view) = &batch.views[i] {
-                        text.add_view(view, &batch.spans[i].status_message);
-                    } else {
-                        text.add_str(&batch.spans[i].status_message);
-                    }
-                }
-                if !text.is_empty() {
-                    seqs.push(seq);
-                    docs.push(text.pg_tsvector());
-                }
-            }
-            (seqs, docs)
-        })
-        .await?
-    };
-    if !docs.0.is_empty() {
-        let stmt = tx.prepare_cached(INSERT_TEXT).await.map_err(pg_err)?;
-        tx.execute(&stmt, &[&docs.0, &docs.1])
-            .await
-            .map_err(pg_err)?;
-    }
+    insert_body_groups(&tx, batch, &order, &inserted, &groups).await?;
+    let new_by_trace = roll_up(&tx, batch, &traces, &seqs, &inserted).await?;
+    index_text(&tx, batch, new_by_trace).await?;
     tx.commit().await.map_err(pg_err)?;
     Ok(outcome)
+}
+
+/// Step 1: a row for every trace, then every row locked; returns each trace's number.
+async fn insert_and_lock_traces(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Prepared,
+    traces: &ByTrace,
+) -> Result<HashMap<TraceId, i64>, StoreError> {
+    let mut ids: Vec<&[u8]> = Vec::with_capacity(traces.len());
+    let mut projects: Vec<&str> = Vec::with_capacity(traces.len());
+    let mut starts = Vec::with_capacity(traces.len());
+    let mut ends = Vec::with_capacity(traces.len());
+    let mut metadata: Vec<Value> = Vec::with_capacity(traces.len());
+    for (trace_id, members) in traces {
+        let first = &batch.spans[members[0]];
+        let spans = || members.iter().map(|&i| &batch.spans[i]);
+        ids.push(&trace_id.0[..]);
+        projects.push(&first.project);
+        starts.push(spans().map(|s| to_i64(s.start_ns)).min().unwrap_or(0));
+        ends.push(spans().map(|s| to_i64(s.end_ns)).max().unwrap_or(0));
+        metadata.push(Value::Object(first.trace_metadata.clone()));
+    }
+    let stmt = tx.prepare_cached(INSERT_TRACES).await.map_err(pg_err)?;
+    tx.execute(&stmt, &[&ids, &projects, &starts, &ends, &metadata])
+        .await
+        .map_err(pg_err)?;
+    let stmt = tx.prepare_cached(LOCK_TRACES).await.map_err(pg_err)?;
+    let mut seqs = HashMap::with_capacity(traces.len());
+    for row in tx.query(&stmt, &[&ids]).await.map_err(pg_err)? {
+        let id: Vec<u8> = row.try_get(1).map_err(pg_err)?;
+        let id = TraceId::from_slice(&id).map_err(StoreError::internal)?;
+        seqs.insert(id, row.try_get(0).map_err(pg_err)?);
+    }
+    Ok(seqs)
+}
+
+/// Step 2a: a fresh id for each body group of the batch.
+async fn group_ids(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Prepared,
+    traces: &ByTrace,
+) -> Result<GroupIds, StoreError> {
+    let mut keys: Vec<usize> = Vec::new();
+    let mut known: HashSet<usize> = HashSet::new();
+    for &i in traces.values().flatten() {
+        let key = batch.spans[i].body.group_key();
+        if known.insert(key) {
+            keys.push(key);
+        }
+    }
+    let stmt = tx
+        .prepare_cached("SELECT nextval('span_groups_id') FROM generate_series(1, $1::bigint)")
+        .await
+        .map_err(pg_err)?;
+    let fresh: Vec<i64> = tx
+        .query(&stmt, &[&(keys.len() as i64)])
+        .await
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(pg_err)?;
+    if fresh.len() < keys.len() {
+        return Err(StoreError::internal(
+            "PostgreSQL returned too few group ids",
+        ));
+    }
+    Ok(keys.into_iter().zip(fresh).collect())
+}
+
+/// Step 2b: the spans, in `order`; returns those actually inserted (not already stored).
+async fn insert_spans(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Prepared,
+    order: &[usize],
+    seqs: &HashMap<TraceId, i64>,
+    groups: &GroupIds,
+) -> Result<HashSet<usize>, StoreError> {
+    let mut by_key: HashMap<(i64, i64), usize> = HashMap::with_capacity(order.len());
+    let mut c = SpanColumns::with_capacity(order.len());
+    for &i in order {
+        let s = &batch.spans[i];
+        let seq = *seqs
+            .get(&s.trace_id)
+            .ok_or_else(|| crate::retry_later("a trace row vanished under a concurrent delete"))?;
+        by_key.insert((seq, s.span_id.to_i64()), i);
+        c.push(seq, s, groups[&s.body.group_key()]);
+    }
+    let stmt = tx.prepare_cached(INSERT_SPANS).await.map_err(pg_err)?;
+    let rows = tx.query(&stmt, &c.params()).await.map_err(pg_err)?;
+    let mut inserted: HashSet<usize> = HashSet::with_capacity(rows.len());
+    for r in &rows {
+        let key: (i64, i64) = (r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?);
+        if let Some(&i) = by_key.get(&key) {
+            inserted.insert(i);
+        }
+    }
+    Ok(inserted)
+}
+
+/// Step 3: the body groups that hold a new span, once each.
+async fn insert_body_groups(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Prepared,
+    order: &[usize],
+    inserted: &HashSet<usize>,
+    groups: &GroupIds,
+) -> Result<(), StoreError> {
+    let mut written: HashSet<usize> = HashSet::new();
+    let mut ids: Vec<i64> = Vec::new();
+    let mut blobs: Vec<&[u8]> = Vec::new();
+    for &i in order.iter().filter(|i| inserted.contains(i)) {
+        let s = &batch.spans[i];
+        let key = s.body.group_key();
+        if written.insert(key) {
+            ids.push(groups[&key]);
+            blobs.push(&s.body.group);
+        }
+    }
+    let stmt = tx.prepare_cached(INSERT_GROUPS).await.map_err(pg_err)?;
+    tx.execute(&stmt, &[&ids, &blobs]).await.map_err(pg_err)?;
+    Ok(())
+}
+
+/// Step 4: each trace's delta added to its locked row; returns the new spans of each trace.
+async fn roll_up(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Prepared,
+    traces: &ByTrace,
+    seqs: &HashMap<TraceId, i64>,
+    inserted: &HashSet<usize>,
+) -> Result<Vec<(i64, Vec<usize>)>, StoreError> {
+    let mut new_by_trace: Vec<(i64, Vec<usize>)> = Vec::new();
+    let mut d = DeltaColumns::default();
+    for (trace_id, members) in traces {
+        let new: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|i| inserted.contains(i))
+            .collect();
+        if new.is_empty() {
+            continue;
+        }
+        let mut delta = TraceDelta::new();
+        for &i in &new {
+            delta.add(&batch.spans[i]);
+        }
+        let seq = seqs[trace_id];
+        d.push(seq, delta);
+        new_by_trace.push((seq, new));
+    }
+    let stmt = tx.prepare_cached(UPDATE_TRACES).await.map_err(pg_err)?;
+    tx.execute(&stmt, &d.params()).await.map_err(pg_err)?;
+    Ok(new_by_trace)
+}
+
+/// Step 5: the full text of the new spans, one document per trace (built on the CPU pool).
+async fn index_text(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Arc<Prepared>,
+    new_by_trace: Vec<(i64, Vec<usize>)>,
+) -> Result<(), StoreError> {
+    let batch = batch.clone();
+    let (seqs, docs) = cpu(move || {
+        let mut seqs = Vec::new();
+        let mut docs = Vec::new();
+        for (seq, members) in new_by_trace {
+            let mut text = SpanText::new();
+            for i in members {
+                if let Some(view) = &batch.views[i] {
+                    text.add_view(view, &batch.spans[i].status_message);
+                } else {
+                    text.add_str(&batch.spans[i].status_message);
+                }
+            }
+            if !text.is_empty() {
+                seqs.push(seq);
+                docs.push(text.pg_tsvector());
+            }
+        }
+        (seqs, docs)
+    })
+    .await?;
+    if !docs.is_empty() {
+        let stmt = tx.prepare_cached(INSERT_TEXT).await.map_err(pg_err)?;
+        tx.execute(&stmt, &[&seqs, &docs]).await.map_err(pg_err)?;
+    }
+    Ok(())
 }
 
 /// The span columns of a batch, as arrays for `unnest`.
@@ -431,6 +418,32 @@ impl<'a> SpanColumns<'a> {
         self.body_idx
             .push(i32::try_from(s.body.index).unwrap_or(i32::MAX));
     }
+
+    /// The arrays in `INSERT_SPANS`'s parameter order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 20] {
+        [
+            &self.trace_seq,
+            &self.span_id,
+            &self.parent_id,
+            &self.name,
+            &self.span_type,
+            &self.start_ns,
+            &self.end_ns,
+            &self.status,
+            &self.status_message,
+            &self.model,
+            &self.input_tokens,
+            &self.output_tokens,
+            &self.total_tokens,
+            &self.provider,
+            &self.cache_read_tokens,
+            &self.cache_write_tokens,
+            &self.reasoning_tokens,
+            &self.cost_usd,
+            &self.body_group,
+            &self.body_idx,
+        ]
+    }
 }
 
 /// Roll-up deltas, as arrays for `unnest`.
@@ -472,6 +485,27 @@ impl DeltaColumns {
         self.cost_usd.push(d.cost_usd);
         self.session_id.push(d.session_id);
         self.user_id.push(d.user_id);
+    }
+
+    /// The arrays in `UPDATE_TRACES`'s parameter order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 15] {
+        [
+            &self.seq,
+            &self.min_start,
+            &self.max_end,
+            &self.spans,
+            &self.errors,
+            &self.input_tokens,
+            &self.output_tokens,
+            &self.total_tokens,
+            &self.root_name,
+            &self.earliest_name,
+            &self.earliest_start,
+            &self.root_status,
+            &self.cost_usd,
+            &self.session_id,
+            &self.user_id,
+        ]
     }
 }
 
