@@ -3,10 +3,8 @@
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cost_sessions_reprice_and_reindex() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ChildServer::start(dir.path()).await;
+/// Three traces of LLM calls in two sessions: `a` and `b` (two calls) in `s-1`, `c` in `s-2`.
+async fn seed_llm_traces(server: &ChildServer) -> ([u8; 16], [u8; 16], [u8; 16]) {
     let (a, b, c) = ([0xa1u8; 16], [0xb2u8; 16], [0xc3u8; 16]);
     let req = request(vec![
         llm_span(a, 1, None, "s-1", 0),
@@ -15,19 +13,25 @@ async fn cost_sessions_reprice_and_reindex() {
         llm_span(c, 1, None, "s-2", 500),
     ]);
     assert_eq!(post_pb(&server.url, &req).await.status(), 200);
-    let get = |id: [u8; 16]| {
-        let url = format!("{}/api/v1/traces/{}", server.url, hex(&id));
-        async move {
-            reqwest::get(url)
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let one = 1000.0 * 0.15e-6 + 500.0 * 0.6e-6;
-    let t = get(b).await;
+    (a, b, c)
+}
+
+/// `GET /api/v1/traces/{id}`.
+async fn get_trace(server: &ChildServer, id: [u8; 16]) -> Value {
+    let url = format!("{}/api/v1/traces/{}", server.url, hex(&id));
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// The cost of one seeded call at the built-in gpt-4o-mini price.
+const ONE_CALL: f64 = 1000.0 * 0.15e-6 + 500.0 * 0.6e-6;
+
+#[tokio::test]
+async fn cost_is_priced_per_span_and_summed_per_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path()).await;
+    let (_, b, _) = seed_llm_traces(&server).await;
+    let one = ONE_CALL;
+    let t = get_trace(&server, b).await;
     assert!(
         close(t["trace"]["cost_usd"].as_f64().unwrap(), 2.0 * one),
         "{}",
@@ -37,6 +41,14 @@ async fn cost_sessions_reprice_and_reindex() {
     assert!(close(t["spans"][0]["cost_usd"].as_f64().unwrap(), one));
     assert_eq!(t["spans"][0]["provider"], Value::Null);
     assert_eq!(t["spans"][0]["span_type"], "CHAT_MODEL");
+}
+
+#[tokio::test]
+async fn sessions_roll_up_their_traces_most_recent_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path()).await;
+    let (a, b, _) = seed_llm_traces(&server).await;
+    let one = ONE_CALL;
     let sessions: Value = reqwest::get(format!("{}/api/v1/sessions", server.url))
         .await
         .unwrap()
@@ -84,8 +96,13 @@ async fn cost_sessions_reprice_and_reindex() {
     .unwrap();
     assert_eq!(page2["sessions"][0]["session_id"], "s-2");
     assert!(page2["next_cursor"].is_null());
+}
 
-    // New prices: reprice while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reprice_applies_new_prices_to_stored_spans_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path()).await;
+    let (_, b, _) = seed_llm_traces(&server).await;
     let prices = dir.path().join("prices.json");
     std::fs::write(&prices, r#"{"version": "test", "models": [{"model": "gpt-4o-mini", "prices": [{"effective": "2000-01-01", "input": 1.0, "output": 2.0}]}]}"#).unwrap();
     let data = dir.path().to_str().unwrap();
@@ -103,10 +120,20 @@ async fn cost_sessions_reprice_and_reindex() {
     );
     let new_one = 1000.0 * 1e-6 + 500.0 * 2e-6;
     assert!(close(
-        get(b).await["trace"]["cost_usd"].as_f64().unwrap(),
+        get_trace(&server, b).await["trace"]["cost_usd"]
+            .as_f64()
+            .unwrap(),
         2.0 * new_one
     ));
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_derives_columns_again_from_the_stored_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path()).await;
+    let (_, _, c) = seed_llm_traces(&server).await;
+    let one = ONE_CALL;
+    let data = dir.path().to_str().unwrap();
     // A stale mapping: wipe the derived columns, then reindex from the raw attributes.
     {
         let db = rusqlite::Connection::open(dir.path().join("loupe.db")).unwrap();
@@ -117,13 +144,13 @@ async fn cost_sessions_reprice_and_reindex() {
         )
         .unwrap();
     }
-    assert_eq!(get(c).await["trace"]["total_tokens"], 0);
+    assert_eq!(get_trace(&server, c).await["trace"]["total_tokens"], 0);
     let out = loupe(&["reindex", "--data-dir", data]).await;
     assert!(
         out.starts_with("reindex: 4 spans read, 4 changed, 3 traces"),
         "{out}"
     );
-    let t = get(c).await;
+    let t = get_trace(&server, c).await;
     assert_eq!(t["trace"]["total_tokens"], 1500);
     assert_eq!(t["trace"]["session_id"], "s-2");
     assert!(
@@ -206,12 +233,11 @@ async fn log_records_become_span_events_and_messages() {
 }
 
 /// The query language through the API and `loupe traces search`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn query_language_over_api_and_cli() {
-    let server = TestServer::start().await;
+/// Three traces for the query language: 0x31, a fast OK trace with a gpt-4o-mini chat span;
+/// 0x32, a slow ERROR trace with a tool span; 0x33, an OK trace with a claude span in session
+/// s-q.
+async fn seed_query_traces(server: &TestServer) {
     let mut spans = Vec::new();
-    // 0x31: fast OK trace with a gpt-4o-mini chat span; 0x32: slow ERROR trace with a tool span;
-    // 0x33: OK trace with a claude span in session s-q.
     let mut root = pspan([0x31; 16], 1, None, 0, 100);
     root.name = "agent".into();
     let mut llm = llm_span([0x31; 16], 2, Some(1), "s-other", 10);
@@ -234,6 +260,21 @@ async fn query_language_over_api_and_cli() {
     ];
     spans.push(other);
     assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
+}
+
+/// `GET /api/v1/traces?q=…`: the status and the body.
+async fn query_traces(server: &TestServer, query: &str) -> (u16, Value) {
+    let url =
+        reqwest::Url::parse_with_params(&format!("{}/api/v1/traces", server.url), &[("q", query)])
+            .unwrap();
+    let resp = reqwest::get(url).await.unwrap();
+    (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_language_filters_traces_over_the_api() {
+    let server = TestServer::start().await;
+    seed_query_traces(&server).await;
     let ids = |v: &Value| -> Vec<String> {
         v["traces"]
             .as_array()
@@ -241,17 +282,6 @@ async fn query_language_over_api_and_cli() {
             .iter()
             .map(|t| t["trace_id"].as_str().unwrap()[..2].to_string())
             .collect()
-    };
-    let q = |query: &str| {
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/api/v1/traces", server.url),
-            &[("q", query)],
-        )
-        .unwrap();
-        async move {
-            let resp = reqwest::get(url).await.unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-        }
     };
     for (query, want) in [
         ("status = 'ERROR'", vec!["32"]),
@@ -288,19 +318,32 @@ async fn query_language_over_api_and_cli() {
         ("tags.env = 'prod'", vec![]),
         ("name = 'x'' OR 1=1 --'", vec![]),
     ] {
-        let (status, body) = q(query).await;
+        let (status, body) = query_traces(&server, query).await;
         assert_eq!(status, 200, "{query}: {body}");
         let mut got = ids(&body);
         got.sort_unstable_by(|a, b| b.cmp(a));
         assert_eq!(got, want, "{query}");
     }
-    let (status, body) = q("status = 'OK' AND").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_query_is_a_400_that_names_the_position() {
+    let server = TestServer::start().await;
+    let (status, body) = query_traces(&server, "status = 'OK' AND").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "INVALID_QUERY");
     assert_eq!(
         body["error"]["message"],
         "invalid query: expected a field name, found the end of the query at position 18"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_search_in_the_cli_takes_the_query_language() {
+    let server = TestServer::start().await;
+    seed_query_traces(&server).await;
     let out = tokio::process::Command::new(loupe_bin())
         .args([
             "traces",
@@ -333,14 +376,11 @@ async fn query_language_over_api_and_cli() {
     server.stop().await;
 }
 
-/// Aggregations per model, span type and time, span search, and `loupe stats`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stats_and_span_search() {
-    let server = TestServer::start().await;
+/// Ten traces one minute apart; each a root and one chat span: even traces gpt-4o-mini with
+/// 100 ms calls, odd ones claude with 1000 ms calls and an error on the 9th.
+async fn seed_stats_traces(server: &TestServer) {
     let s = |v: &str| any_value::Value::StringValue(v.into());
     let mut spans = Vec::new();
-    // Ten traces one minute apart; each a root and one chat span: even traces gpt-4o-mini with
-    // 100 ms calls, odd ones claude with 1000 ms calls and an error on the 9th.
     for i in 0..10u8 {
         let t = [0x50 + i; 16];
         let base = u64::from(i) * 60_000;
@@ -366,10 +406,20 @@ async fn stats_and_span_search() {
         spans.push(llm);
     }
     assert_eq!(post_pb(&server.url, &request(spans)).await.status(), 200);
-    let get = |path: String| async move {
-        let r = reqwest::get(path).await.unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    };
+}
+
+/// `GET` a URL: the status and the JSON body.
+async fn get_json(url: String) -> (u16, Value) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
+/// Aggregations per model, per model and time bucket, and over traces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_aggregate_by_model_time_and_trace() {
+    let server = TestServer::start().await;
+    seed_stats_traces(&server).await;
+    let get = get_json;
     let (st, by_model) = get(format!("{}/api/v1/stats?group_by=model", server.url)).await;
     assert_eq!(st, 200, "{by_model}");
     let groups = by_model["groups"].as_array().unwrap();
@@ -420,7 +470,15 @@ async fn stats_and_span_search() {
         (st, bad["error"]["code"].as_str()),
         (400, Some("INVALID_ARGUMENT"))
     );
-    // span search: span fields are about the span itself
+    server.stop().await;
+}
+
+/// Span search: span fields are about the span itself, paged by cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_search_matches_and_pages_spans() {
+    let server = TestServer::start().await;
+    seed_stats_traces(&server).await;
+    let get = get_json;
     let url = reqwest::Url::parse_with_params(
         &format!("{}/api/v1/spans", server.url),
         &[("q", "span.status = 'ERROR'"), ("limit", "5")],
@@ -451,7 +509,13 @@ async fn stats_and_span_search() {
     .unwrap();
     let (_, rest) = get(url.to_string()).await;
     assert_eq!(rest["spans"].as_array().unwrap().len(), 6);
-    // the CLI
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loupe_stats_prints_a_table_by_model() {
+    let server = TestServer::start().await;
+    seed_stats_traces(&server).await;
     let out = tokio::process::Command::new(loupe_bin())
         .args(["stats", "--group-by", "model", "--server", &server.url])
         .output()
