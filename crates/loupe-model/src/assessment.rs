@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::{SpanId, TraceId};
 
 /// What an assessment says about its trace.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssessmentKind {
@@ -56,6 +57,22 @@ pub enum AssessmentValue {
     /// Anything structured (an object or a list).
     Json(Value),
 }
+
+/// Any JSON value: the schema cannot say more than the description does.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for AssessmentValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .description(Some(
+                "A boolean (pass or fail), a number (a score), a string (a label) or any JSON",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for AssessmentValue {}
 
 impl AssessmentValue {
     /// The typed value of a JSON value; `null` is no value.
@@ -122,6 +139,7 @@ impl AssessmentValue {
 }
 
 /// Who produced an assessment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SourceType {
@@ -155,6 +173,7 @@ impl SourceType {
 }
 
 /// Who produced an assessment, and which one of them (a user name, a judge's id).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssessmentSource {
     /// Person, judge or code.
@@ -165,6 +184,7 @@ pub struct AssessmentSource {
 }
 
 /// Why a feedback has no value: the judge or check that should have produced it failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssessmentError {
     /// A short code (`TIMEOUT`, `RATE_LIMITED` …).
@@ -179,14 +199,17 @@ pub struct AssessmentError {
 }
 
 /// Feedback or an expectation attached to a trace (or one of its spans).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assessment {
     /// Id (`a-` + 32 hex when the server assigns it).
     #[serde(rename = "assessment_id")]
     pub id: String,
-    /// The trace.
+    /// The trace (32 hex digits).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub trace_id: TraceId,
-    /// The span it is about, when it is about one span.
+    /// The span it is about, when it is about one span (16 hex digits).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub span_id: Option<SpanId>,
     /// Name (`quality`, `expected_answer` …): what `feedback.<name>` filters on.
     pub name: String,
@@ -201,6 +224,7 @@ pub struct Assessment {
     /// Who produced it.
     pub source: AssessmentSource,
     /// Free-form key/value pairs.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Map<String, Value>,
     /// False once another assessment overrides it; filters read valid assessments only.
     pub valid: bool,

@@ -111,6 +111,21 @@ pub trait Layout {
 
     /// Pushes the condition "the trace's text holds `words`" (see [`full_text_conditions`]).
     fn text(&self, words: &str, out: &mut Lowered);
+
+    /// Whether the assessment condition `e` is written as the list of traces that have a
+    /// matching assessment (`t.trace_id IN (SELECT …)`) rather than checked trace by trace:
+    /// for a store that found its matches few ([`assessment_matches_of`]). No by default.
+    fn list_assessments(&self, _e: &Expr) -> bool {
+        false
+    }
+
+    /// Pushes "the trace is one of those `subquery` pushes" (a `SELECT` of trace ids), for a
+    /// store that looks traces up by id another way than `t.trace_id IN (…)`.
+    fn trace_id_in(&self, subquery: &mut dyn FnMut(&mut Lowered), out: &mut Lowered) {
+        out.push("t.trace_id IN (");
+        subquery(out);
+        out.push(")");
+    }
 }
 
 /// Lowers `expr` as a condition on traces. Conditions on spans mean "some span of the trace":
@@ -153,6 +168,17 @@ pub fn json_path(key: &str) -> String {
 /// the value is compared with a number (PostgreSQL reads JSON values as numbers then, with
 /// booleans as 1 and 0, as SQLite's `json_extract` does).
 fn column_for(field: &Field, numeric: bool, out: &mut Lowered) {
+    // Inside the assessments `a` that `lower_assessment` reads: numbers and booleans (as 1 and
+    // 0) compare as numbers, anything else as its text. In both dialects, so a number never
+    // matches a text value and `value_num` is a range on `assessments_by_value`.
+    if let Field::Assessment(..) = field {
+        out.push(if numeric {
+            "a.value_num"
+        } else {
+            "a.value_text"
+        });
+        return;
+    }
     if out.pg() {
         match field {
             Field::Trace(TraceField::TraceId) => {
@@ -167,15 +193,6 @@ fn column_for(field: &Field, numeric: bool, out: &mut Lowered) {
                 });
                 out.param(Param::Text(k.clone()));
                 out.sql.push(')');
-                return;
-            }
-            // Numbers and booleans (as 1 and 0) compare as numbers; anything as its text.
-            Field::Assessment(..) => {
-                out.sql.push_str(if numeric {
-                    "a.value_num"
-                } else {
-                    "a.value_text"
-                });
                 return;
             }
             Field::Span(SpanField::DurationMs) => {
@@ -232,9 +249,8 @@ fn column(field: &Field, out: &mut Lowered) {
             out.sql.push(')');
             return;
         }
-        // Inside the EXISTS over `assessments a` that `lower` opens: a number (or a boolean as 1
-        // and 0) as a number, anything else as its text, as SQLite compares mixed types.
-        Field::Assessment(..) => "coalesce(a.value_num, a.value_text)",
+        // Read by `column_for` (numbers from `value_num`).
+        Field::Assessment(..) => "a.value_text",
         Field::SpanAttribute(_) => "NULL",
     };
     out.sql.push_str(col);
@@ -299,7 +315,9 @@ fn field_of(e: &Expr) -> Option<&Field> {
 }
 
 /// A condition on an assessment: "some valid assessment of the trace with that name whose value
-/// satisfies it"; `IS NULL` means "no such assessment".
+/// satisfies it"; `IS NULL` means "no such assessment". Checked trace by trace (`EXISTS`), or,
+/// where the layout says the matches are few ([`Layout::list_assessments`]), as the list of
+/// traces that have one.
 fn lower_assessment(
     e: &Expr,
     kind: AssessmentKind,
@@ -312,24 +330,70 @@ fn lower_assessment(
         Expr::IsNull { negated: true, .. } => ("EXISTS", None),
         other => ("EXISTS", Some(other)),
     };
-    out.sql.push_str(open);
-    out.sql
-        .push_str(" (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND a.name = ");
+    if body.is_some() && layout.list_assessments(e) {
+        let mut matches = |out: &mut Lowered| assessment_matches(kind, name, body, layout, out);
+        layout.trace_id_in(&mut matches, out);
+        return;
+    }
+    out.push(open);
+    out.push(" (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND ");
+    assessment_where(kind, name, body, layout, out);
+    out.push(")");
+}
+
+/// `SELECT a.trace_id FROM assessments a WHERE …`: the traces with a valid assessment of this
+/// kind and name satisfying `cond`.
+fn assessment_matches(
+    kind: AssessmentKind,
+    name: &str,
+    cond: Option<&Expr>,
+    layout: &dyn Layout,
+    out: &mut Lowered,
+) {
+    out.push("SELECT a.trace_id FROM assessments a WHERE ");
+    assessment_where(kind, name, cond, layout, out);
+}
+
+fn assessment_where(
+    kind: AssessmentKind,
+    name: &str,
+    cond: Option<&Expr>,
+    layout: &dyn Layout,
+    out: &mut Lowered,
+) {
+    out.push("a.name = ");
     out.param(Param::Text(name.to_string()));
-    out.sql.push_str(match kind {
+    out.push(match kind {
         AssessmentKind::Feedback => " AND a.kind = 'feedback'",
         AssessmentKind::Expectation => " AND a.kind = 'expectation'",
     });
-    out.sql.push_str(if out.pg() {
+    out.push(if out.pg() {
         " AND a.valid"
     } else {
         " AND a.valid = 1"
     });
-    if let Some(cond) = body {
-        out.sql.push_str(" AND ");
+    if let Some(cond) = cond {
+        out.push(" AND ");
         lower_inner(cond, true, layout, out);
     }
-    out.sql.push(')');
+}
+
+/// For a condition on an assessment (not `IS NULL`): the query of the traces that have a
+/// matching one, `SELECT a.trace_id FROM assessments a WHERE …`, so a store can count them
+/// before it chooses a plan ([`Layout::list_assessments`]).
+pub fn assessment_matches_of(e: &Expr, layout: &dyn Layout) -> Option<Lowered> {
+    let Some(Field::Assessment(kind, name)) = field_of(e) else {
+        return None;
+    };
+    if matches!(e, Expr::IsNull { .. }) {
+        return None;
+    }
+    let mut out = Lowered {
+        dialect: layout.dialect(),
+        ..Lowered::default()
+    };
+    assessment_matches(*kind, name, Some(e), layout, &mut out);
+    Some(out)
 }
 
 fn lower(e: &Expr, in_span: bool, layout: &dyn Layout, out: &mut Lowered) {
@@ -643,7 +707,7 @@ pub(crate) mod tests {
             l.sql,
             "((t.status = 1) AND EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
              AND a.name = ? AND a.kind = 'feedback' AND a.valid = 1 \
-             AND (coalesce(a.value_num, a.value_text) > ?)))"
+             AND (a.value_num > ?)))"
         );
         assert_eq!(
             l.params,

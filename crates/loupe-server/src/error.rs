@@ -143,9 +143,31 @@ impl From<IngestError> for ApiError {
     }
 }
 
+/// The body of every JSON API error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// `INVALID_ARGUMENT`, `INVALID_QUERY`, `NOT_FOUND`, `ALREADY_EXISTS`, `UNAVAILABLE`,
+    /// `PAYLOAD_TOO_LARGE` or `INTERNAL`.
+    pub code: &'static str,
+    /// For people; an internal error names only its id, which the server log also prints.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

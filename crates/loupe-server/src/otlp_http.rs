@@ -106,7 +106,19 @@ fn success(encoding: Encoding, protobuf: Vec<u8>, partial: Option<serde_json::Va
     }
 }
 
-/// `POST /v1/traces`: answers only after the spans are committed.
+/// OTLP/HTTP trace export; answers only after the spans are on disk.
+///
+/// An `ExportTraceServiceRequest` as protobuf (`application/x-protobuf`) or OTLP/JSON
+/// (`application/json`), optionally gzip-encoded. The answer is an `ExportTraceServiceResponse`
+/// in the same encoding; spans refused as invalid are counted in its partial success. A full
+/// write queue answers 503 with `Retry-After`.
+#[utoipa::path(post, path = "/v1/traces", tag = "otlp",
+    request_body(content = Vec<u8>, content_type = "application/x-protobuf",
+        description = "ExportTraceServiceRequest (protobuf, or OTLP/JSON as application/json)"),
+    responses((status = 200, description = "Stored: ExportTraceServiceResponse"),
+        (status = 400, description = "Undecodable body: google.rpc.Status"),
+        (status = 413, description = "The body is over the server's limit"),
+        (status = 503, description = "The write queue is full: retry after Retry-After")))]
 pub(crate) async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -148,8 +160,15 @@ pub(crate) async fn export(
     Ok(success(encoding, protobuf, partial))
 }
 
-/// `POST /v1/logs`: log records tied to a span become events of that span (GenAI message
-/// events arrive this way); the response waits for the commit.
+/// OTLP/HTTP log export: records tied to a span become events of that span.
+///
+/// GenAI message events arrive this way; the answer waits for the commit.
+#[utoipa::path(post, path = "/v1/logs", tag = "otlp",
+    request_body(content = Vec<u8>, content_type = "application/x-protobuf",
+        description = "ExportLogsServiceRequest (protobuf, or OTLP/JSON as application/json)"),
+    responses((status = 200, description = "Stored: ExportLogsServiceResponse"),
+        (status = 400, description = "Undecodable body: google.rpc.Status"),
+        (status = 503, description = "The write queue is full: retry after Retry-After")))]
 pub(crate) async fn export_logs(
     State(state): State<AppState>,
     headers: HeaderMap,

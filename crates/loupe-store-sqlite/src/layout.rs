@@ -32,6 +32,9 @@ pub(crate) struct SqliteLayout {
     /// The FTS5 query for the words of each `text ~`, as the store chose it; missing words use
     /// [`loupe_model::text::fts5_query`].
     pub queries: Vec<(String, String)>,
+    /// Assessment conditions with few matches, read as the list of their traces (see
+    /// [`crate::read::page_sql`]).
+    pub listed: Vec<Expr>,
 }
 
 impl Layout for SqliteLayout {
@@ -52,6 +55,20 @@ impl Layout for SqliteLayout {
             out.push(term);
             out.param(Param::Int(start_bucket(ns)));
         }
+    }
+
+    fn list_assessments(&self, e: &Expr) -> bool {
+        self.listed.contains(e)
+    }
+
+    /// `traces` has no index by trace id: the ids map to trace numbers through `trace_ids` and
+    /// `trace_ids_recent` (see `write::SEQ_OF_ID`).
+    fn trace_id_in(&self, subquery: &mut dyn FnMut(&mut Lowered), out: &mut Lowered) {
+        out.push("t.seq IN (SELECT i.seq FROM trace_ids i WHERE i.trace_id IN (");
+        subquery(out);
+        out.push(") UNION ALL SELECT r.seq FROM trace_ids_recent r WHERE r.trace_id IN (");
+        subquery(out);
+        out.push("))");
     }
 
     fn text(&self, words: &str, out: &mut Lowered) {
@@ -160,6 +177,7 @@ mod tests {
         let probe = SqliteLayout {
             probe: Some(42),
             queries: vec![("refund".into(), "\"refund\"".into())],
+            ..SqliteLayout::default()
         };
         let l = loupe_query::sql::lower_traces(&e, &probe);
         assert_eq!(
@@ -171,5 +189,31 @@ mod tests {
             l.params,
             vec![Param::Int(42), Param::Text("\"refund\"".into())]
         );
+    }
+
+    #[test]
+    fn few_assessment_matches_are_read_as_a_list_of_traces() {
+        let e = loupe_query::parse("feedback.quality >= 0.999", NOW).expect("parses");
+        assert!(
+            low("feedback.quality >= 0.999")
+                .sql
+                .starts_with("EXISTS (SELECT 1")
+        );
+        let listed = SqliteLayout {
+            listed: vec![e.clone()],
+            ..SqliteLayout::default()
+        };
+        let l = loupe_query::sql::lower_traces(&e, &listed);
+        let matches = "SELECT a.trace_id FROM assessments a WHERE a.name = ? \
+             AND a.kind = 'feedback' AND a.valid = 1 AND (a.value_num >= ?)";
+        assert_eq!(
+            l.sql,
+            format!(
+                "t.seq IN (SELECT i.seq FROM trace_ids i WHERE i.trace_id IN ({matches}) \
+                 UNION ALL SELECT r.seq FROM trace_ids_recent r WHERE r.trace_id IN ({matches}))"
+            )
+        );
+        let once = [Param::Text("quality".into()), Param::Real(0.999)];
+        assert_eq!(l.params, [once.clone(), once].concat());
     }
 }

@@ -233,6 +233,42 @@ fn text_plan(
     Ok((common, queries))
 }
 
+/// Matches up to which an assessment condition counts as rare (see
+/// [`rare_assessment_conditions`]).
+const RARE_ASSESSMENTS: i64 = 5_000;
+
+/// The assessment conditions joined by the filter's top AND that few traces satisfy (at most
+/// [`RARE_ASSESSMENTS`], counted on `assessments_by_value`). A newest-first page checks traces
+/// one by one and stops when it is full, which for a common condition is soon; for a rare one
+/// it would walk most of the store, where the list of its matches is short to read and sort.
+fn rare_assessment_conditions(
+    conn: &Connection,
+    filter: &loupe_query::Expr,
+) -> Result<Vec<loupe_query::Expr>, StoreError> {
+    let conjuncts: Vec<&loupe_query::Expr> = match filter {
+        loupe_query::Expr::And(items) => items.iter().collect(),
+        e => vec![e],
+    };
+    let mut rare = Vec::new();
+    for c in conjuncts {
+        let Some(matches) = loupe_query::sql::assessment_matches_of(c, &SqliteLayout::default())
+        else {
+            continue;
+        };
+        let mut args = Vec::new();
+        bind(matches.params, &mut args);
+        args.push(SqlValue::Integer(RARE_ASSESSMENTS + 1));
+        let n: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM ({} LIMIT ?)", matches.sql))
+            .and_then(|mut stmt| stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0)))
+            .map_err(db_err)?;
+        if n <= RARE_ASSESSMENTS {
+            rare.push(c.clone());
+        }
+    }
+    Ok(rare)
+}
+
 /// The SQL of a page of traces and its parameters. With `post_filtered`, rows are read until
 /// the caller stops (conditions on span attributes are checked after SQL).
 pub(crate) fn page_sql(
@@ -244,7 +280,7 @@ pub(crate) fn page_sql(
     // The conditions and order; the SELECT goes in front once the index is chosen.
     let mut sql = String::from(" WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
-    let mut text_listed = false;
+    let mut matches_listed = false;
     if let Some(filter) = &q.filter {
         let (common, queries) = text_plan(conn, filter, common_text)?;
         let probe = if common && q.order.is_empty() {
@@ -259,8 +295,14 @@ pub(crate) fn page_sql(
         } else {
             None
         };
-        text_listed = probe.is_none() && !queries.is_empty();
-        let lowered = loupe_query::sql::lower_traces(filter, &SqliteLayout { probe, queries });
+        let listed = rare_assessment_conditions(conn, filter)?;
+        matches_listed = (probe.is_none() && !queries.is_empty()) || !listed.is_empty();
+        let layout = SqliteLayout {
+            probe,
+            queries,
+            listed,
+        };
+        let lowered = loupe_query::sql::lower_traces(filter, &layout);
         sql.push_str(" AND ");
         sql.push_str(&lowered.sql);
         bind(lowered.params, &mut args);
@@ -299,7 +341,7 @@ pub(crate) fn page_sql(
             i64::try_from(q.offset).unwrap_or(i64::MAX),
         ));
     }
-    let indexed = page_index(q, text_listed)
+    let indexed = page_index(q, matches_listed)
         .map(|index| format!(" INDEXED BY {index}"))
         .unwrap_or_default();
     Ok((
@@ -318,12 +360,12 @@ pub(crate) fn page_sql(
 /// (figures: docs/performance.md, "Start indexes and trace ids"). So a page in start order
 /// names its index (`INDEXED BY`), except where another one finds the few traces asked for: a
 /// session (`session_id = …`), or the list of traces holding a rare `text ~` word.
-pub(crate) fn page_index(q: &TraceQuery, text_listed: bool) -> Option<&'static str> {
+pub(crate) fn page_index(q: &TraceQuery, matches_listed: bool) -> Option<&'static str> {
     let by_start = match q.order.first() {
         None => true,
         Some((key, _)) => *key == OrderKey::Start,
     };
-    if !by_start || text_listed {
+    if !by_start || matches_listed {
         return None;
     }
     let conjuncts: Vec<&loupe_query::Expr> = match &q.filter {

@@ -287,6 +287,11 @@ ALTER TABLE assessments_v9 RENAME TO assessments;
 -- A filter probes one trace's valid assessments of one name.
 CREATE INDEX assessments_by_trace ON assessments (trace_id, name, kind, valid, value_num);
 "#,
+    // Version 10: the assessments of one name by value, so a page can count the traces whose
+    // feedback passes a threshold and, when they are few, read just those (`layout.rs`).
+    r#"
+CREATE INDEX assessments_by_value ON assessments (name, kind, valid, value_num, trace_id);
+"#,
 ];
 
 /// What a connection is for: the one writer, or a reader (queries, the checkpointer).

@@ -14,31 +14,6 @@ async fn server_with_a_trace(t: [u8; 16]) -> (TestServer, String) {
     (server, hex(&t))
 }
 
-async fn send(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, url);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    let v = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, v)
-}
-
-async fn post_json(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    send(
-        reqwest::Method::POST,
-        format!("{}{path}", server.url),
-        Some(body),
-    )
-    .await
-}
-
 async fn ids_matching(server: &TestServer, q: &str) -> Vec<String> {
     let (s, body) = server
         .get(&format!("/api/v1/traces?q={}", urlencode(q)))

@@ -172,3 +172,102 @@ async fn openapi_health_and_the_home_page_answer() {
     }
     server.stop().await;
 }
+
+/// The fields `value` has that its schema in `doc` does not name, and the required ones it
+/// lacks, as `path: field` (nested objects and arrays of objects with schemas too).
+fn schema_mismatches(doc: &Value, schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    };
+    if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
+        // A nullable reference: `null`, or the schema.
+        if let Some(s) = one
+            .iter()
+            .find(|s| s.get("type") != Some(&Value::from("null")))
+            && !value.is_null()
+        {
+            schema_mismatches(doc, s, value, at, out);
+        }
+        return;
+    }
+    match value {
+        Value::Object(o) if schema.get("properties").is_some() => {
+            let props = schema["properties"].as_object().unwrap();
+            for k in o.keys().filter(|k| !props.contains_key(*k)) {
+                out.push(format!("{at}: {k} undocumented"));
+            }
+            for r in schema["required"].as_array().into_iter().flatten() {
+                if !o.contains_key(r.as_str().unwrap()) {
+                    out.push(format!("{at}: required {r} missing"));
+                }
+            }
+            for (k, v) in o {
+                if let Some(p) = props.get(k) {
+                    schema_mismatches(doc, p, v, &format!("{at}.{k}"), out);
+                }
+            }
+        }
+        Value::Array(items) if schema.get("items").is_some() => {
+            for (i, v) in items.iter().enumerate() {
+                schema_mismatches(doc, &schema["items"], v, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every answer of the JSON API has the shape its generated document gives it.
+#[tokio::test]
+async fn answers_match_the_schemas_of_the_generated_document() {
+    let server = thirty_traces().await;
+    let (_, doc) = server.get("/api/v1/openapi.json").await;
+    let id = hex(&[101u8; 16]);
+    let (s, _) = post_json(
+        &server,
+        &format!("/api/v1/traces/{id}/assessments"),
+        serde_json::json!({"name": "thumbs", "value": true, "rationale": "fine"}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let schema_of = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+            .clone()
+    };
+    let mut bad = Vec::new();
+    for (url, path) in [
+        ("/api/v1/traces?limit=3".to_string(), "/api/v1/traces"),
+        (format!("/api/v1/traces/{id}"), "/api/v1/traces/{trace_id}"),
+        ("/api/v1/spans?limit=3".to_string(), "/api/v1/spans"),
+        (
+            "/api/v1/stats?group_by=project".to_string(),
+            "/api/v1/stats",
+        ),
+        ("/api/v1/sessions".to_string(), "/api/v1/sessions"),
+        ("/healthz".to_string(), "/healthz"),
+    ] {
+        let (s, body) = server.get(&url).await;
+        assert_eq!(s, 200, "{url}: {body}");
+        let schema = schema_of(path, "get", "200");
+        assert!(!schema.is_null(), "{path}: no 200 schema");
+        schema_mismatches(&doc, &schema, &body, &url, &mut bad);
+    }
+    let (s, body) = server.get("/api/v1/traces?colour=red").await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("known: q, order_by, limit"),
+        "the known parameters are the documented ones: {body}"
+    );
+    schema_mismatches(
+        &doc,
+        &schema_of("/api/v1/traces", "get", "400"),
+        &body,
+        "400",
+        &mut bad,
+    );
+    assert!(bad.is_empty(), "{bad:#?}");
+    server.stop().await;
+}

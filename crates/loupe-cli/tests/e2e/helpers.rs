@@ -253,3 +253,35 @@ pub(crate) async fn loupe(args: &[&str]) -> String {
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Sends a request with an optional JSON body: the status, and the body as JSON (a string
+/// when it is not JSON, null when empty).
+pub(crate) async fn send(
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, v)
+}
+
+/// `POST` JSON to a path of the server.
+pub(crate) async fn post_json(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    send(
+        reqwest::Method::POST,
+        format!("{}{path}", server.url),
+        Some(body),
+    )
+    .await
+}

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A tool call the model asked for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ToolCall {
     /// Call id, when the provider gives one.
@@ -16,6 +17,7 @@ pub struct ToolCall {
 }
 
 /// One chat message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Message {
     /// `system`, `user`, `assistant`, `tool` …
@@ -31,6 +33,7 @@ pub struct Message {
 }
 
 /// A retrieved document.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Document {
     /// Document id.
@@ -44,10 +47,12 @@ pub struct Document {
     pub score: Option<f64>,
     /// Metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
 }
 
 /// An exception recorded on a span (the OTel `exception` event).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Exception {
     /// Exception type, e.g. `ValueError`.

@@ -12,8 +12,11 @@ use loupe_model::{
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use utoipa::ToSchema;
+
+use super::types::{AssessmentList, Tag};
 use crate::AppState;
 use crate::body::read_limited;
 use crate::error::ApiError;
@@ -29,35 +32,75 @@ fn kind_feedback() -> AssessmentKind {
 }
 
 /// One assessment as a client sends it: `POST /api/v1/traces/{trace_id}/assessments`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewAssessment {
-    /// Id to use; a retried request with the same id replaces instead of adding.
+    /// Id to use; a retried request with the same id replaces instead of adding. The server
+    /// assigns `a-` + 32 hex digits when none is sent.
     assessment_id: Option<String>,
+    /// Name (`quality`, `thumbs`, `expected_answer` …): what `feedback.<name>` filters on.
     name: String,
+    /// `feedback` (the default), `expectation` or `issue`.
     #[serde(default = "kind_feedback")]
     kind: AssessmentKind,
+    /// A boolean, a number, a string or any JSON; none only with `error`.
+    #[schema(value_type = Option<AssessmentValue>)]
     value: Option<Value>,
+    /// Why there is no value (the judge or check failed).
     error: Option<AssessmentError>,
+    /// Why the value is what it is.
     rationale: Option<String>,
+    /// Who produced it; a person (`HUMAN`, id `anonymous`) by default.
     source: Option<AssessmentSource>,
+    /// The span it is about (16 hex digits), when it is about one span.
+    #[schema(value_type = Option<String>)]
     span_id: Option<SpanId>,
+    /// Free-form key/value pairs.
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
+    /// The evaluation run or evaluator that produced it.
     run_id: Option<String>,
+    /// The id of an assessment this one replaces (which then stops counting in filters).
     overrides: Option<String>,
 }
 
+/// The body of `POST /api/v1/traces/{trace_id}/assessments`: one assessment, a list of them,
+/// or `{"assessments": [...]}`; at most [`MAX_ASSESSMENTS_PER_REQUEST`].
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub(crate) enum NewAssessments {
+    /// One.
+    One(Box<NewAssessment>),
+    /// A list.
+    List(Vec<NewAssessment>),
+    /// A list under `assessments`.
+    Wrapped {
+        /// The assessments.
+        assessments: Vec<NewAssessment>,
+    },
+}
+
 /// What `PATCH /api/v1/assessments/{id}` may change; absent fields stay as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AssessmentPatch {
+    /// A new name.
     name: Option<String>,
+    /// A new value.
+    #[schema(value_type = Option<AssessmentValue>)]
     value: Option<Value>,
+    /// A new rationale.
     rationale: Option<String>,
+    /// False to stop it counting in filters.
     valid: Option<bool>,
+    /// New metadata (replaces the old).
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
+    /// A new source.
     source: Option<AssessmentSource>,
+    /// A new error.
     error: Option<AssessmentError>,
 }
 
@@ -140,9 +183,14 @@ impl NewAssessment {
     }
 }
 
-/// `POST /api/v1/traces/{trace_id}/assessments`: one assessment (an object), or a batch (a
-/// list, or `{"assessments": [...]}`), stored all together or not at all. 201 with what was
-/// stored.
+/// Add feedback, expectations or issues to a trace.
+///
+/// One assessment (an object), or a batch (a list, or `{"assessments": [...]}`), stored all
+/// together or not at all. Answers 201 with what was stored.
+#[utoipa::path(post, path = "/api/v1/traces/{trace_id}/assessments", tag = "assessments",
+    params(("trace_id" = String, Path, description = "32 hex digits; MLflow's `tr-` prefix is accepted")), request_body = NewAssessments,
+    responses((status = 201, description = "Stored", body = AssessmentList), (status = 400, description = "A bad field, named in the message", body = crate::error::ErrorBody), (status = 404, description = "No such trace or assessment", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = crate::error::ErrorBody)))]
 pub(crate) async fn post_assessments(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -190,7 +238,11 @@ pub(crate) async fn post_assessments(
         batch.push(new.into_assessment(trace_id, &at)?);
     }
     state.store.put_assessments(batch.clone()).await?;
-    Ok((StatusCode::CREATED, Json(json!({"assessments": batch}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(AssessmentList { assessments: batch }),
+    )
+        .into_response())
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<Assessment, ApiError> {
@@ -201,7 +253,10 @@ async fn existing(state: &AppState, id: &str) -> Result<Assessment, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("assessment {id:?} not found")))
 }
 
-/// `GET /api/v1/assessments/{assessment_id}`.
+/// One assessment.
+#[utoipa::path(get, path = "/api/v1/assessments/{assessment_id}", tag = "assessments",
+    params(("assessment_id" = String, Path, description = "The assessment's id")),
+    responses((status = 200, description = "The assessment", body = Assessment), (status = 404, description = "No such trace or assessment", body = crate::error::ErrorBody)))]
 pub(crate) async fn get_assessment(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -209,7 +264,10 @@ pub(crate) async fn get_assessment(
     Ok(Json(existing(&state, &id).await?))
 }
 
-/// `PATCH /api/v1/assessments/{assessment_id}`: changes the fields sent, and the update time.
+/// Change an assessment: the fields sent, and its update time.
+#[utoipa::path(patch, path = "/api/v1/assessments/{assessment_id}", tag = "assessments",
+    params(("assessment_id" = String, Path, description = "The assessment's id")), request_body = AssessmentPatch,
+    responses((status = 200, description = "The assessment as changed", body = Assessment), (status = 400, description = "A bad field, named in the message", body = crate::error::ErrorBody), (status = 404, description = "No such trace or assessment", body = crate::error::ErrorBody)))]
 pub(crate) async fn patch_assessment(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -253,7 +311,10 @@ pub(crate) async fn patch_assessment(
     Ok(Json(a))
 }
 
-/// `DELETE /api/v1/assessments/{assessment_id}`: 204, or 404 if there is no such assessment.
+/// Delete an assessment.
+#[utoipa::path(delete, path = "/api/v1/assessments/{assessment_id}", tag = "assessments",
+    params(("assessment_id" = String, Path, description = "The assessment's id")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such trace or assessment", body = crate::error::ErrorBody)))]
 pub(crate) async fn delete_assessment(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -266,19 +327,24 @@ pub(crate) async fn delete_assessment(
 }
 
 /// The body of `PUT /api/v1/traces/{trace_id}/tags/{key}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TagValue {
+pub(crate) struct TagValue {
+    /// The tag's value.
     value: String,
 }
 
-/// `PUT /api/v1/traces/{trace_id}/tags/{key}` with `{"value": "..."}`: sets the tag.
+/// Set a tag on a trace.
+#[utoipa::path(put, path = "/api/v1/traces/{trace_id}/tags/{key}", tag = "traces",
+    params(("trace_id" = String, Path, description = "32 hex digits; MLflow's `tr-` prefix is accepted"), ("key" = String, Path, description = "The tag's key")),
+    request_body = TagValue,
+    responses((status = 200, description = "The tag as set", body = Tag), (status = 400, description = "A bad field, named in the message", body = crate::error::ErrorBody), (status = 404, description = "No such trace or assessment", body = crate::error::ErrorBody)))]
 pub(crate) async fn put_tag(
     State(state): State<AppState>,
     Path((id, key)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Tag>, ApiError> {
     let trace_id = trace_id_param(&id)?;
     let TagValue { value } = parse(json_body(&state, &headers, body).await?, "")?;
     loupe_model::check_tag(&key, &value).map_err(ApiError::bad_request)?;
@@ -289,10 +355,13 @@ pub(crate) async fn put_tag(
     {
         return Err(ApiError::not_found(format!("trace {trace_id} not found")));
     }
-    Ok(Json(json!({"key": key, "value": value})))
+    Ok(Json(Tag { key, value }))
 }
 
-/// `DELETE /api/v1/traces/{trace_id}/tags/{key}`: 204, or 404 if the trace has no such tag.
+/// Delete a tag of a trace.
+#[utoipa::path(delete, path = "/api/v1/traces/{trace_id}/tags/{key}", tag = "traces",
+    params(("trace_id" = String, Path, description = "32 hex digits; MLflow's `tr-` prefix is accepted"), ("key" = String, Path, description = "The tag's key")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "A bad field, named in the message", body = crate::error::ErrorBody), (status = 404, description = "The trace has no such tag", body = crate::error::ErrorBody)))]
 pub(crate) async fn delete_tag(
     State(state): State<AppState>,
     Path((id, key)): Path<(String, String)>,

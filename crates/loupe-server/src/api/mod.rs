@@ -1,6 +1,8 @@
 //! The JSON API (`/api/v1/...`), health, and the home page.
 
 mod annotations;
+mod doc;
+pub(crate) mod types;
 
 pub(crate) use annotations::{
     delete_assessment, delete_tag, get_assessment, patch_assessment, post_assessments, put_tag,
@@ -12,11 +14,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
-use loupe_model::{SpanStatus, TraceId, TraceSummary, normalize};
-use loupe_store::{
-    Cursor, GroupKey, SessionQuery, SessionSummary, StatsQuery, StoredSpan, TraceQuery,
-};
-use serde_json::{Value, json};
+use loupe_model::{SpanStatus, TraceId};
+use loupe_store::{Cursor, GroupKey, SessionQuery, StatsQuery, TraceQuery};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -26,16 +25,22 @@ const DEFAULT_LIMIT: usize = 50;
 /// Largest page size.
 const MAX_LIMIT: usize = 1000;
 
-const OPENAPI: &str = include_str!("../openapi.json");
-
-/// `GET /healthz`
-pub(crate) async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Whether the server is up.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The server is up", body = types::Health)))]
+pub(crate) async fn healthz() -> Json<types::Health> {
+    Json(types::Health { status: "ok" })
 }
 
-/// `GET /api/v1/openapi.json`
+/// This document: the JSON API and OTLP/HTTP, in OpenAPI 3.1.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 pub(crate) async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc::document(),
+    )
+        .into_response()
 }
 
 /// Anything else: a JSON 404 (MLflow's `ENDPOINT_NOT_FOUND` under MLflow's prefixes, which
@@ -46,75 +51,6 @@ pub(crate) async fn not_found(method: axum::http::Method, uri: Uri) -> Response 
             .into_response();
     }
     ApiError::not_found(format!("no route for {}", uri.path())).into_response()
-}
-
-fn ns_to_ms(ns: u64) -> u64 {
-    ns / 1_000_000
-}
-
-/// The JSON form of a trace, shared by the list and the detail.
-pub(crate) fn trace_json(t: &TraceSummary) -> Value {
-    json!({
-        "trace_id": t.trace_id,
-        "name": t.name,
-        "status": t.status.as_str(),
-        "start_time_ms": ns_to_ms(t.start_ns),
-        "end_time_ms": ns_to_ms(t.end_ns),
-        "duration_ms": ns_to_ms(t.duration_ns()),
-        "span_count": t.span_count,
-        "error_count": t.error_count,
-        "input_tokens": t.input_tokens,
-        "output_tokens": t.output_tokens,
-        "total_tokens": t.total_tokens,
-        "cost_usd": t.cost_usd,
-        "session_id": t.session_id,
-        "user_id": t.user_id,
-        "project": t.project,
-        "tags": t.tags,
-        "metadata": t.metadata,
-    })
-}
-
-fn span_json(s: StoredSpan) -> Value {
-    let view = normalize::view(&s.body.attributes, &s.body.events);
-    json!({
-        "span_id": s.span_id,
-        "parent_id": s.parent_id,
-        "name": s.name,
-        "span_type": s.span_type,
-        "kind": s.body.kind,
-        "start_time_ns": s.start_ns,
-        "end_time_ns": s.end_ns,
-        "duration_ms": (s.end_ns.saturating_sub(s.start_ns)) as f64 / 1e6,
-        "status": s.status.as_str(),
-        "status_message": s.status_message,
-        "model": s.model,
-        "provider": s.provider,
-        "input_tokens": s.input_tokens,
-        "output_tokens": s.output_tokens,
-        "total_tokens": s.total_tokens,
-        "cache_read_tokens": s.cache_read_tokens,
-        "cache_write_tokens": s.cache_write_tokens,
-        "reasoning_tokens": s.reasoning_tokens,
-        "cost_usd": s.cost_usd,
-        "input_messages": view.input_messages,
-        "output_messages": view.output_messages,
-        "tool_calls": view.tool_calls,
-        "request_params": view.request_params,
-        "documents": view.documents,
-        "exceptions": view.exceptions,
-        "inputs": view.inputs,
-        "outputs": view.outputs,
-        "attributes": s.body.attributes,
-        "events": s.body.events.iter().map(|e| json!({
-            "name": e.name,
-            "time_ns": e.time_ns,
-            "attributes": e.attributes,
-        })).collect::<Vec<_>>(),
-        "links": s.body.links,
-        "resource": s.body.resource,
-        "scope": s.body.scope.as_ref().map(|(n, v)| json!({"name": n, "version": v})),
-    })
 }
 
 fn parse_status(s: &str) -> Result<SpanStatus, ApiError> {
@@ -144,27 +80,8 @@ fn parse_num<T: std::str::FromStr>(
         .transpose()
 }
 
-/// Query parameters of `GET /api/v1/traces` that the handler understands.
-const LIST_PARAMS: &[&str] = &[
-    "q",
-    "order_by",
-    "limit",
-    "cursor",
-    "project",
-    "status",
-    "min_duration_ms",
-    "name",
-    "start_time_from_ms",
-    "start_time_to_ms",
-];
-
 pub(crate) fn trace_query(params: &HashMap<String, String>) -> Result<TraceQuery, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !LIST_PARAMS.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter {unknown:?}; known: {}",
-            LIST_PARAMS.join(", ")
-        )));
-    }
+    check_params::<types::TraceListParams>(params)?;
     let limit = parse_num::<usize>(params, "limit")?.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
@@ -239,8 +156,10 @@ fn filter_param(params: &HashMap<String, String>) -> Result<Option<loupe_query::
         })
 }
 
-fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
-    match params.keys().find(|k| !known.contains(&k.as_str())) {
+/// Refuses a parameter the endpoint's `P` does not list.
+fn check_params<P: utoipa::IntoParams>(params: &HashMap<String, String>) -> Result<(), ApiError> {
+    let known = types::known_params::<P>();
+    match params.keys().find(|k| !known.contains(k)) {
         Some(unknown) => Err(ApiError::bad_request(format!(
             "unknown query parameter {unknown:?}; known: {}",
             known.join(", ")
@@ -277,23 +196,17 @@ fn bucket_ms(text: &str) -> Result<i64, ApiError> {
     Ok(n.saturating_mul(unit_ms))
 }
 
-/// `GET /api/v1/stats?q=&group_by=model,time&bucket=1h`: count, error rate, duration
-/// percentiles, tokens and cost per group. Grouping by model, provider or span type aggregates
-/// the spans of the matching traces; the other keys aggregate traces.
+/// Aggregates: count, error rate, duration percentiles, tokens and cost per group.
+///
+/// Grouping by model, provider or span type aggregates the spans of the matching traces; the
+/// other keys aggregate traces.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "traces", params(types::StatsParams),
+    responses((status = 200, description = "The groups", body = types::Stats), (status = 400, description = "A bad parameter, named in the message", body = crate::error::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    check_params(
-        &params,
-        &[
-            "q",
-            "group_by",
-            "bucket",
-            "start_time_from_ms",
-            "start_time_to_ms",
-        ],
-    )?;
+) -> Result<Json<types::Stats>, ApiError> {
+    check_params::<types::StatsParams>(&params)?;
     let mut group_by = Vec::new();
     let mut names = Vec::new();
     for raw in params
@@ -341,35 +254,26 @@ pub(crate) async fn stats(
         start_to_ms: parse_num(&params, "start_time_to_ms")?,
     };
     let groups = state.store.stats(query).await?;
-    Ok(Json(json!({
-        "group_by": names,
-        "bucket_ms": bucket,
-        "groups": groups.iter().map(|g| {
-            let key: serde_json::Map<String, Value> = names.iter().cloned().zip(g.key.iter().cloned()).collect();
-            json!({
-                "key": key,
-                "count": g.count,
-                "error_count": g.error_count,
-                "error_rate": if g.count == 0 { 0.0 } else { g.error_count as f64 / g.count as f64 },
-                "p50_ms": g.p50_ms,
-                "p95_ms": g.p95_ms,
-                "p99_ms": g.p99_ms,
-                "input_tokens": g.input_tokens,
-                "output_tokens": g.output_tokens,
-                "total_tokens": g.total_tokens,
-                "cost_usd": g.cost_usd,
-            })
-        }).collect::<Vec<_>>(),
-    })))
+    Ok(Json(types::Stats {
+        groups: groups
+            .iter()
+            .map(|g| types::StatsRow::new(&names, g))
+            .collect(),
+        group_by: names,
+        bucket_ms: bucket,
+    }))
 }
 
-/// `GET /api/v1/spans?q=`: spans matching the query (span fields about the span itself),
-/// newest first.
+/// Search spans, newest first.
+///
+/// Span fields in the query are about the span itself; trace fields about its trace.
+#[utoipa::path(get, path = "/api/v1/spans", tag = "traces", params(types::SpanListParams),
+    responses((status = 200, description = "A page", body = types::SpanPage), (status = 400, description = "A bad parameter, named in the message", body = crate::error::ErrorBody)))]
 pub(crate) async fn list_spans(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    check_params(&params, &["q", "limit", "cursor"])?;
+) -> Result<Json<types::SpanPage>, ApiError> {
+    check_params::<types::SpanListParams>(&params)?;
     let limit = parse_num::<usize>(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
@@ -384,21 +288,22 @@ pub(crate) async fn list_spans(
         .store
         .list_spans(filter_param(&params)?, limit, before)
         .await?;
-    Ok(Json(json!({
-        "spans": spans.into_iter().map(|(trace_id, s)| {
-            let mut v = span_json(s);
-            v["trace_id"] = json!(trace_id);
-            v
-        }).collect::<Vec<_>>(),
-        "next_cursor": next.map(|(start_ns, seq)| Cursor { start_ns, seq }.encode()),
-    })))
+    Ok(Json(types::SpanPage {
+        spans: spans
+            .into_iter()
+            .map(|(trace_id, s)| types::Span::new(s, Some(trace_id)))
+            .collect(),
+        next_cursor: next.map(|(start_ns, seq)| Cursor { start_ns, seq }.encode()),
+    }))
 }
 
-/// `GET /api/v1/traces`
+/// List traces, newest first.
+#[utoipa::path(get, path = "/api/v1/traces", tag = "traces", params(types::TraceListParams),
+    responses((status = 200, description = "A page", body = types::TracePage), (status = 400, description = "A bad parameter, named in the message", body = crate::error::ErrorBody)))]
 pub(crate) async fn list_traces(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<types::TracePage>, ApiError> {
     let query = trace_query(&params)?;
     let (ordered, offset) = (!query.order.is_empty(), query.offset);
     let page = state.store.list_traces(query).await?;
@@ -410,17 +315,20 @@ pub(crate) async fn list_traces(
             c.encode()
         }
     });
-    Ok(Json(json!({
-        "traces": page.traces.iter().map(trace_json).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(Json(types::TracePage {
+        traces: page.traces.iter().map(types::Trace::from).collect(),
+        next_cursor: next,
+    }))
 }
 
-/// `GET /api/v1/traces/{trace_id}`; also accepts MLflow's `tr-` prefix.
+/// A whole trace: its summary, every span and its assessments.
+#[utoipa::path(get, path = "/api/v1/traces/{trace_id}", tag = "traces",
+    params(("trace_id" = String, Path, description = "32 hex digits; MLflow's `tr-` prefix is accepted")),
+    responses((status = 200, description = "The trace", body = types::TraceDetail), (status = 400, description = "A bad parameter, named in the message", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub(crate) async fn get_trace(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<types::TraceDetail>, ApiError> {
     let hex = id.strip_prefix("tr-").unwrap_or(&id);
     let trace_id = TraceId::from_hex(hex)
         .map_err(|e| ApiError::bad_request(format!("invalid trace id {id:?}: {e}")))?;
@@ -430,27 +338,15 @@ pub(crate) async fn get_trace(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("trace {trace_id} not found")))?;
     let assessments = state.store.assessments(vec![trace_id]).await?;
-    Ok(Json(json!({
-        "trace": trace_json(&detail.summary),
-        "spans": detail.spans.into_iter().map(span_json).collect::<Vec<_>>(),
-        "assessments": assessments,
-    })))
-}
-
-fn session_json(s: &SessionSummary) -> Value {
-    json!({
-        "session_id": s.session_id,
-        "project": s.project,
-        "user_id": s.user_id,
-        "trace_count": s.trace_count,
-        "error_count": s.error_count,
-        "first_start_time_ms": ns_to_ms(s.first_start_ns),
-        "last_start_time_ms": ns_to_ms(s.last_start_ns),
-        "input_tokens": s.input_tokens,
-        "output_tokens": s.output_tokens,
-        "total_tokens": s.total_tokens,
-        "cost_usd": s.cost_usd,
-    })
+    Ok(Json(types::TraceDetail {
+        trace: types::Trace::from(&detail.summary),
+        spans: detail
+            .spans
+            .into_iter()
+            .map(|s| types::Span::new(s, None))
+            .collect(),
+        assessments,
+    }))
 }
 
 fn session_cursor(c: &str) -> Result<(i64, String), ApiError> {
@@ -472,18 +368,14 @@ fn session_cursor(c: &str) -> Result<(i64, String), ApiError> {
     Ok((t, String::from_utf8(bytes).map_err(|_| bad())?))
 }
 
-/// `GET /api/v1/sessions`
+/// List sessions (conversations), most recently active first.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", params(types::SessionListParams),
+    responses((status = 200, description = "A page", body = types::SessionPage), (status = 400, description = "A bad parameter, named in the message", body = crate::error::ErrorBody)))]
 pub(crate) async fn list_sessions(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    const KNOWN: &[&str] = &["limit", "cursor", "project"];
-    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter {unknown:?}; known: {}",
-            KNOWN.join(", ")
-        )));
-    }
+) -> Result<Json<types::SessionPage>, ApiError> {
+    check_params::<types::SessionListParams>(&params)?;
     let limit = parse_num::<usize>(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
@@ -503,27 +395,30 @@ pub(crate) async fn list_sessions(
         let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
         format!("{t:x}.{hex}")
     });
-    Ok(Json(json!({
-        "sessions": page.sessions.iter().map(session_json).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(Json(types::SessionPage {
+        sessions: page.sessions.iter().map(types::Session::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// Most traces returned with one session.
 const MAX_SESSION_TRACES: usize = 5_000;
 
-/// `GET /api/v1/sessions/{session_id}`: the conversation's traces in order, with totals.
+/// A session: the conversation's traces in order, with totals.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}", tag = "sessions",
+    params(("session_id" = String, Path, description = "The session id")),
+    responses((status = 200, description = "The session", body = types::SessionDetail), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub(crate) async fn get_session(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<types::SessionDetail>, ApiError> {
     let (summary, traces) = state
         .store
         .get_session(id.clone(), MAX_SESSION_TRACES)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("session {id:?} not found")))?;
-    Ok(Json(json!({
-        "session": session_json(&summary),
-        "traces": traces.iter().map(trace_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(types::SessionDetail {
+        session: types::Session::from(&summary),
+        traces: traces.iter().map(types::Trace::from).collect(),
+    }))
 }
