@@ -264,84 +264,15 @@ impl Parser {
         }
         let negated = self.eat_keyword("NOT");
         if self.eat_keyword("IN") {
-            let open = self.expect("`(`")?;
-            if open.tok != Tok::LParen {
-                return Err(QueryError::at(
-                    open.pos,
-                    format!("expected `(` after IN, found {}", describe(&open.tok)),
-                ));
-            }
-            let mut values = vec![self.value(&field)?];
-            loop {
-                let t = self.expect("`,` or `)`")?;
-                match t.tok {
-                    Tok::Comma => values.push(self.value(&field)?),
-                    Tok::RParen => break,
-                    other => {
-                        return Err(QueryError::at(
-                            t.pos,
-                            format!("expected `,` or `)`, found {}", describe(&other)),
-                        ));
-                    }
-                }
-            }
-            return Ok(Expr::In {
-                field,
-                values,
-                negated,
-            });
+            return self.in_list(field, negated);
         }
         for (kw, ci) in [("LIKE", false), ("ILIKE", true)] {
             if self.eat_keyword(kw) {
-                let t = self.expect("a quoted pattern")?;
-                let Tok::Str(pattern) = t.tok else {
-                    return Err(QueryError::at(
-                        t.pos,
-                        format!(
-                            "expected a quoted pattern after {kw}, found {}",
-                            describe(&t.tok)
-                        ),
-                    ));
-                };
-                if !matches!(field.kind(), Kind::Text | Kind::Any) {
-                    return Err(QueryError::at(t.pos, format!("{kw} needs a text field")));
-                }
-                return Ok(Expr::Like {
-                    field,
-                    pattern,
-                    negated,
-                    case_insensitive: ci,
-                });
+                return self.like(field, kw, ci, negated);
             }
         }
         if self.eat_keyword("RLIKE") || self.eat_keyword("REGEXP") {
-            let t = self.expect("a quoted regular expression")?;
-            let Tok::Str(pattern) = t.tok else {
-                return Err(QueryError::at(
-                    t.pos,
-                    format!(
-                        "expected a quoted regular expression after RLIKE, found {}",
-                        describe(&t.tok)
-                    ),
-                ));
-            };
-            if !matches!(field, Field::SpanAttribute(_)) {
-                return Err(QueryError::at(
-                    t.pos,
-                    "RLIKE is supported on span.attributes.<key>; use LIKE or ILIKE elsewhere",
-                ));
-            }
-            if let Err(e) = crate::post::regex(&pattern) {
-                return Err(QueryError::at(
-                    t.pos,
-                    format!("invalid regular expression: {e}"),
-                ));
-            }
-            return Ok(Expr::Regex {
-                field,
-                pattern,
-                negated,
-            });
+            return self.rlike(field, negated);
         }
         if negated {
             return Err(QueryError::at(
@@ -356,6 +287,101 @@ impl Parser {
             }
             return Ok(Expr::IsNull { field, negated });
         }
+        self.comparison(field)
+    }
+
+    /// `field [NOT] IN (v, …)`, after the `IN`.
+    fn in_list(&mut self, field: Field, negated: bool) -> Result<Expr, QueryError> {
+        let open = self.expect("`(`")?;
+        if open.tok != Tok::LParen {
+            return Err(QueryError::at(
+                open.pos,
+                format!("expected `(` after IN, found {}", describe(&open.tok)),
+            ));
+        }
+        let mut values = vec![self.value(&field)?];
+        loop {
+            let t = self.expect("`,` or `)`")?;
+            match t.tok {
+                Tok::Comma => values.push(self.value(&field)?),
+                Tok::RParen => break,
+                other => {
+                    return Err(QueryError::at(
+                        t.pos,
+                        format!("expected `,` or `)`, found {}", describe(&other)),
+                    ));
+                }
+            }
+        }
+        Ok(Expr::In {
+            field,
+            values,
+            negated,
+        })
+    }
+
+    /// `field [NOT] LIKE|ILIKE 'pattern'`, after the keyword `kw`.
+    fn like(
+        &mut self,
+        field: Field,
+        kw: &str,
+        case_insensitive: bool,
+        negated: bool,
+    ) -> Result<Expr, QueryError> {
+        let t = self.expect("a quoted pattern")?;
+        let Tok::Str(pattern) = t.tok else {
+            return Err(QueryError::at(
+                t.pos,
+                format!(
+                    "expected a quoted pattern after {kw}, found {}",
+                    describe(&t.tok)
+                ),
+            ));
+        };
+        if !matches!(field.kind(), Kind::Text | Kind::Any) {
+            return Err(QueryError::at(t.pos, format!("{kw} needs a text field")));
+        }
+        Ok(Expr::Like {
+            field,
+            pattern,
+            negated,
+            case_insensitive,
+        })
+    }
+
+    /// `span.attributes.<key> [NOT] RLIKE 'regex'`, after the keyword.
+    fn rlike(&mut self, field: Field, negated: bool) -> Result<Expr, QueryError> {
+        let t = self.expect("a quoted regular expression")?;
+        let Tok::Str(pattern) = t.tok else {
+            return Err(QueryError::at(
+                t.pos,
+                format!(
+                    "expected a quoted regular expression after RLIKE, found {}",
+                    describe(&t.tok)
+                ),
+            ));
+        };
+        if !matches!(field, Field::SpanAttribute(_)) {
+            return Err(QueryError::at(
+                t.pos,
+                "RLIKE is supported on span.attributes.<key>; use LIKE or ILIKE elsewhere",
+            ));
+        }
+        if let Err(e) = crate::post::regex(&pattern) {
+            return Err(QueryError::at(
+                t.pos,
+                format!("invalid regular expression: {e}"),
+            ));
+        }
+        Ok(Expr::Regex {
+            field,
+            pattern,
+            negated,
+        })
+    }
+
+    /// `field <op> value`.
+    fn comparison(&mut self, field: Field) -> Result<Expr, QueryError> {
         let t = self.expect("a comparison operator (=, !=, <, <=, >, >=, IN, LIKE, IS)")?;
         let op = match t.tok {
             Tok::Op("=") => CmpOp::Eq,
