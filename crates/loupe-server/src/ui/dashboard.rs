@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use loupe_query::Expr;
+use loupe_query::ast::{CmpOp, Literal, TraceField};
 use loupe_store::{GroupKey, StatsGroup, StatsQuery};
 use maud::{Markup, html};
 
@@ -106,6 +108,95 @@ fn key_ms(g: &StatsGroup, i: usize) -> i64 {
         .unwrap_or(0)
 }
 
+/// The time buckets a chart plots, from the range's start to now.
+struct Grid {
+    buckets: Vec<i64>,
+    index: HashMap<i64, usize>,
+}
+
+impl Grid {
+    fn new(from: i64, bucket_ms: i64, now: i64) -> Self {
+        let buckets: Vec<i64> = (0..)
+            .map(|i| from + i * bucket_ms)
+            .take_while(|b| *b <= now)
+            .collect();
+        let index = buckets.iter().enumerate().map(|(i, b)| (*b, i)).collect();
+        Grid { buckets, index }
+    }
+
+    /// One series over groups keyed by time alone.
+    fn series(&self, groups: &[StatsGroup], name: &str, f: &dyn Fn(&StatsGroup) -> f64) -> Series {
+        let mut points = vec![None; self.buckets.len()];
+        for g in groups {
+            if let Some(i) = self.index.get(&key_ms(g, 0)) {
+                points[*i] = Some(f(g));
+            }
+        }
+        Series {
+            name: name.to_string(),
+            points,
+        }
+    }
+
+    /// A series per model, over groups keyed by model and time.
+    fn per_model(&self, groups: &[StatsGroup], f: &dyn Fn(&StatsGroup) -> f64) -> Vec<Series> {
+        let mut by: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+        for g in groups {
+            let name = key_str(g, 0);
+            if name == "(none)" {
+                continue;
+            }
+            if let Some(i) = self.index.get(&key_ms(g, 1)) {
+                by.entry(name)
+                    .or_insert_with(|| vec![None; self.buckets.len()])[*i] = Some(f(g));
+            }
+        }
+        by.into_iter()
+            .map(|(name, points)| Series { name, points })
+            .collect()
+    }
+}
+
+fn fmt_count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn fmt_pct(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+fn fmt_tokens(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// The table of models over the whole range.
+fn models_table(totals: &[StatsGroup]) -> Markup {
+    html! {
+        table.traces.models {
+            thead { tr { th { "Model" } th.num { "Calls" } th.num { "Error rate" } th.num { "p50" } th.num { "p95" } th.num { "Tokens" } th.num { "Cost" } } }
+            tbody {
+                @for g in totals.iter().filter(|g| key_str(g, 0) != "(none)") {
+                    tr {
+                        td { (key_str(g, 0)) }
+                        td.num { (g.count) }
+                        td.num { (fmt_pct(g.error_count as f64 / g.count.max(1) as f64)) }
+                        td.num { (fmt_ms(g.p50_ms)) }
+                        td.num { (fmt_ms(g.p95_ms)) }
+                        td.num { (g.total_tokens) }
+                        td.num { (fmt_cost(g.cost_usd)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub(crate) async fn dashboard(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -123,10 +214,9 @@ pub(crate) async fn dashboard(
     let project = params.get("project").filter(|p| !p.is_empty()).cloned();
     let now = crate::util::now_ms();
     let from = (now - span_ms).div_euclid(bucket_ms) * bucket_ms;
-    let filter = project.as_ref().and_then(|p| {
-        // Project names are user text: quoted as a query literal ('' escapes ').
-        loupe_query::parse(&format!("project = '{}'", p.replace('\'', "''")), now).ok()
-    });
+    let filter = project
+        .as_ref()
+        .map(|p| Expr::trace(TraceField::Project, CmpOp::Eq, Literal::Str(p.clone())));
     let query = |group_by: Vec<GroupKey>| StatsQuery {
         filter: filter.clone(),
         group_by,
@@ -144,51 +234,8 @@ pub(crate) async fn dashboard(
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure_page(e.into()),
     };
-    let buckets: Vec<i64> = (0..)
-        .map(|i| from + i * bucket_ms)
-        .take_while(|b| *b <= now)
-        .collect();
-    let index: HashMap<i64, usize> = buckets.iter().enumerate().map(|(i, b)| (*b, i)).collect();
-    let trace_series = |name: &str, f: &dyn Fn(&StatsGroup) -> f64| {
-        let mut points = vec![None; buckets.len()];
-        for g in &traces {
-            if let Some(i) = index.get(&key_ms(g, 0)) {
-                points[*i] = Some(f(g));
-            }
-        }
-        Series {
-            name: name.to_string(),
-            points,
-        }
-    };
-    let per_model = |f: &dyn Fn(&StatsGroup) -> f64| -> Vec<Series> {
-        let mut by: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
-        for g in &models {
-            let name = key_str(g, 0);
-            if name == "(none)" {
-                continue;
-            }
-            if let Some(i) = index.get(&key_ms(g, 1)) {
-                by.entry(name).or_insert_with(|| vec![None; buckets.len()])[*i] = Some(f(g));
-            }
-        }
-        by.into_iter()
-            .map(|(name, points)| Series { name, points })
-            .collect()
-    };
-    let count = |v: f64| format!("{v:.0}");
-    let pct = |v: f64| format!("{:.0}%", v * 100.0);
-    let ms = |v: f64| fmt_ms(v);
-    let tokens = |v: f64| {
-        if v >= 1e6 {
-            format!("{:.1}M", v / 1e6)
-        } else if v >= 1e3 {
-            format!("{:.1}k", v / 1e3)
-        } else {
-            format!("{v:.0}")
-        }
-    };
-    let cost = |v: f64| fmt_cost(v);
+    let grid = Grid::new(from, bucket_ms, now);
+    let b = &grid.buckets;
     let body = html! {
         form.search method="get" action="/dashboard" {
             select name="range" aria-label="Range" {
@@ -198,33 +245,18 @@ pub(crate) async fn dashboard(
             button type="submit" { "Show" }
         }
         div.charts {
-            (chart("Traces", &buckets, &[trace_series("traces", &|g| g.count as f64)], count))
-            (chart("Error rate", &buckets, &[trace_series("error rate", &|g| g.error_count as f64 / g.count.max(1) as f64)], pct))
-            (chart("Latency p50 / p95", &buckets, &[
-                trace_series("p50", &|g| g.p50_ms),
-                trace_series("p95", &|g| g.p95_ms),
-            ], ms))
-            (chart("Tokens per model", &buckets, &per_model(&|g| g.total_tokens as f64), tokens))
-            (chart("Cost per model", &buckets, &per_model(&|g| g.cost_usd), cost))
-            (chart("LLM calls per model", &buckets, &per_model(&|g| g.count as f64), count))
+            (chart("Traces", b, &[grid.series(&traces, "traces", &|g| g.count as f64)], fmt_count))
+            (chart("Error rate", b, &[grid.series(&traces, "error rate", &|g| g.error_count as f64 / g.count.max(1) as f64)], fmt_pct))
+            (chart("Latency p50 / p95", b, &[
+                grid.series(&traces, "p50", &|g| g.p50_ms),
+                grid.series(&traces, "p95", &|g| g.p95_ms),
+            ], fmt_ms))
+            (chart("Tokens per model", b, &grid.per_model(&models, &|g| g.total_tokens as f64), fmt_tokens))
+            (chart("Cost per model", b, &grid.per_model(&models, &|g| g.cost_usd), fmt_cost))
+            (chart("LLM calls per model", b, &grid.per_model(&models, &|g| g.count as f64), fmt_count))
         }
         h2 { "Models" }
-        table.traces.models {
-            thead { tr { th { "Model" } th.num { "Calls" } th.num { "Error rate" } th.num { "p50" } th.num { "p95" } th.num { "Tokens" } th.num { "Cost" } } }
-            tbody {
-                @for g in totals.iter().filter(|g| key_str(g, 0) != "(none)") {
-                    tr {
-                        td { (key_str(g, 0)) }
-                        td.num { (g.count) }
-                        td.num { (pct(g.error_count as f64 / g.count.max(1) as f64)) }
-                        td.num { (fmt_ms(g.p50_ms)) }
-                        td.num { (fmt_ms(g.p95_ms)) }
-                        td.num { (g.total_tokens) }
-                        td.num { (fmt_cost(g.cost_usd)) }
-                    }
-                }
-            }
-        }
+        (models_table(&totals))
     };
     page_response(StatusCode::OK, layout("Dashboard", body))
 }
