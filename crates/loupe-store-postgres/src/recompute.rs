@@ -9,6 +9,13 @@ use crate::{pg_err, to_i64, u};
 /// Spans per transaction: small enough that ingest waits at most a few milliseconds.
 const CHUNK: i64 = 2_000;
 
+/// A stored span as a recompute reads it: its id, where its body is, and its columns.
+struct SpanRow {
+    id: i64,
+    body_at: (i64, i32),
+    stored: StoredDerived,
+}
+
 /// Processes the spans after `after` (a span id); returns the last id seen, or `None` at the
 /// end.
 pub(crate) async fn recompute_chunk(
@@ -18,6 +25,22 @@ pub(crate) async fn recompute_chunk(
     stats: &mut RecomputeStats,
 ) -> Result<Option<i64>, StoreError> {
     let tx = client.transaction().await.map_err(pg_err)?;
+    let spans = read_chunk(&tx, after).await?;
+    let Some(last) = spans.last().map(|s| s.id) else {
+        return Ok(None);
+    };
+    let touched = update_spans(&tx, how, spans, stats).await?;
+    roll_up(&tx, &touched).await?;
+    stats.traces += touched.len() as u64;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(Some(last))
+}
+
+/// Reads up to [`CHUNK`] spans after `after` (a span id), in id order.
+async fn read_chunk(
+    tx: &deadpool_postgres::Transaction<'_>,
+    after: i64,
+) -> Result<Vec<SpanRow>, StoreError> {
     let rows = tx
         .query(
             "SELECT id, trace_seq, start_ns, span_type, model, provider, input_tokens, \
@@ -33,7 +56,7 @@ pub(crate) async fn recompute_chunk(
         let opt = |i: usize| -> Result<Option<u64>, StoreError> {
             Ok(r.try_get::<_, Option<i64>>(i).map_err(pg_err)?.map(u))
         };
-        let d = Derived {
+        let derived = Derived {
             span_type: r.try_get(3).map_err(pg_err)?,
             request_model: r.try_get(4).map_err(pg_err)?,
             provider: r.try_get(5).map_err(pg_err)?,
@@ -45,23 +68,34 @@ pub(crate) async fn recompute_chunk(
             reasoning_tokens: opt(11)?,
             ..Derived::default()
         };
-        let body_at = (
-            r.try_get::<_, i64>(13).map_err(pg_err)?,
-            r.try_get::<_, i32>(14).map_err(pg_err)?,
-        );
-        let stored = StoredDerived {
-            trace_seq: r.try_get(1).map_err(pg_err)?,
-            start_ns: u(r.try_get(2).map_err(pg_err)?),
-            derived: d,
-            cost_usd: r.try_get(12).map_err(pg_err)?,
-        };
-        spans.push((r.try_get::<_, i64>(0).map_err(pg_err)?, body_at, stored));
+        spans.push(SpanRow {
+            id: r.try_get(0).map_err(pg_err)?,
+            body_at: (
+                r.try_get(13).map_err(pg_err)?,
+                r.try_get(14).map_err(pg_err)?,
+            ),
+            stored: StoredDerived {
+                trace_seq: r.try_get(1).map_err(pg_err)?,
+                start_ns: u(r.try_get(2).map_err(pg_err)?),
+                derived,
+                cost_usd: r.try_get(12).map_err(pg_err)?,
+            },
+        });
     }
-    let Some(last) = spans.last().map(|s| s.0) else {
-        return Ok(None);
-    };
+    Ok(spans)
+}
+
+/// Recomputes each span and writes those that changed; returns the traces touched.
+async fn update_spans(
+    tx: &deadpool_postgres::Transaction<'_>,
+    how: &Recompute,
+    spans: Vec<SpanRow>,
+    stats: &mut RecomputeStats,
+) -> Result<Touched, StoreError> {
     let groups = match how {
-        Recompute::Reindex(_) => Groups::load(&tx, spans.iter().map(|s| s.1.0).collect()).await?,
+        Recompute::Reindex(_) => {
+            Groups::load(tx, spans.iter().map(|s| s.body_at.0).collect()).await?
+        }
         Recompute::Reprice(_) => Groups::empty(),
     };
     let mut touched = Touched::new();
@@ -73,14 +107,15 @@ pub(crate) async fn recompute_chunk(
         )
         .await
         .map_err(pg_err)?;
-    for (id, at, stored) in spans {
-        let Some((new, cost)) = how.span(&stored, || groups.get(at), &mut touched, stats)? else {
+    for row in spans {
+        let body = || groups.get(row.body_at);
+        let Some((new, cost)) = how.span(&row.stored, body, &mut touched, stats)? else {
             continue;
         };
         tx.execute(
             &update,
             &[
-                &id,
+                &row.id,
                 &new.span_type,
                 &new.model(),
                 &new.provider,
@@ -96,6 +131,14 @@ pub(crate) async fn recompute_chunk(
         .await
         .map_err(pg_err)?;
     }
+    Ok(touched)
+}
+
+/// Recomputes the roll-ups of the traces a chunk touched.
+async fn roll_up(
+    tx: &deadpool_postgres::Transaction<'_>,
+    touched: &Touched,
+) -> Result<(), StoreError> {
     // Lock the touched traces first (writers lock them before adding spans), so the sums below
     // see every span committed so far and none is added until this commits.
     let mut seqs: Vec<i64> = touched.keys().copied().collect();
@@ -119,12 +162,10 @@ pub(crate) async fn recompute_chunk(
         )
         .await
         .map_err(pg_err)?;
-    for (seq, (session, user)) in &touched {
+    for (seq, (session, user)) in touched {
         tx.execute(&rollup, &[seq, session, user])
             .await
             .map_err(pg_err)?;
     }
-    stats.traces += touched.len() as u64;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(Some(last))
+    Ok(())
 }
