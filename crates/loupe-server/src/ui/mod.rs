@@ -184,6 +184,42 @@ pub(crate) fn tag_chips(tags: &serde_json::Map<String, serde_json::Value>) -> Ma
     }
 }
 
+/// The page of the trace list asked for; a query that does not parse is the error shown.
+fn list_query(
+    q: &str,
+    project: Option<&str>,
+    cursor: Option<Cursor>,
+) -> Result<TraceQuery, String> {
+    let filter = if q.is_empty() {
+        None
+    } else {
+        Some(loupe_query::parse(q, crate::util::now_ms()).map_err(|e| e.to_string())?)
+    };
+    let query = TraceQuery {
+        filter,
+        cursor,
+        limit: PAGE,
+        ..TraceQuery::default()
+    };
+    Ok(match project {
+        Some(p) => query.project(p),
+        None => query,
+    })
+}
+
+/// The link to the page after `cursor`, keeping the search and the project.
+fn next_page_href(q: &str, project: Option<&str>, cursor: Cursor) -> String {
+    let mut qs = form_urlencoded::Serializer::new(String::new());
+    if !q.is_empty() {
+        qs.append_pair("q", q);
+    }
+    if let Some(p) = project {
+        qs.append_pair("project", p);
+    }
+    qs.append_pair("cursor", &cursor.encode());
+    format!("/?{}", qs.finish())
+}
+
 /// `/`: the trace list with search, project picker, pagination and a live tail.
 async fn trace_list(
     State(state): State<AppState>,
@@ -195,45 +231,26 @@ async fn trace_list(
         .unwrap_or_default();
     let project = params.get("project").filter(|p| !p.is_empty()).cloned();
     let mut error: Option<String> = None;
-    let filter = if q.is_empty() {
-        None
-    } else {
-        match loupe_query::parse(&q, crate::util::now_ms()) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                error = Some(e.to_string());
-                None
-            }
-        }
-    };
     let cursor = match params.get("cursor").map(|c| Cursor::decode(c)).transpose() {
         Ok(c) => c,
         Err(e) => {
-            error.get_or_insert(e.message);
+            error = Some(e.message);
             None
         }
     };
-    let page = if error.is_none() {
-        let mut query = TraceQuery {
-            filter,
-            cursor,
-            limit: PAGE,
-            ..TraceQuery::default()
-        };
-        if let Some(p) = &project {
-            query = query.project(p);
-        }
-        state
-            .store
-            .list_traces(query)
-            .await
-            .map_err(|e| Failure::from(e).message())
-    } else {
-        Ok(loupe_store::TracePage {
+    let page = match list_query(&q, project.as_deref(), cursor) {
+        // A bad cursor: the error alone, no page.
+        Ok(_) if error.is_some() => Ok(loupe_store::TracePage {
             traces: Vec::new(),
             next_cursor: None,
             consumed: 0,
-        })
+        }),
+        Ok(query) => state
+            .store
+            .list_traces(query)
+            .await
+            .map_err(|e| Failure::from(e).message()),
+        Err(e) => Err(e),
     };
     let (traces, next) = match page {
         Ok(p) => (p.traces, p.next_cursor),
@@ -253,17 +270,7 @@ async fn trace_list(
         .await
         .map(|es| es.iter().map(loupe_store::Experiment::project).collect())
         .unwrap_or_default();
-    let next_href = next.map(|c| {
-        let mut qs = form_urlencoded::Serializer::new(String::new());
-        if !q.is_empty() {
-            qs.append_pair("q", &q);
-        }
-        if let Some(p) = &project {
-            qs.append_pair("project", p);
-        }
-        qs.append_pair("cursor", &c.encode());
-        format!("/?{}", qs.finish())
-    });
+    let next_href = next.map(|c| next_page_href(&q, project.as_deref(), c));
     let body = html! {
         form.search method="get" action="/" {
             select name="project" aria-label="Project" {
