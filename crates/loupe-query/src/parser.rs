@@ -466,65 +466,12 @@ impl Parser {
         match kind {
             Kind::Text => {
                 self.i += 1;
-                match t.tok {
-                    Tok::Str(s) => Ok(Literal::Str(s)),
-                    Tok::Num(n, None) => Ok(Literal::Str(if n.fract() == 0.0 && n.abs() < 1e15 {
-                        format!("{}", n as i64)
-                    } else {
-                        n.to_string()
-                    })),
-                    other => Err(QueryError::at(
-                        t.pos,
-                        format!("expected a quoted string, found {}", describe(&other)),
-                    )),
-                }
+                text_value(t)
             }
-            Kind::Any => match t.tok {
-                Tok::Str(s) => {
-                    self.i += 1;
-                    Ok(Literal::Str(s))
-                }
-                Tok::Path(p) if p.len() == 1 && p[0].eq_ignore_ascii_case("true") => {
-                    self.i += 1;
-                    Ok(Literal::Int(1))
-                }
-                Tok::Path(p) if p.len() == 1 && p[0].eq_ignore_ascii_case("false") => {
-                    self.i += 1;
-                    Ok(Literal::Int(0))
-                }
-                _ => {
-                    let n = self.number(Kind::Real)?;
-                    Ok(if n.fract() == 0.0 && n.abs() < 1e15 {
-                        Literal::Int(n as i64)
-                    } else {
-                        Literal::Real(n)
-                    })
-                }
-            },
+            Kind::Any => self.any_value(t),
             Kind::Status => {
                 self.i += 1;
-                let s = match &t.tok {
-                    Tok::Path(p) => p.join("."),
-                    Tok::Str(s) => s.clone(),
-                    _ => {
-                        return Err(QueryError::at(
-                            t.pos,
-                            "expected a status: 'OK', 'ERROR' or 'UNSET'",
-                        ));
-                    }
-                };
-                let code = match s.to_ascii_uppercase().as_str() {
-                    "OK" | "STATUS_CODE_OK" => 1,
-                    "ERROR" | "STATUS_CODE_ERROR" => 2,
-                    "UNSET" | "STATUS_CODE_UNSET" | "IN_PROGRESS" | "STATE_UNSPECIFIED" => 0,
-                    _ => {
-                        return Err(QueryError::at(
-                            t.pos,
-                            format!("unknown status {s:?}: expected 'OK', 'ERROR' or 'UNSET'"),
-                        ));
-                    }
-                };
-                Ok(Literal::Int(code))
+                status_value(&t)
             }
             Kind::Int | Kind::Real => {
                 let n = self.number(kind)?;
@@ -535,33 +482,103 @@ impl Parser {
                 })
             }
             Kind::Duration => Ok(Literal::Real(self.number(kind)?)),
-            Kind::Time => {
-                if keyword(&t.tok, "now") {
-                    self.i += 1;
-                    let sign = match self.peek().map(|t| &t.tok) {
-                        Some(Tok::Minus) => -1.0,
-                        Some(Tok::Plus) => 1.0,
-                        _ => return Ok(Literal::Int(self.now_ms)),
-                    };
-                    self.i += 1;
-                    let d = self.number(Kind::Duration)?;
-                    return Ok(Literal::Int(self.now_ms.saturating_add((sign * d) as i64)));
-                }
-                if let Tok::Str(s) = &t.tok {
-                    self.i += 1;
-                    return parse_date(s).map(Literal::Int).ok_or_else(|| {
-                        QueryError::at(
-                            t.pos,
-                            format!(
-                                "invalid date {s:?}: use 'YYYY-MM-DD' or 'YYYY-MM-DDTHH:MM:SSZ'"
-                            ),
-                        )
-                    });
-                }
-                Ok(Literal::Int(self.number(Kind::Int)? as i64))
+            Kind::Time => self.time_value(&t),
+        }
+    }
+
+    /// A value of a field of any type (tags, metadata, assessments): text, a boolean (as 1 or
+    /// 0) or a number.
+    fn any_value(&mut self, t: Token) -> Result<Literal, QueryError> {
+        match t.tok {
+            Tok::Str(s) => {
+                self.i += 1;
+                Ok(Literal::Str(s))
+            }
+            Tok::Path(p) if p.len() == 1 && p[0].eq_ignore_ascii_case("true") => {
+                self.i += 1;
+                Ok(Literal::Int(1))
+            }
+            Tok::Path(p) if p.len() == 1 && p[0].eq_ignore_ascii_case("false") => {
+                self.i += 1;
+                Ok(Literal::Int(0))
+            }
+            _ => {
+                let n = self.number(Kind::Real)?;
+                Ok(if n.fract() == 0.0 && n.abs() < 1e15 {
+                    Literal::Int(n as i64)
+                } else {
+                    Literal::Real(n)
+                })
             }
         }
     }
+
+    /// A time: `now`, `now - <duration>`, a quoted date, or ms since the epoch.
+    fn time_value(&mut self, t: &Token) -> Result<Literal, QueryError> {
+        if keyword(&t.tok, "now") {
+            self.i += 1;
+            let sign = match self.peek().map(|t| &t.tok) {
+                Some(Tok::Minus) => -1.0,
+                Some(Tok::Plus) => 1.0,
+                _ => return Ok(Literal::Int(self.now_ms)),
+            };
+            self.i += 1;
+            let d = self.number(Kind::Duration)?;
+            return Ok(Literal::Int(self.now_ms.saturating_add((sign * d) as i64)));
+        }
+        if let Tok::Str(s) = &t.tok {
+            self.i += 1;
+            return parse_date(s).map(Literal::Int).ok_or_else(|| {
+                QueryError::at(
+                    t.pos,
+                    format!("invalid date {s:?}: use 'YYYY-MM-DD' or 'YYYY-MM-DDTHH:MM:SSZ'"),
+                )
+            });
+        }
+        Ok(Literal::Int(self.number(Kind::Int)? as i64))
+    }
+}
+
+/// A text value: a quoted string, or a bare number as its text.
+fn text_value(t: Token) -> Result<Literal, QueryError> {
+    match t.tok {
+        Tok::Str(s) => Ok(Literal::Str(s)),
+        Tok::Num(n, None) => Ok(Literal::Str(if n.fract() == 0.0 && n.abs() < 1e15 {
+            format!("{}", n as i64)
+        } else {
+            n.to_string()
+        })),
+        other => Err(QueryError::at(
+            t.pos,
+            format!("expected a quoted string, found {}", describe(&other)),
+        )),
+    }
+}
+
+/// A status, in Loupe's, OTLP's or MLflow's spelling, as its code.
+fn status_value(t: &Token) -> Result<Literal, QueryError> {
+    let s = match &t.tok {
+        Tok::Path(p) => p.join("."),
+        Tok::Str(s) => s.clone(),
+        _ => {
+            return Err(QueryError::at(
+                t.pos,
+                "expected a status: 'OK', 'ERROR' or 'UNSET'",
+            ));
+        }
+    };
+    let code = match s.to_ascii_uppercase().as_str() {
+        "OK" | "STATUS_CODE_OK" => 1,
+        "ERROR" | "STATUS_CODE_ERROR" => 2,
+        "UNSET" | "STATUS_CODE_UNSET" | "IN_PROGRESS" | "STATE_UNSPECIFIED" => 0,
+        _ => {
+            return Err(QueryError::at(
+                t.pos,
+                format!("unknown status {s:?}: expected 'OK', 'ERROR' or 'UNSET'"),
+            ));
+        }
+    };
+    Ok(Literal::Int(code))
 }
 
 #[cfg(test)]
