@@ -47,11 +47,13 @@ pub(crate) async fn get_session(
     id: &str,
     limit: usize,
 ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError> {
-    let stmt = client
-        .prepare_cached(&session_sql(Dialect::Postgres).numbered(1))
+    let mut sql = Sql::new(String::new());
+    sql.lowered(&session_sql(Dialect::Postgres, id));
+    let Some(row) = client
+        .query_opt(sql.text.as_str(), &sql.params())
         .await
-        .map_err(pg_err)?;
-    let Some(row) = client.query_opt(&stmt, &[&id]).await.map_err(pg_err)? else {
+        .map_err(pg_err)?
+    else {
         return Ok(None);
     };
     let summary = session_row(&row)?;

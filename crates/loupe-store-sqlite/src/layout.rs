@@ -8,9 +8,9 @@ use loupe_query::sql::{Dialect, Layout, Lowered, Param};
 use rusqlite::types::Value as SqlValue;
 
 /// The indexes by start time (`traces_by_start`, `traces_by_project_start`, `traces_errors`)
-/// are keyed by this bucket of the start (2^28 ns, ~268 ms), then by `seq` (arrival order), so a
-/// new trace is appended at the end of its bucket instead of inserted at a random place among a
-/// minute of late-reported starts. A condition on `start_ns` also bounds the bucket, which is
+/// are keyed by this bucket of the start (a fraction of a second; docs/performance.md, "Start
+/// indexes and trace ids"), then by `seq` (arrival order), so a new trace is appended at the end
+/// of its bucket instead of inserted at a random place among late-reported starts. A condition on `start_ns` also bounds the bucket, which is
 /// what SQLite can search the index by; newest-first pages order by the bucket, then sort
 /// within it.
 pub(crate) const BUCKET: &str = "(t.start_ns >> 28)";

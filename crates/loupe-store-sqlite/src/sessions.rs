@@ -48,10 +48,13 @@ pub(crate) fn get_session(
     id: &str,
     limit: usize,
 ) -> Result<Option<(SessionSummary, Vec<TraceSummary>)>, StoreError> {
+    let sql = session_sql(Dialect::Sqlite, id);
+    let mut args: Vec<SqlValue> = Vec::new();
+    bind(sql.params, &mut args);
     let summary = conn
-        .prepare_cached(&session_sql(Dialect::Sqlite).sql)
+        .prepare_cached(&sql.sql)
         .map_err(db_err)?
-        .query_map([id], session_row)
+        .query_map(rusqlite::params_from_iter(args), session_row)
         .map_err(db_err)?
         .next()
         .transpose()

@@ -44,8 +44,8 @@ impl SessionQuery {
     }
 }
 
-/// The roll-up of the one session whose id is the query's only parameter.
-pub fn session_sql(dialect: Dialect) -> Lowered {
+/// The roll-up of the session `id`.
+pub fn session_sql(dialect: Dialect, id: &str) -> Lowered {
     let mut sql = Lowered {
         dialect,
         ..Lowered::default()
@@ -53,7 +53,7 @@ pub fn session_sql(dialect: Dialect) -> Lowered {
     sql.push(&format!(
         "SELECT {SESSION_COLUMNS} FROM traces t WHERE t.session_id = "
     ));
-    sql.param(Param::Text(String::new()));
+    sql.param(Param::Text(id.to_string()));
     sql.push(" GROUP BY t.session_id");
     sql
 }

@@ -376,8 +376,8 @@ async fn traces_search_in_the_cli_takes_the_query_language() {
     server.stop().await;
 }
 
-/// Ten traces one minute apart; each a root and one chat span: even traces gpt-4o-mini with
-/// 100 ms calls, odd ones claude with 1000 ms calls and an error on the 9th.
+/// Ten traces a minute apart, each a root and one chat span: even traces call gpt-4o-mini
+/// quickly, odd ones call claude ten times slower, and the last odd one fails.
 async fn seed_stats_traces(server: &TestServer) {
     let s = |v: &str| any_value::Value::StringValue(v.into());
     let mut spans = Vec::new();
