@@ -74,12 +74,12 @@ fn load(convention: &str) -> Vec<Seen> {
             let derived = normalize::derive(&body.attributes);
             out.push(Seen {
                 name: s.name,
-                span_type: s.span_type,
-                model: s.model,
-                provider: s.provider,
-                input_tokens: s.input_tokens,
-                output_tokens: s.output_tokens,
-                cost: s.cost_usd,
+                span_type: s.columns.span_type,
+                model: s.columns.model,
+                provider: s.columns.provider,
+                input_tokens: s.columns.input_tokens,
+                output_tokens: s.columns.output_tokens,
+                cost: s.columns.cost_usd,
                 session: s.session_id,
                 user: s.user_id,
                 convention: derived.convention.map(str::to_string),

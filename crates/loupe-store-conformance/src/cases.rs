@@ -256,12 +256,12 @@ pub async fn bodies_read_only_when_asked(store: &dyn TraceStore) {
     let s = &all.spans[2];
     assert_eq!(
         (
-            s.model.as_deref(),
-            s.span_type.as_str(),
-            s.input_tokens,
-            s.output_tokens,
-            s.total_tokens,
-            s.cost_usd
+            s.columns.model.as_deref(),
+            s.columns.span_type.as_str(),
+            s.columns.input_tokens,
+            s.columns.output_tokens,
+            s.columns.total_tokens,
+            s.columns.cost_usd
         ),
         (
             Some("claude-3"),
@@ -828,8 +828,15 @@ pub async fn recompute_reprices_and_reindexes(store: &dyn TraceStore) {
         .expect("exists");
     assert_eq!(d.summary.cost_usd, 0.0);
     assert_eq!(d.summary.total_tokens, 25);
-    let llm: Vec<_> = d.spans.iter().filter(|s| s.model.is_some()).collect();
+    let llm: Vec<_> = d
+        .spans
+        .iter()
+        .filter(|s| s.columns.model.is_some())
+        .collect();
     assert_eq!(llm.len(), 2);
-    assert!(llm.iter().all(|s| s.model.as_deref() == Some("gpt-4o")));
+    assert!(
+        llm.iter()
+            .all(|s| s.columns.model.as_deref() == Some("gpt-4o"))
+    );
     check_rollup(store, 2).await;
 }

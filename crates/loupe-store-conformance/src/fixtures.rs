@@ -5,7 +5,7 @@ use loupe_model::{
     Assessment, AssessmentKind, AssessmentSource, AssessmentValue, SourceType, Span, SpanId,
     SpanStatus, TraceId,
 };
-use loupe_store::{EncodedSpan, TraceStore, encode_span, encode_spans};
+use loupe_store::{EncodedSpan, SpanColumns, TraceStore, encode_span, encode_spans};
 use serde_json::{Map, Value, json};
 
 /// One millisecond in ns.
@@ -224,12 +224,15 @@ pub fn build(
         .collect();
     let mut out = encode_spans(raw);
     for (e, s) in out.iter_mut().zip(specs) {
-        e.span_type = s.span_type.to_string();
-        e.model = s.model.map(str::to_string);
-        e.input_tokens = s.tokens.map(|(i, _)| i);
-        e.output_tokens = s.tokens.map(|(_, o)| o);
-        e.total_tokens = s.tokens.map(|(i, o)| i + o);
-        e.cost_usd = s.cost;
+        e.columns = SpanColumns {
+            span_type: s.span_type.to_string(),
+            model: s.model.map(str::to_string),
+            input_tokens: s.tokens.map(|(i, _)| i),
+            output_tokens: s.tokens.map(|(_, o)| o),
+            total_tokens: s.tokens.map(|(i, o)| i + o),
+            cost_usd: s.cost,
+            ..SpanColumns::default()
+        };
         e.session_id = session.map(str::to_string);
         e.user_id = user.map(str::to_string);
         e.trace_metadata = metadata.clone();

@@ -328,10 +328,10 @@ pub async fn query_list_spans(store: &dyn TraceStore) {
     let (t, s) = &first.0[0];
     assert_eq!(*t, TraceId([6; 16]));
     assert_eq!(
-        (s.name.as_str(), s.model.as_deref()),
+        (s.name.as_str(), s.columns.model.as_deref()),
         ("answer", Some("claude-3"))
     );
-    assert_eq!(s.total_tokens, Some(20));
+    assert_eq!(s.columns.total_tokens, Some(20));
     let second = store
         .list_spans(Some(spans("span.type = 'LLM'")), 3, first.1)
         .await

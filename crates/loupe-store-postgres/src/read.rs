@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
 use loupe_store::{
-    Cursor, SpanBodies, SpanBody, StoreError, StoredSpan, TraceDetail, TracePage, TraceQuery,
-    decode_bodies,
+    Cursor, SpanBodies, SpanBody, SpanColumns, StoreError, StoredSpan, TraceDetail, TracePage,
+    TraceQuery, decode_bodies,
 };
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
@@ -58,11 +58,43 @@ pub(crate) fn trace_row(r: &Row) -> Result<(i64, TraceSummary), StoreError> {
     trace_row_at(r, 0)
 }
 
+/// The columns of [`SpanColumns`], in its field order, over `spans s` (a macro, so that
+/// [`SPAN_COLUMNS`] can end with them).
+macro_rules! derived_column_list {
+    () => {
+        "s.span_type, s.model, s.provider, s.input_tokens, s.output_tokens, s.total_tokens, \
+         s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens, s.cost_usd"
+    };
+}
+
+/// The columns [`derived_columns`] reads.
+pub(crate) const DERIVED_COLUMNS: &str = derived_column_list!();
+
+/// Reads the [`DERIVED_COLUMNS`] of a row, selected from column `at` on.
+pub(crate) fn derived_columns(r: &Row, at: usize) -> Result<SpanColumns, StoreError> {
+    let get_count = |i: usize| -> Result<Option<u64>, StoreError> {
+        Ok(r.try_get::<_, Option<i64>>(at + i).map_err(pg_err)?.map(u))
+    };
+    Ok(SpanColumns {
+        span_type: r.try_get(at).map_err(pg_err)?,
+        model: r.try_get(at + 1).map_err(pg_err)?,
+        provider: r.try_get(at + 2).map_err(pg_err)?,
+        input_tokens: get_count(3)?,
+        output_tokens: get_count(4)?,
+        total_tokens: get_count(5)?,
+        cache_read_tokens: get_count(6)?,
+        cache_write_tokens: get_count(7)?,
+        reasoning_tokens: get_count(8)?,
+        cost_usd: r.try_get(at + 9).map_err(pg_err)?,
+    })
+}
+
 /// The span columns of [`span_row`], over `spans s`.
-pub(crate) const SPAN_COLUMNS: &str = "s.span_id, s.parent_id, s.name, s.span_type, s.start_ns, \
-     s.end_ns, s.status, s.status_message, s.model, s.input_tokens, s.output_tokens, \
-     s.total_tokens, s.provider, s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens, \
-     s.cost_usd, s.body_group, s.body_idx";
+pub(crate) const SPAN_COLUMNS: &str = concat!(
+    "s.span_id, s.parent_id, s.name, s.start_ns, s.end_ns, s.status, s.status_message, \
+     s.body_group, s.body_idx, ",
+    derived_column_list!()
+);
 
 /// Where a span's body is: its group and its index in it.
 pub(crate) type BodyRef = (i64, i32);
@@ -71,9 +103,6 @@ pub(crate) type BodyRef = (i64, i32);
 /// its body is.
 pub(crate) fn span_row(r: &Row, at: usize) -> Result<(StoredSpan, BodyRef), StoreError> {
     let g = |e: tokio_postgres::Error| pg_err(e);
-    let opt = |i: usize| -> Result<Option<u64>, StoreError> {
-        Ok(r.try_get::<_, Option<i64>>(at + i).map_err(g)?.map(u))
-    };
     Ok((
         StoredSpan {
             span_id: SpanId::from_i64(r.try_get(at).map_err(g)?),
@@ -82,26 +111,14 @@ pub(crate) fn span_row(r: &Row, at: usize) -> Result<(StoredSpan, BodyRef), Stor
                 .map_err(g)?
                 .map(SpanId::from_i64),
             name: r.try_get(at + 2).map_err(g)?,
-            span_type: r.try_get(at + 3).map_err(g)?,
-            start_ns: u(r.try_get(at + 4).map_err(g)?),
-            end_ns: u(r.try_get(at + 5).map_err(g)?),
-            status: SpanStatus::from_code(r.try_get(at + 6).map_err(g)?),
-            status_message: r.try_get(at + 7).map_err(g)?,
-            model: r.try_get(at + 8).map_err(g)?,
-            input_tokens: opt(9)?,
-            output_tokens: opt(10)?,
-            total_tokens: opt(11)?,
-            provider: r.try_get(at + 12).map_err(g)?,
-            cache_read_tokens: opt(13)?,
-            cache_write_tokens: opt(14)?,
-            reasoning_tokens: opt(15)?,
-            cost_usd: r.try_get(at + 16).map_err(g)?,
+            start_ns: u(r.try_get(at + 3).map_err(g)?),
+            end_ns: u(r.try_get(at + 4).map_err(g)?),
+            status: SpanStatus::from_code(r.try_get(at + 5).map_err(g)?),
+            status_message: r.try_get(at + 6).map_err(g)?,
+            columns: derived_columns(r, at + 9)?,
             body: SpanBody::default(),
         },
-        (
-            r.try_get(at + 17).map_err(g)?,
-            r.try_get(at + 18).map_err(g)?,
-        ),
+        (r.try_get(at + 7).map_err(g)?, r.try_get(at + 8).map_err(g)?),
     ))
 }
 

@@ -1,9 +1,8 @@
 //! Re-deriving stored spans after a mapping or price change, in small transactions.
 
-use loupe_model::normalize::Derived;
 use loupe_store::{Recompute, RecomputeStats, StoreError, StoredDerived, Touched};
 
-use crate::read::Groups;
+use crate::read::{DERIVED_COLUMNS, Groups, derived_columns};
 use crate::{pg_err, to_i64, u};
 
 /// Spans per transaction: small enough that ingest waits at most a few milliseconds.
@@ -43,42 +42,23 @@ async fn read_chunk(
 ) -> Result<Vec<SpanRow>, StoreError> {
     let rows = tx
         .query(
-            "SELECT id, trace_seq, start_ns, span_type, model, provider, input_tokens, \
-             output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, \
-             reasoning_tokens, cost_usd, body_group, body_idx \
-             FROM spans WHERE id > $1 ORDER BY id LIMIT $2",
+            &format!(
+                "SELECT s.id, s.trace_seq, s.start_ns, s.body_group, s.body_idx, \
+                 {DERIVED_COLUMNS} FROM spans s WHERE s.id > $1 ORDER BY s.id LIMIT $2"
+            ),
             &[&after, &CHUNK],
         )
         .await
         .map_err(pg_err)?;
     let mut spans = Vec::with_capacity(rows.len());
     for r in &rows {
-        let opt = |i: usize| -> Result<Option<u64>, StoreError> {
-            Ok(r.try_get::<_, Option<i64>>(i).map_err(pg_err)?.map(u))
-        };
-        let derived = Derived {
-            span_type: r.try_get(3).map_err(pg_err)?,
-            request_model: r.try_get(4).map_err(pg_err)?,
-            provider: r.try_get(5).map_err(pg_err)?,
-            input_tokens: opt(6)?,
-            output_tokens: opt(7)?,
-            total_tokens: opt(8)?,
-            cache_read_tokens: opt(9)?,
-            cache_write_tokens: opt(10)?,
-            reasoning_tokens: opt(11)?,
-            ..Derived::default()
-        };
         spans.push(SpanRow {
             id: r.try_get(0).map_err(pg_err)?,
-            body_at: (
-                r.try_get(13).map_err(pg_err)?,
-                r.try_get(14).map_err(pg_err)?,
-            ),
+            body_at: (r.try_get(3).map_err(pg_err)?, r.try_get(4).map_err(pg_err)?),
             stored: StoredDerived {
                 trace_seq: r.try_get(1).map_err(pg_err)?,
                 start_ns: u(r.try_get(2).map_err(pg_err)?),
-                derived,
-                cost_usd: r.try_get(12).map_err(pg_err)?,
+                columns: derived_columns(r, 5)?,
             },
         });
     }
@@ -109,7 +89,7 @@ async fn update_spans(
         .map_err(pg_err)?;
     for row in spans {
         let body = || groups.get(row.body_at);
-        let Some((new, cost)) = how.span(&row.stored, body, &mut touched, stats)? else {
+        let Some(new) = how.span(&row.stored, body, &mut touched, stats)? else {
             continue;
         };
         tx.execute(
@@ -117,7 +97,7 @@ async fn update_spans(
             &[
                 &row.id,
                 &new.span_type,
-                &new.model(),
+                &new.model,
                 &new.provider,
                 &new.input_tokens.map(to_i64),
                 &new.output_tokens.map(to_i64),
@@ -125,7 +105,7 @@ async fn update_spans(
                 &new.cache_read_tokens.map(to_i64),
                 &new.cache_write_tokens.map(to_i64),
                 &new.reasoning_tokens.map(to_i64),
-                &cost,
+                &new.cost_usd,
             ],
         )
         .await

@@ -233,7 +233,7 @@ async fn insert_spans(
     groups: &GroupIds,
 ) -> Result<HashSet<usize>, StoreError> {
     let mut by_key: HashMap<(i64, i64), usize> = HashMap::with_capacity(order.len());
-    let mut c = SpanColumns::with_capacity(order.len());
+    let mut c = SpanArrays::with_capacity(order.len());
     for &i in order {
         let s = &batch.spans[i];
         let seq = *seqs
@@ -345,7 +345,7 @@ async fn index_text(
 }
 
 /// The span columns of a batch, as arrays for `unnest`.
-struct SpanColumns<'a> {
+struct SpanArrays<'a> {
     trace_seq: Vec<i64>,
     span_id: Vec<i64>,
     parent_id: Vec<Option<i64>>,
@@ -368,7 +368,7 @@ struct SpanColumns<'a> {
     body_idx: Vec<i32>,
 }
 
-impl<'a> SpanColumns<'a> {
+impl<'a> SpanArrays<'a> {
     fn with_capacity(n: usize) -> Self {
         Self {
             trace_seq: Vec::with_capacity(n),
@@ -399,21 +399,22 @@ impl<'a> SpanColumns<'a> {
         self.span_id.push(s.span_id.to_i64());
         self.parent_id.push(s.parent_id.map(SpanId::to_i64));
         self.name.push(&s.name);
-        self.span_type.push(&s.span_type);
+        let c = &s.columns;
+        self.span_type.push(&c.span_type);
         self.start_ns.push(to_i64(s.start_ns));
         self.end_ns.push(to_i64(s.end_ns));
         self.status.push(s.status.code());
         self.status_message.push(&s.status_message);
-        self.model.push(s.model.as_deref());
-        self.input_tokens.push(s.input_tokens.map(to_i64));
-        self.output_tokens.push(s.output_tokens.map(to_i64));
-        self.total_tokens.push(s.total_tokens.map(to_i64));
-        self.provider.push(s.provider.as_deref());
-        self.cache_read_tokens.push(s.cache_read_tokens.map(to_i64));
+        self.model.push(c.model.as_deref());
+        self.input_tokens.push(c.input_tokens.map(to_i64));
+        self.output_tokens.push(c.output_tokens.map(to_i64));
+        self.total_tokens.push(c.total_tokens.map(to_i64));
+        self.provider.push(c.provider.as_deref());
+        self.cache_read_tokens.push(c.cache_read_tokens.map(to_i64));
         self.cache_write_tokens
-            .push(s.cache_write_tokens.map(to_i64));
-        self.reasoning_tokens.push(s.reasoning_tokens.map(to_i64));
-        self.cost_usd.push(s.cost_usd);
+            .push(c.cache_write_tokens.map(to_i64));
+        self.reasoning_tokens.push(c.reasoning_tokens.map(to_i64));
+        self.cost_usd.push(c.cost_usd);
         self.body_group.push(group);
         self.body_idx
             .push(i32::try_from(s.body.index).unwrap_or(i32::MAX));

@@ -4,8 +4,8 @@ use loupe_model::{SpanId, SpanStatus, TraceId, TraceSummary};
 use std::collections::HashMap;
 
 use loupe_store::{
-    Cursor, OrderKey, SpanBodies, SpanBody, StoreError, StoredSpan, TraceDetail, TracePage,
-    TraceQuery, decode_bodies,
+    Cursor, OrderKey, SpanBodies, SpanBody, SpanColumns, StoreError, StoredSpan, TraceDetail,
+    TracePage, TraceQuery, decode_bodies,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row};
@@ -120,6 +120,31 @@ impl<'a> Bodies<'a> {
 pub(crate) const TRACE_COLUMNS: &str = "seq, trace_id, project, name, start_ns, end_ns, status, \
      has_root, span_count, error_count, input_tokens, output_tokens, total_tokens, tags, metadata, \
      cost_usd, session_id, user_id, info";
+
+/// The span columns of [`SpanColumns`], in its field order, as [`span_columns`] reads them.
+pub(crate) const SPAN_COLUMNS: &str = "s.span_type, s.model, s.provider, s.input_tokens, \
+     s.output_tokens, s.total_tokens, s.cache_read_tokens, s.cache_write_tokens, \
+     s.reasoning_tokens, s.cost_usd";
+/// How many columns [`SPAN_COLUMNS`] names.
+pub(crate) const SPAN_COLUMN_COUNT: usize = 10;
+
+/// Reads the [`SPAN_COLUMNS`] of a row, selected from column `at` on.
+pub(crate) fn span_columns(r: &Row, at: usize) -> rusqlite::Result<SpanColumns> {
+    let count =
+        |i: usize| -> rusqlite::Result<Option<u64>> { Ok(r.get::<_, Option<i64>>(at + i)?.map(u)) };
+    Ok(SpanColumns {
+        span_type: r.get(at)?,
+        model: r.get(at + 1)?,
+        provider: r.get(at + 2)?,
+        input_tokens: count(3)?,
+        output_tokens: count(4)?,
+        total_tokens: count(5)?,
+        cache_read_tokens: count(6)?,
+        cache_write_tokens: count(7)?,
+        reasoning_tokens: count(8)?,
+        cost_usd: r.get(at + 9)?,
+    })
+}
 
 pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -520,9 +545,8 @@ pub(crate) fn get_trace(
     };
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT span_id, parent_id, name, span_type, start_ns, end_ns, status, status_message, \
-             model, input_tokens, output_tokens, total_tokens, provider, cache_read_tokens, \
-             cache_write_tokens, reasoning_tokens, cost_usd, {BODY_COLUMNS} \
+            "SELECT span_id, parent_id, name, start_ns, end_ns, status, status_message, \
+             {SPAN_COLUMNS}, {BODY_COLUMNS} \
              FROM spans s WHERE s.trace_seq = ?1 ORDER BY s.start_ns, s.span_id",
         ))
         .map_err(db_err)?;
@@ -533,23 +557,14 @@ pub(crate) fn get_trace(
                     span_id: SpanId::from_i64(r.get(0)?),
                     parent_id: r.get::<_, Option<i64>>(1)?.map(SpanId::from_i64),
                     name: r.get(2)?,
-                    span_type: r.get(3)?,
-                    start_ns: u(r.get(4)?),
-                    end_ns: u(r.get(5)?),
-                    status: SpanStatus::from_code(r.get(6)?),
-                    status_message: r.get(7)?,
-                    model: r.get(8)?,
-                    input_tokens: r.get::<_, Option<i64>>(9)?.map(u),
-                    output_tokens: r.get::<_, Option<i64>>(10)?.map(u),
-                    total_tokens: r.get::<_, Option<i64>>(11)?.map(u),
-                    provider: r.get(12)?,
-                    cache_read_tokens: r.get::<_, Option<i64>>(13)?.map(u),
-                    cache_write_tokens: r.get::<_, Option<i64>>(14)?.map(u),
-                    reasoning_tokens: r.get::<_, Option<i64>>(15)?.map(u),
-                    cost_usd: r.get(16)?,
+                    start_ns: u(r.get(3)?),
+                    end_ns: u(r.get(4)?),
+                    status: SpanStatus::from_code(r.get(5)?),
+                    status_message: r.get(6)?,
+                    columns: span_columns(r, 7)?,
                     body: Default::default(),
                 },
-                body_ref(r, 17)?,
+                body_ref(r, 7 + SPAN_COLUMN_COUNT)?,
             ))
         })
         .map_err(db_err)?;

@@ -1,12 +1,11 @@
 //! Re-deriving stored spans after a mapping or price change, in small transactions.
 
-use loupe_model::normalize::Derived;
 use loupe_store::{Recompute, RecomputeStats, StoreError, StoredDerived, Touched};
 use rusqlite::{Connection, params};
 
 use crate::bodylog::LogReader;
 use crate::db_err;
-use crate::read::{Bodies, BodyRef, body_ref, u};
+use crate::read::{Bodies, BodyRef, SPAN_COLUMN_COUNT, SPAN_COLUMNS, body_ref, span_columns, u};
 use crate::write::to_i64;
 
 /// Spans per transaction: small enough that ingest waits at most a few milliseconds.
@@ -43,44 +42,27 @@ pub(crate) fn recompute_chunk(
 /// Reads up to [`CHUNK`] spans after `after` (a rowid), in rowid order.
 fn read_chunk(conn: &Connection, how: &Recompute, after: i64) -> Result<Vec<SpanRow>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT rowid, trace_seq, start_ns, span_type, model, provider, input_tokens, \
-             output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, \
-             reasoning_tokens, cost_usd, \
-             body_pos, body_len, body_idx, \
-             CASE WHEN ?2 AND body_pos IS NULL \
-                  THEN (SELECT body FROM span_bodies WHERE id = spans.rowid) END \
-             FROM spans WHERE rowid > ?1 ORDER BY rowid LIMIT ?3",
-        )
+        .prepare_cached(&format!(
+            "SELECT s.rowid, s.trace_seq, s.start_ns, {SPAN_COLUMNS}, \
+             s.body_pos, s.body_len, s.body_idx, \
+             CASE WHEN ?2 AND s.body_pos IS NULL \
+                  THEN (SELECT body FROM span_bodies WHERE id = s.rowid) END \
+             FROM spans s WHERE s.rowid > ?1 ORDER BY s.rowid LIMIT ?3"
+        ))
         .map_err(db_err)?;
     let want_body = matches!(how, Recompute::Reindex(_));
     stmt.query_map(params![after, want_body, CHUNK], |r| {
-        let opt =
-            |i: usize| -> rusqlite::Result<Option<u64>> { Ok(r.get::<_, Option<i64>>(i)?.map(u)) };
-        let derived = Derived {
-            span_type: r.get(3)?,
-            request_model: r.get(4)?,
-            provider: r.get(5)?,
-            input_tokens: opt(6)?,
-            output_tokens: opt(7)?,
-            total_tokens: opt(8)?,
-            cache_read_tokens: opt(9)?,
-            cache_write_tokens: opt(10)?,
-            reasoning_tokens: opt(11)?,
-            ..Derived::default()
-        };
         Ok(SpanRow {
             rowid: r.get(0)?,
             body: if want_body {
-                Some(body_ref(r, 13)?)
+                Some(body_ref(r, 3 + SPAN_COLUMN_COUNT)?)
             } else {
                 None
             },
             stored: StoredDerived {
                 trace_seq: r.get(1)?,
                 start_ns: u(r.get(2)?),
-                derived,
-                cost_usd: r.get(12)?,
+                columns: span_columns(r, 3)?,
             },
         })
     })
@@ -111,14 +93,14 @@ fn update_spans(
             Some(at) => bodies.get(at?),
             None => Err(StoreError::internal("recompute: span body not read")),
         };
-        let Some((new, cost)) = how.span(&row.stored, body, &mut touched, stats)? else {
+        let Some(new) = how.span(&row.stored, body, &mut touched, stats)? else {
             continue;
         };
         update
             .execute(params![
                 row.rowid,
                 new.span_type,
-                new.model(),
+                new.model,
                 new.provider,
                 new.input_tokens.map(to_i64),
                 new.output_tokens.map(to_i64),
@@ -126,7 +108,7 @@ fn update_spans(
                 new.cache_read_tokens.map(to_i64),
                 new.cache_write_tokens.map(to_i64),
                 new.reasoning_tokens.map(to_i64),
-                cost,
+                new.cost_usd,
             ])
             .map_err(db_err)?;
     }

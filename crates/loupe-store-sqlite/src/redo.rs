@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use loupe_model::{SpanId, SpanStatus, TraceId};
-use loupe_store::{BodyPart, EncodedSpan, StoreError};
+use loupe_store::{BodyPart, EncodedSpan, SpanColumns, StoreError};
 use rusqlite::Connection;
 
 use crate::bodylog::LogReader;
@@ -207,20 +207,21 @@ pub(crate) fn put_trace(
         out.extend_from_slice(&s.span_id.0);
         put_opt_u64(out, s.parent_id.map(|p| u64::from_le_bytes(p.0)));
         put_str(out, &s.name);
-        put_str(out, &s.span_type);
+        let c = &s.columns;
+        put_str(out, &c.span_type);
         put_u64(out, s.start_ns);
         put_u64(out, s.end_ns);
         out.push(s.status.code() as u8);
         put_str(out, &s.status_message);
-        put_opt_str(out, s.model.as_deref());
-        put_opt_u64(out, s.input_tokens);
-        put_opt_u64(out, s.output_tokens);
-        put_opt_u64(out, s.total_tokens);
-        put_opt_str(out, s.provider.as_deref());
-        put_opt_u64(out, s.cache_read_tokens);
-        put_opt_u64(out, s.cache_write_tokens);
-        put_opt_u64(out, s.reasoning_tokens);
-        put_opt_u64(out, s.cost_usd.map(f64::to_bits));
+        put_opt_str(out, c.model.as_deref());
+        put_opt_u64(out, c.input_tokens);
+        put_opt_u64(out, c.output_tokens);
+        put_opt_u64(out, c.total_tokens);
+        put_opt_str(out, c.provider.as_deref());
+        put_opt_u64(out, c.cache_read_tokens);
+        put_opt_u64(out, c.cache_write_tokens);
+        put_opt_u64(out, c.reasoning_tokens);
+        put_opt_u64(out, c.cost_usd.map(f64::to_bits));
         put_opt_str(out, s.session_id.as_deref());
         put_opt_str(out, s.user_id.as_deref());
         put_str(out, &s.project);
@@ -255,6 +256,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Vec<ReplaySpan>, StoreError> {
             let span_id = SpanId(r.array()?);
             let parent_id = r.opt_u64()?.map(|p| SpanId(p.to_le_bytes()));
             let name = r.string()?;
+            // The record's field order, which the columns' struct order does not follow.
             let span_type = r.string()?;
             let start_ns = r.u64()?;
             let end_ns = r.u64()?;
@@ -265,10 +267,18 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Vec<ReplaySpan>, StoreError> {
             let output_tokens = r.opt_u64()?;
             let total_tokens = r.opt_u64()?;
             let provider = r.opt_string()?;
-            let cache_read_tokens = r.opt_u64()?;
-            let cache_write_tokens = r.opt_u64()?;
-            let reasoning_tokens = r.opt_u64()?;
-            let cost_usd = r.opt_u64()?.map(f64::from_bits);
+            let columns = SpanColumns {
+                span_type,
+                model,
+                provider,
+                input_tokens,
+                output_tokens,
+                total_tokens,
+                cache_read_tokens: r.opt_u64()?,
+                cache_write_tokens: r.opt_u64()?,
+                reasoning_tokens: r.opt_u64()?,
+                cost_usd: r.opt_u64()?.map(f64::from_bits),
+            };
             let session_id = r.opt_string()?;
             let user_id = r.opt_string()?;
             let project = r.string()?;
@@ -283,20 +293,11 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Vec<ReplaySpan>, StoreError> {
                     span_id,
                     parent_id,
                     name,
-                    span_type,
                     start_ns,
                     end_ns,
                     status,
                     status_message,
-                    model,
-                    input_tokens,
-                    output_tokens,
-                    total_tokens,
-                    provider,
-                    cache_read_tokens,
-                    cache_write_tokens,
-                    reasoning_tokens,
-                    cost_usd,
+                    columns,
                     session_id,
                     user_id,
                     project,
@@ -498,11 +499,11 @@ mod tests {
     fn a_record_reads_back_field_for_field() {
         let mut full = span(9, 2, Some(1), 10, 20, SpanStatus::Error, Some((300, 40)));
         full.status_message = "boom — ✗".into();
-        full.provider = Some("openai".into());
-        full.cache_read_tokens = Some(5);
-        full.cache_write_tokens = Some(6);
-        full.reasoning_tokens = Some(7);
-        full.cost_usd = Some(0.012_5);
+        full.columns.provider = Some("openai".into());
+        full.columns.cache_read_tokens = Some(5);
+        full.columns.cache_write_tokens = Some(6);
+        full.columns.reasoning_tokens = Some(7);
+        full.columns.cost_usd = Some(0.012_5);
         full.session_id = Some("s-1".into());
         full.user_id = Some("u-1".into());
         full.body.index = 3;
@@ -529,31 +530,11 @@ mod tests {
                 format!("{:?}", (b.trace_id, b.span_id, b.parent_id))
             );
             assert_eq!(
-                (&a.name, &a.span_type, a.start_ns, a.end_ns),
-                (&b.name, &b.span_type, b.start_ns, b.end_ns)
+                (&a.name, a.start_ns, a.end_ns),
+                (&b.name, b.start_ns, b.end_ns)
             );
-            assert_eq!(
-                (a.status, &a.status_message, &a.model),
-                (b.status, &b.status_message, &b.model)
-            );
-            assert_eq!(
-                (a.input_tokens, a.output_tokens, a.total_tokens, &a.provider),
-                (b.input_tokens, b.output_tokens, b.total_tokens, &b.provider)
-            );
-            assert_eq!(
-                (
-                    a.cache_read_tokens,
-                    a.cache_write_tokens,
-                    a.reasoning_tokens,
-                    a.cost_usd
-                ),
-                (
-                    b.cache_read_tokens,
-                    b.cache_write_tokens,
-                    b.reasoning_tokens,
-                    b.cost_usd
-                )
-            );
+            assert_eq!((a.status, &a.status_message), (b.status, &b.status_message));
+            assert_eq!(a.columns, b.columns);
             assert_eq!(
                 (&a.session_id, &a.user_id, &a.project, a.body.index),
                 (&b.session_id, &b.user_id, &b.project, b.body.index)

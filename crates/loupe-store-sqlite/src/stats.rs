@@ -13,8 +13,7 @@ use serde_json::Value;
 use crate::bodylog::LogReader;
 use crate::db_err;
 use crate::layout::{bind, lower, lower_spans};
-use crate::read::BODY_COLUMNS;
-use crate::read::u;
+use crate::read::{BODY_COLUMNS, SPAN_COLUMN_COUNT, SPAN_COLUMNS, span_columns, u};
 
 #[derive(Default)]
 struct Acc {
@@ -178,10 +177,8 @@ pub(crate) fn list_spans(
     before: Option<(i64, i64)>,
 ) -> Result<loupe_store::SpanPage, StoreError> {
     let mut sql = format!(
-        "SELECT t.trace_id, s.span_id, s.parent_id, s.name, s.span_type, s.start_ns, s.end_ns, \
-         s.status, s.status_message, s.model, s.input_tokens, s.output_tokens, s.total_tokens, \
-         s.provider, s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens, s.cost_usd, \
-         s.rowid, {BODY_COLUMNS} \
+        "SELECT t.trace_id, s.span_id, s.parent_id, s.name, s.start_ns, s.end_ns, s.status, \
+         s.status_message, s.rowid, {SPAN_COLUMNS}, {BODY_COLUMNS} \
          FROM spans s JOIN traces t ON t.seq = s.trace_seq WHERE 1 = 1",
     );
     let mut args: Vec<SqlValue> = Vec::new();
@@ -212,12 +209,9 @@ pub(crate) fn list_spans(
         }
         let tid: Vec<u8> = r.get(0).map_err(db_err)?;
         let trace_id = TraceId::from_slice(&tid).map_err(StoreError::internal)?;
-        let opt = |i: usize| -> Result<Option<u64>, StoreError> {
-            Ok(r.get::<_, Option<i64>>(i).map_err(db_err)?.map(u))
-        };
-        let at = crate::read::body_ref(r, 19).map_err(db_err)?;
-        let start: i64 = r.get(5).map_err(db_err)?;
-        let rowid: i64 = r.get(18).map_err(db_err)?;
+        let at = crate::read::body_ref(r, 9 + SPAN_COLUMN_COUNT).map_err(db_err)?;
+        let start: i64 = r.get(4).map_err(db_err)?;
+        let rowid: i64 = r.get(8).map_err(db_err)?;
         out.push((
             trace_id,
             StoredSpan {
@@ -227,20 +221,11 @@ pub(crate) fn list_spans(
                     .map_err(db_err)?
                     .map(SpanId::from_i64),
                 name: r.get(3).map_err(db_err)?,
-                span_type: r.get(4).map_err(db_err)?,
                 start_ns: u(start),
-                end_ns: u(r.get(6).map_err(db_err)?),
-                status: SpanStatus::from_code(r.get(7).map_err(db_err)?),
-                status_message: r.get(8).map_err(db_err)?,
-                model: r.get(9).map_err(db_err)?,
-                input_tokens: opt(10)?,
-                output_tokens: opt(11)?,
-                total_tokens: opt(12)?,
-                provider: r.get(13).map_err(db_err)?,
-                cache_read_tokens: opt(14)?,
-                cache_write_tokens: opt(15)?,
-                reasoning_tokens: opt(16)?,
-                cost_usd: r.get(17).map_err(db_err)?,
+                end_ns: u(r.get(5).map_err(db_err)?),
+                status: SpanStatus::from_code(r.get(6).map_err(db_err)?),
+                status_message: r.get(7).map_err(db_err)?,
+                columns: span_columns(r, 9).map_err(db_err)?,
                 body: bodies.get_or_note(at),
             },
         ));

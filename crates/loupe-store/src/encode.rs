@@ -6,7 +6,7 @@ use loupe_model::{Span, SpanEvent, SpanId, SpanLink, SpanStatus, TraceId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::StoreError;
+use crate::{SpanColumns, StoreError};
 
 /// What a store keeps of a span besides its indexed columns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -60,8 +60,6 @@ pub struct EncodedSpan {
     pub parent_id: Option<SpanId>,
     /// Name.
     pub name: String,
-    /// Canonical span type.
-    pub span_type: String,
     /// Start, ns.
     pub start_ns: u64,
     /// End, ns.
@@ -70,24 +68,8 @@ pub struct EncodedSpan {
     pub status: SpanStatus,
     /// Status message.
     pub status_message: String,
-    /// Model (response model, else request model).
-    pub model: Option<String>,
-    /// Input tokens.
-    pub input_tokens: Option<u64>,
-    /// Output tokens.
-    pub output_tokens: Option<u64>,
-    /// Total tokens.
-    pub total_tokens: Option<u64>,
-    /// Provider.
-    pub provider: Option<String>,
-    /// Cached input tokens.
-    pub cache_read_tokens: Option<u64>,
-    /// Input tokens written to a cache.
-    pub cache_write_tokens: Option<u64>,
-    /// Reasoning tokens.
-    pub reasoning_tokens: Option<u64>,
-    /// Cost, US dollars.
-    pub cost_usd: Option<f64>,
+    /// Type, model, tokens and cost.
+    pub columns: SpanColumns,
     /// Session id the span names.
     pub session_id: Option<String>,
     /// User id the span names.
@@ -223,7 +205,6 @@ fn split(span: Span, with_metadata: bool) -> (EncodedSpan, SpanBody) {
             trace_metadata.insert("loupe.convention".into(), Value::String(c.into()));
         }
     }
-    let model = span.derived.model().map(str::to_string);
     let body = SpanBody {
         kind: span.kind,
         attributes: span.attributes,
@@ -237,20 +218,11 @@ fn split(span: Span, with_metadata: bool) -> (EncodedSpan, SpanBody) {
         span_id: span.span_id,
         parent_id: span.parent_id,
         name: span.name,
-        span_type: span.derived.span_type,
         start_ns: span.start_ns,
         end_ns: span.end_ns.max(span.start_ns),
         status: span.status,
         status_message: span.status_message,
-        model,
-        input_tokens: span.derived.input_tokens,
-        output_tokens: span.derived.output_tokens,
-        total_tokens: span.derived.total_tokens,
-        provider: span.derived.provider,
-        cache_read_tokens: span.derived.cache_read_tokens,
-        cache_write_tokens: span.derived.cache_write_tokens,
-        reasoning_tokens: span.derived.reasoning_tokens,
-        cost_usd: span.derived.cost_usd,
+        columns: SpanColumns::of(&span.derived),
         session_id: span.derived.session_id,
         user_id: span.derived.user_id,
         project: span.project,
@@ -408,7 +380,7 @@ mod tests {
         let e = encode_span(span);
         let blob = e.body.group.clone();
         assert_eq!(e.end_ns, 10, "end is clamped to start");
-        assert_eq!(e.span_type, "LLM");
+        assert_eq!(e.columns.span_type, "LLM");
         assert_eq!(e.trace_metadata.get("service.name"), Some(&json!("svc")));
         assert!(blob.len() < 300, "compressed to {} bytes", blob.len());
         let body = decode_body(&blob).unwrap();

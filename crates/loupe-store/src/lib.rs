@@ -6,6 +6,7 @@
 //! so the single writer only binds and inserts.
 
 mod assessment;
+mod columns;
 mod encode;
 mod error;
 mod query;
@@ -23,6 +24,7 @@ use loupe_model::{SpanStatus, TraceId, TraceSummary};
 use serde_json::{Map, Value};
 
 pub use assessment::{ASSESSMENT_COLUMNS, AssessmentRow, json_object};
+pub use columns::SpanColumns;
 pub use encode::{
     BodyPart, EncodedSpan, SpanBody, decode_bodies, decode_body, decode_body_at, encode_span,
     encode_spans,
@@ -63,68 +65,43 @@ pub struct StoredDerived {
     /// Start, ns.
     pub start_ns: u64,
     /// The derived columns as stored.
-    pub derived: Derived,
-    /// The cost as stored.
-    pub cost_usd: Option<f64>,
+    pub columns: SpanColumns,
 }
 
 impl Recompute {
     /// Recomputes one stored span, the rule both backends follow: counts it in `stats`, notes
-    /// its trace in `touched`, and returns its new columns and cost when they differ from the
-    /// stored ones (the caller writes them). `body` reads its stored body (only a reindex
-    /// needs it).
+    /// its trace in `touched`, and returns its new columns when they differ from the stored
+    /// ones (the caller writes them). `body` reads its stored body (only a reindex needs it).
     pub fn span(
         &self,
         old: &StoredDerived,
         body: impl FnOnce() -> Result<SpanBody, StoreError>,
         touched: &mut Touched,
         stats: &mut RecomputeStats,
-    ) -> Result<Option<(Derived, Option<f64>)>, StoreError> {
+    ) -> Result<Option<SpanColumns>, StoreError> {
         stats.spans += 1;
-        let (new, cost) = self.apply(&old.derived, old.start_ns, body)?;
         let ids = touched.entry(old.trace_seq).or_default();
-        if ids.0.is_none() {
-            ids.0.clone_from(&new.session_id);
-        }
-        if ids.1.is_none() {
-            ids.1.clone_from(&new.user_id);
-        }
-        if Self::unchanged(&new, cost, &old.derived, old.cost_usd) {
+        let new = match self {
+            Recompute::Reindex(f) => {
+                let d = f(&body()?, old.start_ns);
+                if ids.0.is_none() {
+                    ids.0.clone_from(&d.session_id);
+                }
+                if ids.1.is_none() {
+                    ids.1.clone_from(&d.user_id);
+                }
+                SpanColumns::of(&d)
+            }
+            Recompute::Reprice(f) => SpanColumns {
+                cost_usd: f(&old.columns.derived(), old.start_ns),
+                ..old.columns.clone()
+            },
+        };
+        if new == old.columns {
             return Ok(None);
         }
         stats.changed += 1;
-        Ok(Some((new, cost)))
-    }
-
-    /// A span's derived columns and cost after recomputing.
-    fn apply(
-        &self,
-        old: &Derived,
-        start_ns: u64,
-        body: impl FnOnce() -> Result<SpanBody, StoreError>,
-    ) -> Result<(Derived, Option<f64>), StoreError> {
-        Ok(match self {
-            Recompute::Reindex(f) => {
-                let d = f(&body()?, start_ns);
-                let c = d.cost_usd;
-                (d, c)
-            }
-            Recompute::Reprice(f) => (old.clone(), f(old, start_ns)),
-        })
-    }
-
-    /// Whether recomputing left every stored column of a span as it was.
-    fn unchanged(new: &Derived, cost: Option<f64>, old: &Derived, old_cost: Option<f64>) -> bool {
-        new.span_type == old.span_type
-            && new.model() == old.request_model.as_deref()
-            && new.provider == old.provider
-            && new.input_tokens == old.input_tokens
-            && new.output_tokens == old.output_tokens
-            && new.total_tokens == old.total_tokens
-            && new.cache_read_tokens == old.cache_read_tokens
-            && new.cache_write_tokens == old.cache_write_tokens
-            && new.reasoning_tokens == old.reasoning_tokens
-            && cost == old_cost
+        Ok(Some(new))
     }
 }
 
@@ -157,8 +134,6 @@ pub struct StoredSpan {
     pub parent_id: Option<loupe_model::SpanId>,
     /// Name.
     pub name: String,
-    /// Canonical span type.
-    pub span_type: String,
     /// Start, ns since the epoch.
     pub start_ns: u64,
     /// End, ns since the epoch.
@@ -167,24 +142,8 @@ pub struct StoredSpan {
     pub status: SpanStatus,
     /// Status message.
     pub status_message: String,
-    /// Model, when the span is an LLM call.
-    pub model: Option<String>,
-    /// Input tokens.
-    pub input_tokens: Option<u64>,
-    /// Output tokens.
-    pub output_tokens: Option<u64>,
-    /// Total tokens.
-    pub total_tokens: Option<u64>,
-    /// Provider.
-    pub provider: Option<String>,
-    /// Cached input tokens.
-    pub cache_read_tokens: Option<u64>,
-    /// Input tokens written to a cache.
-    pub cache_write_tokens: Option<u64>,
-    /// Reasoning tokens.
-    pub reasoning_tokens: Option<u64>,
-    /// Cost, US dollars.
-    pub cost_usd: Option<f64>,
+    /// Type, model, tokens and cost.
+    pub columns: SpanColumns,
     /// Attributes, events, links, resource.
     pub body: SpanBody,
 }

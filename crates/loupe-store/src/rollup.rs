@@ -58,14 +58,14 @@ impl TraceDelta {
         self.errors += i64::from(s.status == SpanStatus::Error);
         self.input_tokens = self
             .input_tokens
-            .saturating_add(s.input_tokens.map_or(0, to_i64));
+            .saturating_add(s.columns.input_tokens.map_or(0, to_i64));
         self.output_tokens = self
             .output_tokens
-            .saturating_add(s.output_tokens.map_or(0, to_i64));
+            .saturating_add(s.columns.output_tokens.map_or(0, to_i64));
         self.total_tokens = self
             .total_tokens
-            .saturating_add(s.total_tokens.map_or(0, to_i64));
-        self.cost_usd += s.cost_usd.unwrap_or(0.0);
+            .saturating_add(s.columns.total_tokens.map_or(0, to_i64));
+        self.cost_usd += s.columns.cost_usd.unwrap_or(0.0);
         if self.session_id.is_none() {
             self.session_id.clone_from(&s.session_id);
         }

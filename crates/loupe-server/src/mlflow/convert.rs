@@ -255,13 +255,13 @@ fn status_code(s: SpanStatus) -> &'static str {
 /// columns: `mlflow.llm.model`, `mlflow.llm.provider` and `mlflow.llm.cost` (Loupe's price book),
 /// when the client did not set them.
 fn enrich(attributes: &mut Map<String, Value>, s: &StoredSpan, prices: &PriceBook) {
-    let Some(model) = &s.model else {
+    let Some(model) = &s.columns.model else {
         return;
     };
     attributes
         .entry("mlflow.llm.model")
         .or_insert_with(|| Value::String(model.clone()));
-    if let Some(p) = &s.provider {
+    if let Some(p) = &s.columns.provider {
         attributes
             .entry("mlflow.llm.provider")
             .or_insert_with(|| Value::String(p.clone()));
@@ -269,16 +269,7 @@ fn enrich(attributes: &mut Map<String, Value>, s: &StoredSpan, prices: &PriceBoo
     if attributes.contains_key("mlflow.llm.cost") {
         return;
     }
-    let derived = loupe_model::normalize::Derived {
-        request_model: Some(model.clone()),
-        input_tokens: s.input_tokens,
-        output_tokens: s.output_tokens,
-        cache_read_tokens: s.cache_read_tokens,
-        cache_write_tokens: s.cache_write_tokens,
-        reasoning_tokens: s.reasoning_tokens,
-        ..Default::default()
-    };
-    if let Some((input, output)) = prices.cost_parts(&derived, s.start_ns) {
+    if let Some((input, output)) = prices.cost_parts(&s.columns.derived(), s.start_ns) {
         attributes.insert(
             "mlflow.llm.cost".into(),
             json!({"input_cost": input, "output_cost": output, "total_cost": input + output}),

@@ -215,11 +215,11 @@ fn node(
             div.row {
                 @if kids.is_empty() { span.twisty {} } @else { button.twisty type="button" tabindex="-1" aria-label="Collapse" { "▾" } }
                 a.span-link href={ "/traces/" (trace) "?span=" (id) } tabindex="-1" {
-                    span class={ "type type-" (s.span_type.to_ascii_lowercase()) } { (s.span_type) }
+                    span class={ "type type-" (s.columns.span_type.to_ascii_lowercase()) } { (s.columns.span_type) }
                     " " span.span-name { (s.name) }
                 }
                 span.dur { (fmt_ms((s.end_ns.saturating_sub(s.start_ns)) as f64 / 1e6)) }
-                @if let Some(tk) = s.total_tokens { span.tok { (tk) " tok" } }
+                @if let Some(tk) = s.columns.total_tokens { span.tok { (tk) " tok" } }
                 @if status == "error" { span.err { "error" } }
                 svg.bar viewBox="0 0 1000 10" preserveAspectRatio="none" aria-hidden="true" {
                     rect class={ "bar-" (status) } x=(format!("{x:.1}")) y="1" width=(format!("{w:.1}")) height="8" {}
@@ -289,16 +289,16 @@ fn span_detail(s: &StoredSpan, trace: &str, full: bool) -> Markup {
     let all = format!("/traces/{trace}?span={id}&full=1");
     html! {
         article.span-detail data-span-id=(id) {
-            h2 { (s.name) " " span class={ "type type-" (s.span_type.to_ascii_lowercase()) } { (s.span_type) } " " (status_badge(s.status.as_str())) }
+            h2 { (s.name) " " span class={ "type type-" (s.columns.span_type.to_ascii_lowercase()) } { (s.columns.span_type) } " " (status_badge(s.status.as_str())) }
             @if !s.status_message.is_empty() { p.error { (s.status_message) } }
             dl.facts {
                 dt { "Span" } dd.mono { (id) }
                 dt { "Duration" } dd { (fmt_ms((s.end_ns.saturating_sub(s.start_ns)) as f64 / 1e6)) }
-                @if let Some(m) = &s.model { dt { "Model" } dd { (m) @if let Some(p) = &s.provider { " (" (p) ")" } } }
-                @if s.input_tokens.is_some() || s.output_tokens.is_some() {
-                    dt { "Tokens" } dd { (s.input_tokens.unwrap_or(0)) " in · " (s.output_tokens.unwrap_or(0)) " out" }
+                @if let Some(m) = &s.columns.model { dt { "Model" } dd { (m) @if let Some(p) = &s.columns.provider { " (" (p) ")" } } }
+                @if s.columns.input_tokens.is_some() || s.columns.output_tokens.is_some() {
+                    dt { "Tokens" } dd { (s.columns.input_tokens.unwrap_or(0)) " in · " (s.columns.output_tokens.unwrap_or(0)) " out" }
                 }
-                @if let Some(c) = s.cost_usd { dt { "Cost" } dd { (fmt_cost(c)) } }
+                @if let Some(c) = s.columns.cost_usd { dt { "Cost" } dd { (fmt_cost(c)) } }
             }
             @if !view.input_messages.is_empty() || !view.output_messages.is_empty() {
                 section.chat aria-label="Chat" {
