@@ -175,40 +175,7 @@ pub(crate) fn build_request(
             )
         });
         for (i, (name, ty, start_ms, end_ms)) in layout.iter().enumerate() {
-            let mut attributes = vec![
-                sv("mlflow.spanType", (*ty).to_string()),
-                sv(
-                    "mlflow.spanInputs",
-                    format!("{{\"question\": \"{}\"}}", text(rng, payload)),
-                ),
-                sv("mlflow.spanOutputs", {
-                    let mut out = text(rng, payload);
-                    // Now and then a reply in another language, for the full-text bench.
-                    if rng.random_range(0..1_000) == 0 {
-                        out.push_str(RARE_TEXTS[rng.random_range(0..RARE_TEXTS.len())]);
-                    }
-                    out
-                }),
-            ];
-            if let Some(id) = &session {
-                attributes.push(sv("session.id", id.clone()));
-            }
-            if *ty == "CHAT_MODEL" {
-                attributes.push(sv("gen_ai.request.model", model.into()));
-                attributes.push(sv("gen_ai.system", "openai".into()));
-                attributes.push(kv(
-                    "gen_ai.usage.input_tokens",
-                    any_value::Value::IntValue(rng.random_range(200..4000)),
-                ));
-                attributes.push(kv(
-                    "gen_ai.usage.output_tokens",
-                    any_value::Value::IntValue(rng.random_range(20..800)),
-                ));
-                attributes.push(kv(
-                    "gen_ai.request.temperature",
-                    any_value::Value::DoubleValue(0.2),
-                ));
-            }
+            let attributes = span_attributes(rng, ty, payload, session.as_deref(), model);
             let failed = *ty == "TOOL" && rng.random_range(0..20) == 0;
             spans.push(Span {
                 trace_id: trace_id.to_vec(),
@@ -255,6 +222,52 @@ pub(crate) fn build_request(
             schema_url: String::new(),
         }],
     }
+}
+
+/// The attributes of a bench span of type `ty`: inputs and outputs of `payload` bytes, the
+/// session, and for a chat model its model and token usage.
+fn span_attributes(
+    rng: &mut impl Rng,
+    ty: &str,
+    payload: usize,
+    session: Option<&str>,
+    model: &str,
+) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        sv("mlflow.spanType", ty.to_string()),
+        sv(
+            "mlflow.spanInputs",
+            format!("{{\"question\": \"{}\"}}", text(rng, payload)),
+        ),
+        sv("mlflow.spanOutputs", {
+            let mut out = text(rng, payload);
+            // Now and then a reply in another language, for the full-text bench.
+            if rng.random_range(0..1_000) == 0 {
+                out.push_str(RARE_TEXTS[rng.random_range(0..RARE_TEXTS.len())]);
+            }
+            out
+        }),
+    ];
+    if let Some(id) = session {
+        attributes.push(sv("session.id", id.to_string()));
+    }
+    if ty == "CHAT_MODEL" {
+        attributes.push(sv("gen_ai.request.model", model.into()));
+        attributes.push(sv("gen_ai.system", "openai".into()));
+        attributes.push(kv(
+            "gen_ai.usage.input_tokens",
+            any_value::Value::IntValue(rng.random_range(200..4000)),
+        ));
+        attributes.push(kv(
+            "gen_ai.usage.output_tokens",
+            any_value::Value::IntValue(rng.random_range(20..800)),
+        ));
+        attributes.push(kv(
+            "gen_ai.request.temperature",
+            any_value::Value::DoubleValue(0.2),
+        ));
+    }
+    attributes
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
@@ -389,6 +402,71 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// What the workers of `bench ingest` share: where and what they send, and what they count.
+struct Load {
+    client: reqwest::Client,
+    endpoint: String,
+    templates: Vec<bench_template::Template>,
+    spans_per_request: u64,
+    stop: AtomicBool,
+    acked: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Load {
+    /// Sends fresh copies of random templates until told to stop, retrying those the server
+    /// refuses with 503 or 429; returns each acknowledged request's latency.
+    async fn send_until_stopped(&self) -> anyhow::Result<Vec<Duration>> {
+        let mut latencies = Vec::new();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        while !self.stop.load(Ordering::Relaxed) {
+            let template = &self.templates[rng.random_range(0..self.templates.len())];
+            loop {
+                let body = template.fresh(&mut rng, now_ns(), 60_000_000_000);
+                let start = Instant::now();
+                let resp = self
+                    .client
+                    .post(&self.endpoint)
+                    .header("content-type", "application/x-protobuf")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let _ = resp.bytes().await;
+                if status.is_success() {
+                    latencies.push(start.elapsed());
+                    self.acked
+                        .fetch_add(self.spans_per_request, Ordering::Relaxed);
+                    break;
+                }
+                if status.as_u16() == 503 || status.as_u16() == 429 {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                anyhow::bail!("server answered {status}");
+            }
+        }
+        Ok(latencies)
+    }
+}
+
+/// The requests `bench ingest` sends copies of, built before its clock starts (see
+/// `bench_template`).
+fn ingest_templates(args: &IngestArgs) -> anyhow::Result<Vec<bench_template::Template>> {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    (0..TEMPLATES)
+        .map(|_| {
+            bench_template::Template::new(&build_request(
+                &mut rng,
+                args.traces_per_request,
+                args.payload_bytes,
+                0,
+            ))
+        })
+        .collect()
+}
+
 async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut child = match &args.server {
         Some(_) => None,
@@ -406,77 +484,28 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let endpoint = format!("{url}/v1/traces");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
-    // Built before the clock starts; each request is a fresh copy of one (see
-    // `bench_template`).
-    let templates = {
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-        let templates = (0..TEMPLATES)
-            .map(|_| {
-                bench_template::Template::new(&build_request(
-                    &mut rng,
-                    args.traces_per_request,
-                    args.payload_bytes,
-                    0,
-                ))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Arc::new(templates)
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
+    let load = Arc::new(Load {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency)
+            .build()?,
+        endpoint: format!("{url}/v1/traces"),
+        templates: ingest_templates(&args)?,
+        spans_per_request: (args.traces_per_request * 5) as u64,
+        stop: AtomicBool::new(false),
+        acked: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+    });
     let t0 = Instant::now();
     let cpu0 = (
         cpu_secs("self"),
         pid.map(|p| cpu_secs(&p.to_string())).unwrap_or(0.0),
     );
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
-        let (client, endpoint, stop, acked, refused, templates) = (
-            client.clone(),
-            endpoint.clone(),
-            stop.clone(),
-            acked.clone(),
-            refused.clone(),
-            templates.clone(),
-        );
-        let traces = args.traces_per_request;
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-            while !stop.load(Ordering::Relaxed) {
-                let template = &templates[rng.random_range(0..templates.len())];
-                loop {
-                    let body = template.fresh(&mut rng, now_ns(), 60_000_000_000);
-                    let start = Instant::now();
-                    let resp = client
-                        .post(&endpoint)
-                        .header("content-type", "application/x-protobuf")
-                        .body(body)
-                        .send()
-                        .await?;
-                    let status = resp.status();
-                    let _ = resp.bytes().await;
-                    if status.is_success() {
-                        latencies.push(start.elapsed());
-                        acked.fetch_add((traces * 5) as u64, Ordering::Relaxed);
-                        break;
-                    }
-                    if status.as_u16() == 503 || status.as_u16() == 429 {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                    anyhow::bail!("server answered {status}");
-                }
-            }
-            Ok::<_, anyhow::Error>(latencies)
-        }));
-    }
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let load = load.clone();
+            tokio::spawn(async move { load.send_until_stopped().await })
+        })
+        .collect();
     let mut peak_kb = 0;
     // Speed over each stretch of the run, to see whether it holds.
     let mut stretches = Vec::new();
@@ -487,12 +516,12 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             peak_kb = peak_kb.max(rss_kb(pid, "VmRSS:").unwrap_or(0));
         }
         if mark_t.elapsed() >= STRETCH {
-            let n = acked.load(Ordering::Relaxed);
+            let n = load.acked.load(Ordering::Relaxed);
             stretches.push((n - mark_n) as f64 / mark_t.elapsed().as_secs_f64());
             (mark_t, mark_n) = (Instant::now(), n);
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    load.stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for w in workers {
         latencies.extend(w.await??);
@@ -503,36 +532,16 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         pid.map(|p| cpu_secs(&p.to_string())).unwrap_or(0.0) - cpu0.1,
     );
     latencies.sort();
-    let spans = acked.load(Ordering::Relaxed);
+    let spans = load.acked.load(Ordering::Relaxed);
     println!(
         "ingest: {spans} spans acknowledged in {elapsed:.1} s = {:.0} spans/s ({} requests of {} spans, {} concurrent; {} refused with 503 and retried)",
         spans as f64 / elapsed,
         latencies.len(),
         args.traces_per_request * 5,
         args.concurrency,
-        refused.load(Ordering::Relaxed),
+        load.refused.load(Ordering::Relaxed),
     );
-    println!(
-        "spans/s per {} s: {}",
-        STRETCH.as_secs(),
-        stretches
-            .iter()
-            .map(|r| format!("{:.0}k", r / 1e3))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "latency per request: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-    );
-    println!(
-        "cpu per span: server {:.1} µs, client {:.1} µs (server used {:.2} cores)",
-        cpu.1 * 1e6 / spans.max(1) as f64,
-        cpu.0 * 1e6 / spans.max(1) as f64,
-        cpu.1 / elapsed,
-    );
+    print_ingest_profile(&stretches, &latencies, cpu, spans, elapsed);
     if let (Some(c), Some(pid)) = (&mut child, pid) {
         let hwm = rss_kb(pid, "VmHWM:").unwrap_or(peak_kb);
         let db_bytes = dir_bytes(&c._dir.0);
@@ -547,6 +556,38 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let _ = c.child.start_kill();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints how a `bench ingest` run went: speed per stretch, request latency, CPU per span
+/// (`cpu` is the client's and the server's CPU seconds).
+fn print_ingest_profile(
+    stretches: &[f64],
+    latencies: &[Duration],
+    cpu: (f64, f64),
+    spans: u64,
+    elapsed: f64,
+) {
+    println!(
+        "spans/s per {} s: {}",
+        STRETCH.as_secs(),
+        stretches
+            .iter()
+            .map(|r| format!("{:.0}k", r / 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "latency per request: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    println!(
+        "cpu per span: server {:.1} µs, client {:.1} µs (server used {:.2} cores)",
+        cpu.1 * 1e6 / spans.max(1) as f64,
+        cpu.0 * 1e6 / spans.max(1) as f64,
+        cpu.1 / elapsed,
+    );
 }
 
 async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {

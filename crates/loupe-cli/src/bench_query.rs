@@ -241,108 +241,86 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    if let (None, Some(dir)) = (&args.database_url, &args.data_dir) {
-        anyhow::ensure!(
-            dir.join(loupe_store_sqlite::DB_FILE).exists(),
-            "no Loupe data in {}; run `loupe bench load` first",
-            dir.display()
-        );
-    }
-    let bench = BenchStore::open(args.data_dir.as_ref(), args.database_url.as_deref()).await?;
-    let store = bench.store();
-    let page = |q: &str| -> anyhow::Result<TraceQuery> {
-        Ok(TraceQuery {
+/// The trace-list queries `bench query` times: (class, query).
+const PAGE_QUERIES: &[(&str, &str)] = &[
+    ("filtered first page", "status = 'ERROR'"),
+    (
+        "filtered first page",
+        "duration_ms > 5s AND start > now - 1d",
+    ),
+    (
+        "filtered first page",
+        "span.model LIKE 'claude%' AND total_tokens > 5000",
+    ),
+    (
+        "filtered first page",
+        "session_id IS NOT NULL AND cost_usd > 0.001",
+    ),
+    (
+        "filtered first page",
+        "span.type = 'TOOL' AND span.status = 'ERROR'",
+    ),
+    // `refund` is in most traces; the others in about one in 1,700.
+    ("full-text first page", "text ~ 'refund'"),
+    (
+        "full-text first page",
+        "text ~ 'refund' AND status = 'ERROR'",
+    ),
+    ("full-text first page", "text ~ '退款'"),
+    ("full-text first page", "text ~ 'استرداد'"),
+    ("full-text first page", "text ~ 'creme brulee'"),
+    // `bench load` scores every trace's `quality` uniformly from 0 to 1.
+    ("feedback first page", "feedback.quality >= 0.9"),
+    ("feedback first page", "feedback.quality >= 0.999"),
+    (
+        "feedback first page",
+        "feedback.quality < 0.1 AND status = 'ERROR'",
+    ),
+];
+
+/// Writes fresh traces, each judged as it arrives (as an online evaluator keeps up with
+/// ingest), until `stop`; counts the spans written in `ingested`.
+fn ingest_beside(
+    store: Arc<dyn TraceStore>,
+    stop: Arc<AtomicBool>,
+    ingested: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let prices = PriceBook::builtin();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        while !stop.load(Ordering::Relaxed) {
+            let req = build_request(&mut rng, 100, 512, 60_000_000_000);
+            let Ok(p) = loupe_ingest::convert_request(req, None, &prices) else {
+                break;
+            };
+            let n = p.spans.len() as u64;
+            let judged = judge(&mut rng, &p.spans);
+            if store.write_spans(p.spans).await.is_err()
+                || store.put_assessments(judged).await.is_err()
+            {
+                break;
+            }
+            ingested.fetch_add(n, Ordering::Relaxed);
+        }
+    })
+}
+
+/// Times each of the [`PAGE_QUERIES`]' first page of 50, `runs` times, and prints the medians.
+async fn time_pages(store: &dyn TraceStore, runs: usize) -> anyhow::Result<()> {
+    for (class, q) in PAGE_QUERIES {
+        let query = TraceQuery {
             limit: 50,
             filter: Some(loupe_query::parse(q, now_ms()).with_context(|| q.to_string())?),
             ..TraceQuery::default()
-        })
-    };
-    // Ingest beside the queries, as a live server would.
-    let stop = Arc::new(AtomicBool::new(false));
-    let ingested = Arc::new(AtomicU64::new(0));
-    let ingest = args.with_ingest.then(|| {
-        let (store, stop, ingested) = (store.clone(), stop.clone(), ingested.clone());
-        tokio::spawn(async move {
-            let prices = PriceBook::builtin();
-            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-            while !stop.load(Ordering::Relaxed) {
-                let req = build_request(&mut rng, 100, 512, 60_000_000_000);
-                let Ok(p) = loupe_ingest::convert_request(req, None, &prices) else {
-                    break;
-                };
-                let n = p.spans.len() as u64;
-                // Judged as they arrive, as an online evaluator keeps up with ingest.
-                let judged = judge(&mut rng, &p.spans);
-                if store.write_spans(p.spans).await.is_err()
-                    || store.put_assessments(judged).await.is_err()
-                {
-                    break;
-                }
-                ingested.fetch_add(n, Ordering::Relaxed);
-            }
-        })
-    });
-    // Ingest alone first, for the speed to compare with while queries run.
-    let alone = if args.with_ingest {
-        let (n0, t0) = (ingested.load(Ordering::Relaxed), Instant::now());
-        tokio::time::sleep(Duration::from_secs(8)).await;
-        Some((ingested.load(Ordering::Relaxed) - n0) as f64 / t0.elapsed().as_secs_f64())
-    } else {
-        None
-    };
-    let n_before = ingested.load(Ordering::Relaxed);
-    let t_ingest = Instant::now();
-    let classes: Vec<(&str, &str)> = vec![
-        ("filtered first page", "status = 'ERROR'"),
-        (
-            "filtered first page",
-            "duration_ms > 5s AND start > now - 1d",
-        ),
-        (
-            "filtered first page",
-            "span.model LIKE 'claude%' AND total_tokens > 5000",
-        ),
-        (
-            "filtered first page",
-            "session_id IS NOT NULL AND cost_usd > 0.001",
-        ),
-        (
-            "filtered first page",
-            "span.type = 'TOOL' AND span.status = 'ERROR'",
-        ),
-        // `refund` is in most traces; the others in about one in 1,700.
-        ("full-text first page", "text ~ 'refund'"),
-        (
-            "full-text first page",
-            "text ~ 'refund' AND status = 'ERROR'",
-        ),
-        ("full-text first page", "text ~ '退款'"),
-        ("full-text first page", "text ~ 'استرداد'"),
-        ("full-text first page", "text ~ 'creme brulee'"),
-        // `bench load` scores every trace's `quality` uniformly from 0 to 1.
-        ("feedback first page", "feedback.quality >= 0.9"),
-        ("feedback first page", "feedback.quality >= 0.999"),
-        (
-            "feedback first page",
-            "feedback.quality < 0.1 AND status = 'ERROR'",
-        ),
-    ];
-    println!(
-        "query bench on {} ({} runs each, median):",
-        bench.describe(),
-        args.runs
-    );
-    let phase = |since: (u64, Instant)| -> f64 {
-        (ingested.load(Ordering::Relaxed) - since.0) as f64 / since.1.elapsed().as_secs_f64()
-    };
-    let pages_began = (ingested.load(Ordering::Relaxed), Instant::now());
-    for (class, q) in &classes {
+        };
         let mut times = Vec::new();
         let mut hits = 0;
-        for _ in 0..args.runs {
+        for _ in 0..runs {
             let t = Instant::now();
-            let p = store.list_traces(page(q)?).await.map_err(anyhow_store)?;
+            let p = store
+                .list_traces(query.clone())
+                .await
+                .map_err(anyhow_store)?;
             times.push(t.elapsed());
             hits = p.traces.len();
         }
@@ -351,8 +329,12 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             median(times).as_secs_f64() * 1e3
         );
     }
-    let during_pages = phase(pages_began);
-    let stats_began = (ingested.load(Ordering::Relaxed), Instant::now());
+    Ok(())
+}
+
+/// Times the day's aggregations (by hour; by model and hour), up to 7 times each, and prints
+/// the medians.
+async fn time_stats(store: &dyn TraceStore, runs: usize) -> anyhow::Result<()> {
     for (label, group_by, q) in [
         (
             "24h by hour (traces)",
@@ -367,7 +349,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     ] {
         let mut times = Vec::new();
         let mut groups = 0;
-        for _ in 0..args.runs.min(7) {
+        for _ in 0..runs.min(7) {
             let t = Instant::now();
             let g = store
                 .stats(StatsQuery {
@@ -387,6 +369,48 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             median(times).as_secs_f64() * 1e3
         );
     }
+    Ok(())
+}
+
+pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    if let (None, Some(dir)) = (&args.database_url, &args.data_dir) {
+        anyhow::ensure!(
+            dir.join(loupe_store_sqlite::DB_FILE).exists(),
+            "no Loupe data in {}; run `loupe bench load` first",
+            dir.display()
+        );
+    }
+    let bench = BenchStore::open(args.data_dir.as_ref(), args.database_url.as_deref()).await?;
+    let store = bench.store();
+    // Ingest beside the queries, as a live server would.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ingested = Arc::new(AtomicU64::new(0));
+    let ingest = args
+        .with_ingest
+        .then(|| ingest_beside(store.clone(), stop.clone(), ingested.clone()));
+    let phase = |since: (u64, Instant)| -> f64 {
+        (ingested.load(Ordering::Relaxed) - since.0) as f64 / since.1.elapsed().as_secs_f64()
+    };
+    // Ingest alone first, for the speed to compare with while queries run.
+    let alone = if args.with_ingest {
+        let began = (ingested.load(Ordering::Relaxed), Instant::now());
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        Some(phase(began))
+    } else {
+        None
+    };
+    let n_before = ingested.load(Ordering::Relaxed);
+    let t_ingest = Instant::now();
+    println!(
+        "query bench on {} ({} runs each, median):",
+        bench.describe(),
+        args.runs
+    );
+    let pages_began = (ingested.load(Ordering::Relaxed), Instant::now());
+    time_pages(&*store, args.runs).await?;
+    let during_pages = phase(pages_began);
+    let stats_began = (ingested.load(Ordering::Relaxed), Instant::now());
+    time_stats(&*store, args.runs).await?;
     let during_stats = phase(stats_began);
     let queries_took = t_ingest.elapsed();
     if let Some(h) = ingest {

@@ -57,102 +57,113 @@ pub fn spans_from_traces_json(
         .get("spans")
         .and_then(Value::as_array)
         .ok_or("traces.json: expected an object with a \"spans\" list")?;
-    let mut out = Vec::with_capacity(spans.len());
-    for (i, s) in spans.iter().enumerate() {
-        let at = |f: &str| format!("spans[{i}].{f}");
-        let tid = TraceId(b64_id::<16>(s.get("trace_id"), &at("trace_id"))?);
-        if tid != trace_id {
-            return Err(format!(
-                "{}: belongs to trace {}, not {}",
-                at("trace_id"),
-                tid.to_hex(),
-                trace_id.to_hex()
-            ));
-        }
-        let span_id = SpanId(b64_id::<8>(s.get("span_id"), &at("span_id"))?);
-        let parent_id = match s.get("parent_span_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(p)) if p.is_empty() => None,
-            p => Some(SpanId(b64_id::<8>(p, &at("parent_span_id"))?)),
-        };
-        let attributes: Map<String, Value> = s
-            .get("attributes")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        // Values are JSON text; keep a value that is not as it came.
-                        let v = match v {
-                            Value::String(t) => serde_json::from_str(t).unwrap_or(v.clone()),
-                            other => other.clone(),
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let (status, status_message) = match s.get("status") {
-            Some(st) => (
-                match st.get("code").and_then(Value::as_str).unwrap_or("") {
-                    "STATUS_CODE_OK" | "OK" => SpanStatus::Ok,
-                    "STATUS_CODE_ERROR" | "ERROR" => SpanStatus::Error,
-                    _ => SpanStatus::Unset,
-                },
-                st.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            ),
-            None => (SpanStatus::Unset, String::new()),
-        };
-        let events = s
-            .get("events")
-            .and_then(Value::as_array)
-            .map(|es| {
-                es.iter()
-                    .map(|e| SpanEvent {
-                        name: e
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                        time_ns: nanos(e.get("time_unix_nano")).unwrap_or(0),
-                        attributes: e
-                            .get("attributes")
-                            .and_then(Value::as_object)
-                            .cloned()
-                            .unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let start_ns = nanos(s.get("start_time_unix_nano")).unwrap_or(0);
-        let end_ns = nanos(s.get("end_time_unix_nano")).unwrap_or(start_ns);
-        let derived = prices.derive(&attributes, start_ns);
-        out.push(Span {
-            trace_id,
-            span_id,
-            parent_id,
-            name: s
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            kind: 0,
-            start_ns,
-            end_ns: end_ns.max(start_ns),
-            status,
-            status_message,
-            attributes,
-            events,
-            links: Vec::<SpanLink>::new(),
-            resource: Map::new(),
-            scope: None,
-            project: project.to_string(),
-            derived,
-        });
+    spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| span(trace_id, i, s, project, prices))
+        .collect()
+}
+
+/// Span dict number `i` of the upload of `trace_id`.
+fn span(
+    trace_id: TraceId,
+    i: usize,
+    s: &Value,
+    project: &str,
+    prices: &PriceBook,
+) -> Result<Span, String> {
+    let at = |f: &str| format!("spans[{i}].{f}");
+    let tid = TraceId(b64_id::<16>(s.get("trace_id"), &at("trace_id"))?);
+    if tid != trace_id {
+        return Err(format!(
+            "{}: belongs to trace {}, not {}",
+            at("trace_id"),
+            tid.to_hex(),
+            trace_id.to_hex()
+        ));
     }
-    Ok(out)
+    let span_id = SpanId(b64_id::<8>(s.get("span_id"), &at("span_id"))?);
+    let parent_id = match s.get("parent_span_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if p.is_empty() => None,
+        p => Some(SpanId(b64_id::<8>(p, &at("parent_span_id"))?)),
+    };
+    let attributes = attributes(s.get("attributes"));
+    let (status, status_message) = status(s.get("status"));
+    let start_ns = nanos(s.get("start_time_unix_nano")).unwrap_or(0);
+    let end_ns = nanos(s.get("end_time_unix_nano")).unwrap_or(start_ns);
+    let derived = prices.derive(&attributes, start_ns);
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_id,
+        name: text(s.get("name")),
+        kind: 0,
+        start_ns,
+        end_ns: end_ns.max(start_ns),
+        status,
+        status_message,
+        attributes,
+        events: events(s.get("events")),
+        links: Vec::<SpanLink>::new(),
+        resource: Map::new(),
+        scope: None,
+        project: project.to_string(),
+        derived,
+    })
+}
+
+/// A string field, empty when missing.
+fn text(v: Option<&Value>) -> String {
+    v.and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+/// A span dict's attributes, whose values are JSON text; a value that does not parse is kept
+/// as it came.
+fn attributes(v: Option<&Value>) -> Map<String, Value> {
+    let Some(m) = v.and_then(Value::as_object) else {
+        return Map::new();
+    };
+    m.iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(t) => serde_json::from_str(t).unwrap_or(v.clone()),
+                other => other.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// A span dict's status code and message.
+fn status(v: Option<&Value>) -> (SpanStatus, String) {
+    let Some(st) = v else {
+        return (SpanStatus::Unset, String::new());
+    };
+    let code = match st.get("code").and_then(Value::as_str).unwrap_or("") {
+        "STATUS_CODE_OK" | "OK" => SpanStatus::Ok,
+        "STATUS_CODE_ERROR" | "ERROR" => SpanStatus::Error,
+        _ => SpanStatus::Unset,
+    };
+    (code, text(st.get("message")))
+}
+
+/// A span dict's events.
+fn events(v: Option<&Value>) -> Vec<SpanEvent> {
+    let Some(es) = v.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    es.iter()
+        .map(|e| SpanEvent {
+            name: text(e.get("name")),
+            time_ns: nanos(e.get("time_unix_nano")).unwrap_or(0),
+            attributes: e
+                .get("attributes")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use quote::{quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, Ident, ItemFn, Lit, LitStr, Meta, Pat, ReturnType, Token};
+use syn::{Expr, FnArg, Ident, ItemFn, Lit, LitStr, Meta, Pat, ReturnType, Signature, Token};
 
 /// Span types Loupe understands (others are refused, to catch typos at compile time).
 const SPAN_TYPES: &[&str] = &[
@@ -144,69 +144,8 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         .span_type
         .clone()
         .unwrap_or_else(|| LitStr::new("UNKNOWN", Span::call_site()));
-    // Every skipped name must be an argument.
-    let arg_names: Vec<Ident> = sig
-        .inputs
-        .iter()
-        .filter_map(|a| match a {
-            FnArg::Typed(t) => match &*t.pat {
-                Pat::Ident(p) => Some(p.ident.clone()),
-                _ => None,
-            },
-            FnArg::Receiver(_) => None,
-        })
-        .collect();
-    for s in &opts.skip {
-        if !arg_names.iter().any(|a| a == s) {
-            return Err(syn::Error::new(
-                s.span(),
-                format!("`{s}` is not an argument of this function"),
-            ));
-        }
-    }
-    let mut record = Vec::new();
-    if !opts.skip_all {
-        for a in &sig.inputs {
-            match a {
-                FnArg::Typed(t) => match &*t.pat {
-                    Pat::Ident(p) => {
-                        let id = &p.ident;
-                        if opts.skip.iter().any(|s| s == id) {
-                            continue;
-                        }
-                        let key = id.to_string();
-                        let key = key.strip_prefix("r#").unwrap_or(&key).to_string();
-                        let ty = &t.ty;
-                        record.push(quote_spanned! {ty.span()=>
-                            __loupe_inputs.add(#key, ::loupe_sdk::__private::recordable(&#id));
-                        });
-                    }
-                    other => {
-                        return Err(syn::Error::new(
-                            other.span(),
-                            "#[trace] records named arguments: bind this pattern to a name, or use skip_all",
-                        ));
-                    }
-                },
-                FnArg::Receiver(_) => {}
-            }
-        }
-    }
-    let record_output = if opts.skip_output {
-        quote! {}
-    } else {
-        let span = match &sig.output {
-            ReturnType::Type(_, ty) => ty.span(),
-            ReturnType::Default => sig.ident.span(),
-        };
-        quote_spanned! {span=>
-            {
-                #[allow(unused_imports)]
-                use ::loupe_sdk::__private::{RecordResult as _, RecordValue as _};
-                (&::loupe_sdk::__private::Out(&__loupe_out)).record(&mut __loupe_span);
-            }
-        }
-    };
+    let record = record_inputs(&opts, &sig)?;
+    let record_output = record_output(&opts, &sig);
     // `impl Trait` cannot be named in a `let` or a closure: leave those types to inference.
     let output = match &sig.output {
         ReturnType::Type(_, ty) if quote!(#ty).to_string().contains("impl") => quote! { _ },
@@ -255,4 +194,68 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
             #body
         }
     })
+}
+
+/// The statements that add each recorded argument to `__loupe_inputs`; an error when a skipped
+/// name is not an argument, or an argument to record is a pattern rather than a name.
+fn record_inputs(opts: &Options, sig: &Signature) -> syn::Result<Vec<TokenStream2>> {
+    let named = |a: &FnArg| match a {
+        FnArg::Typed(t) => match &*t.pat {
+            Pat::Ident(p) => Some(p.ident.clone()),
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    };
+    for s in &opts.skip {
+        if !sig.inputs.iter().filter_map(named).any(|a| a == *s) {
+            return Err(syn::Error::new(
+                s.span(),
+                format!("`{s}` is not an argument of this function"),
+            ));
+        }
+    }
+    let mut record = Vec::new();
+    if opts.skip_all {
+        return Ok(record);
+    }
+    for a in &sig.inputs {
+        let FnArg::Typed(t) = a else {
+            continue;
+        };
+        let Pat::Ident(p) = &*t.pat else {
+            return Err(syn::Error::new(
+                t.pat.span(),
+                "#[trace] records named arguments: bind this pattern to a name, or use skip_all",
+            ));
+        };
+        let id = &p.ident;
+        if opts.skip.iter().any(|s| s == id) {
+            continue;
+        }
+        let key = id.to_string();
+        let key = key.strip_prefix("r#").unwrap_or(&key).to_string();
+        let ty = &t.ty;
+        record.push(quote_spanned! {ty.span()=>
+            __loupe_inputs.add(#key, ::loupe_sdk::__private::recordable(&#id));
+        });
+    }
+    Ok(record)
+}
+
+/// The statement that records `__loupe_out` on the span (nothing with `skip_output`).
+fn record_output(opts: &Options, sig: &Signature) -> TokenStream2 {
+    if opts.skip_output {
+        return quote! {};
+    }
+    let span = match &sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => sig.ident.span(),
+    };
+    quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use ::loupe_sdk::__private::{RecordResult as _, RecordValue as _};
+            (&::loupe_sdk::__private::Out(&__loupe_out)).record(&mut __loupe_span);
+        }
+    }
 }

@@ -64,151 +64,106 @@ pub fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
             i += 1;
             continue;
         }
-        let single = |tok| Token { tok, pos };
-        match c {
-            '(' => {
-                out.push(single(Tok::LParen));
-                i += 1;
-            }
-            ')' => {
-                out.push(single(Tok::RParen));
-                i += 1;
-            }
-            ',' => {
-                out.push(single(Tok::Comma));
-                i += 1;
-            }
-            '+' => {
-                out.push(single(Tok::Plus));
-                i += 1;
-            }
-            '-' => {
-                out.push(single(Tok::Minus));
-                i += 1;
-            }
-            '~' => {
-                out.push(single(Tok::Op("~")));
-                i += 1;
-            }
-            '=' => {
-                // `==` is accepted as `=`.
-                i += if chars.get(i + 1) == Some(&'=') { 2 } else { 1 };
-                out.push(single(Tok::Op("=")));
-            }
-            '!' => {
-                if chars.get(i + 1) == Some(&'=') {
-                    out.push(single(Tok::Op("!=")));
-                    i += 2;
-                } else {
-                    return Err(QueryError::at(pos, "expected `!=` after `!`"));
-                }
-            }
-            '<' => match chars.get(i + 1) {
-                Some('=') => {
-                    out.push(single(Tok::Op("<=")));
-                    i += 2;
-                }
-                Some('>') => {
-                    out.push(single(Tok::Op("!=")));
-                    i += 2;
-                }
-                _ => {
-                    out.push(single(Tok::Op("<")));
-                    i += 1;
-                }
-            },
-            '>' => {
-                if chars.get(i + 1) == Some(&'=') {
-                    out.push(single(Tok::Op(">=")));
-                    i += 2;
-                } else {
-                    out.push(single(Tok::Op(">")));
-                    i += 1;
-                }
-            }
-            '\'' => {
-                let (s, next) = quoted(&chars, i, '\'')?;
-                out.push(Token {
-                    tok: Tok::Str(s),
-                    pos,
-                });
-                i = next;
-            }
-            c if c.is_ascii_digit()
-                || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
-            {
-                let start = i;
-                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                    i += 1;
-                }
-                // exponent
-                if i < chars.len()
-                    && (chars[i] == 'e' || chars[i] == 'E')
-                    && chars
-                        .get(i + 1)
-                        .is_some_and(|c| c.is_ascii_digit() || *c == '-' || *c == '+')
-                {
-                    i += 2;
-                    while i < chars.len() && chars[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                }
-                let num: String = chars[start..i].iter().collect();
-                let value: f64 = num
-                    .parse()
-                    .map_err(|_| QueryError::at(pos, format!("invalid number {num:?}")))?;
-                let ustart = i;
-                while i < chars.len() && chars[i].is_ascii_alphabetic() {
-                    i += 1;
-                }
-                let unit: String = chars[ustart..i].iter().collect();
-                out.push(Token {
-                    tok: Tok::Num(value, (!unit.is_empty()).then_some(unit)),
-                    pos,
-                });
-            }
-            c if ident_start(c) || c == '`' || c == '"' => {
-                let mut parts = Vec::new();
-                loop {
-                    let c = chars.get(i).copied();
-                    match c {
-                        Some('`') | Some('"') => {
-                            let q = chars[i];
-                            let (s, next) = quoted(&chars, i, q)?;
-                            parts.push(s);
-                            i = next;
-                        }
-                        Some(c) if ident_start(c) || c.is_ascii_digit() => {
-                            let start = i;
-                            while i < chars.len() && ident_char(chars[i]) {
-                                i += 1;
-                            }
-                            parts.push(chars[start..i].iter().collect());
-                        }
-                        _ => {
-                            return Err(QueryError::at(i + 1, "expected a field name after `.`"));
-                        }
-                    }
-                    if chars.get(i) == Some(&'.') {
-                        i += 1;
-                    } else {
-                        break;
-                    }
-                }
-                out.push(Token {
-                    tok: Tok::Path(parts),
-                    pos,
-                });
-            }
-            other => {
-                return Err(QueryError::at(
-                    pos,
-                    format!("unexpected character {other:?}"),
-                ));
-            }
-        }
+        let (tok, next) = if let Some((tok, len)) = punctuation(&chars[i..]) {
+            (tok, i + len)
+        } else if c == '!' {
+            return Err(QueryError::at(pos, "expected `!=` after `!`"));
+        } else if c == '\'' {
+            let (s, next) = quoted(&chars, i, '\'')?;
+            (Tok::Str(s), next)
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
+            number(&chars, i)?
+        } else if ident_start(c) || c == '`' || c == '"' {
+            path(&chars, i)?
+        } else {
+            return Err(QueryError::at(pos, format!("unexpected character {c:?}")));
+        };
+        out.push(Token { tok, pos });
+        i = next;
     }
     Ok(out)
+}
+
+/// The operator or punctuation mark `rest` starts with, and its length in characters.
+fn punctuation(rest: &[char]) -> Option<(Tok, usize)> {
+    Some(match (rest[0], rest.get(1)) {
+        ('(', _) => (Tok::LParen, 1),
+        (')', _) => (Tok::RParen, 1),
+        (',', _) => (Tok::Comma, 1),
+        ('+', _) => (Tok::Plus, 1),
+        ('-', _) => (Tok::Minus, 1),
+        ('~', _) => (Tok::Op("~"), 1),
+        // `==` is accepted as `=`.
+        ('=', Some('=')) => (Tok::Op("="), 2),
+        ('=', _) => (Tok::Op("="), 1),
+        ('!', Some('=')) | ('<', Some('>')) => (Tok::Op("!="), 2),
+        ('<', Some('=')) => (Tok::Op("<="), 2),
+        ('<', _) => (Tok::Op("<"), 1),
+        ('>', Some('=')) => (Tok::Op(">="), 2),
+        ('>', _) => (Tok::Op(">"), 1),
+        _ => return None,
+    })
+}
+
+/// A number starting at `i`, with its exponent and unit suffix, and where the text after it
+/// starts.
+fn number(chars: &[char], mut i: usize) -> Result<(Tok, usize), QueryError> {
+    let pos = i + 1;
+    let start = i;
+    while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+        i += 1;
+    }
+    let exponent = i < chars.len()
+        && (chars[i] == 'e' || chars[i] == 'E')
+        && chars
+            .get(i + 1)
+            .is_some_and(|c| c.is_ascii_digit() || *c == '-' || *c == '+');
+    if exponent {
+        i += 2;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    let num: String = chars[start..i].iter().collect();
+    let value: f64 = num
+        .parse()
+        .map_err(|_| QueryError::at(pos, format!("invalid number {num:?}")))?;
+    let unit_start = i;
+    while i < chars.len() && chars[i].is_ascii_alphabetic() {
+        i += 1;
+    }
+    let unit: String = chars[unit_start..i].iter().collect();
+    Ok((Tok::Num(value, (!unit.is_empty()).then_some(unit)), i))
+}
+
+/// A dotted field path starting at `i` (its parts bare or quoted), and where the text after
+/// it starts.
+fn path(chars: &[char], mut i: usize) -> Result<(Tok, usize), QueryError> {
+    let mut parts = Vec::new();
+    loop {
+        match chars.get(i).copied() {
+            Some(q @ ('`' | '"')) => {
+                let (s, next) = quoted(chars, i, q)?;
+                parts.push(s);
+                i = next;
+            }
+            Some(c) if ident_start(c) || c.is_ascii_digit() => {
+                let start = i;
+                while i < chars.len() && ident_char(chars[i]) {
+                    i += 1;
+                }
+                parts.push(chars[start..i].iter().collect());
+            }
+            _ => return Err(QueryError::at(i + 1, "expected a field name after `.`")),
+        }
+        if chars.get(i) == Some(&'.') {
+            i += 1;
+        } else {
+            return Ok((Tok::Path(parts), i));
+        }
+    }
 }
 
 /// A quoted run starting at `start` (the opening quote); a doubled quote is a literal quote.
