@@ -102,7 +102,7 @@ CONVENTIONS: dict[str, Convention] = {
                 "opentelemetry-util-genai",
                 "opentelemetry-semantic-conventions",
             ),
-            chat_spans=("chat gpt-4o-mini",),
+            chat_spans=("chat gpt-5.2",),
             embedding_spans=("embeddings text-embedding-3-small",),
             tool_spans=("execute_tool get_weather",),
         ),

@@ -26,7 +26,8 @@ import os
 import sys
 from typing import Any, Callable
 
-CHAT_MODEL = "gpt-4o-mini"
+# The model the seed's own example calls, so every instrumentor's spans are priced by its entry.
+CHAT_MODEL = "gpt-5.2"
 EMBEDDING_MODEL = "text-embedding-3-small"
 SYSTEM_PROMPT = "You are a concise assistant."
 CHAT_QUESTION = "What is the capital of France?"

@@ -11,7 +11,7 @@ The contract checked (per span of GET /api/v1/traces/{id}):
   model         the response model, else the request model (the mock echoes the request's)
   provider      "openai"
   input_tokens, output_tokens, total_tokens   the mock's usage, as ints
-  cost_usd      tokens x the price book (gpt-4o-mini $0.15 / $0.60 per 1M input / output tokens,
+  cost_usd      tokens x the price book (gpt-5.2 $1.75 / $14 per 1M input / output tokens,
                 text-embedding-3-small $0.02 per 1M input tokens), within 1e-12
   input_messages, output_messages   [{"role", "content" (a string), "tool_calls"?: [{"id",
                 "name", "arguments" (a JSON string)}], "tool_call_id"?}]
@@ -39,6 +39,7 @@ COST_TOLERANCE = 1e-12
 
 # USD per token: (input, output).
 PRICE_BOOK = {
+    "gpt-5.2": (1.75 / 1_000_000, 14.0 / 1_000_000),
     "gpt-4o-mini": (0.15 / 1_000_000, 0.60 / 1_000_000),
     "text-embedding-3-small": (0.02 / 1_000_000, 0.0),
 }

@@ -5,6 +5,7 @@ mod bench_query;
 mod bench_template;
 mod client;
 mod maintain;
+mod prices;
 mod serve;
 mod tree;
 
@@ -42,6 +43,11 @@ enum Command {
     Reindex(maintain::MaintainArgs),
     /// Recompute stored costs from the price book (after a price change).
     Reprice(maintain::MaintainArgs),
+    /// Check the price book against the models a store has seen.
+    Prices {
+        #[command(subcommand)]
+        command: prices::PricesCommand,
+    },
     /// Measure Loupe on this machine.
     Bench {
         #[command(subcommand)]
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
             Command::Stats(args) => client::stats(args).await,
             Command::Reindex(args) => maintain::run(args, maintain::What::Reindex).await,
             Command::Reprice(args) => maintain::run(args, maintain::What::Reprice).await,
+            Command::Prices { command } => prices::run(command).await,
         }
     });
     match result {

@@ -32,6 +32,18 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date; `None` unless it has that shape.
+pub fn days_from_date(date: &str) -> Option<i64> {
+    let mut it = date.splitn(3, '-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let d: i64 = it.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
 /// The proleptic Gregorian date (year, month 1–12, day 1–31) of a day count since 1970-01-01;
 /// the inverse of [`days_from_civil`].
 pub fn civil_from_days(days: i64) -> (i64, i64, i64) {

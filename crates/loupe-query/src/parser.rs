@@ -98,14 +98,7 @@ fn parse_date(s: &str) -> Option<i64> {
         Some((d, t)) => (d, Some(t.trim_end_matches('Z'))),
         None => (s, None),
     };
-    let mut it = date.splitn(3, '-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
-    let d: i64 = it.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let mut ms = loupe_model::days_from_civil(y, m, d) * 86_400_000;
+    let mut ms = loupe_model::days_from_date(date)? * 86_400_000;
     if let Some(t) = time {
         let mut parts = t.splitn(3, ':');
         let h: i64 = parts.next()?.parse().ok()?;

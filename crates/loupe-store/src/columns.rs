@@ -2,6 +2,7 @@
 //! recompute compares.
 
 use loupe_model::normalize::Derived;
+use loupe_model::pricing::PriceBook;
 
 /// A span's indexed columns derived from its attributes and priced: the part of a span row
 /// that ingest, reads, stats and recomputes all see the same way.
@@ -63,4 +64,23 @@ impl SpanColumns {
             ..Derived::default()
         }
     }
+
+    /// Why a span that used tokens of a model has no cost: the book's reason, or that it was
+    /// stored before the book priced its model. `None` when it has a cost or used no tokens.
+    pub fn missing_price(&self, book: &PriceBook) -> Option<String> {
+        let model = self.model.as_deref()?;
+        if self.cost_usd.is_some() || (self.input_tokens.is_none() && self.output_tokens.is_none())
+        {
+            return None;
+        }
+        Some(
+            book.missing_price(model)
+                .unwrap_or_else(|| stored_before_priced(model)),
+        )
+    }
+}
+
+/// The reason given for a model the book prices whose stored spans have no cost.
+pub(crate) fn stored_before_priced(model: &str) -> String {
+    format!("{model} was stored before the book priced it: `loupe reprice` fills in its cost")
 }

@@ -13,6 +13,7 @@ mod query;
 mod rollup;
 mod sessions;
 pub mod threads;
+mod unpriced;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use query::{
 };
 pub use rollup::{TraceDelta, cmp_group_keys, to_i64};
 pub use sessions::{SESSION_COLUMNS, session_sql};
+pub use unpriced::{UnpricedModel, unpriced_models};
 
 /// Derives a span's canonical fields from its stored body and start time (ns).
 pub type ReindexFn = dyn Fn(&SpanBody, u64) -> Derived + Send + Sync;

@@ -15,3 +15,4 @@ mod conventions;
 mod durability;
 mod helpers;
 mod otlp;
+mod pricing;

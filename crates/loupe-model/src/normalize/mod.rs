@@ -147,6 +147,9 @@ pub struct Derived {
     pub user_id: Option<String>,
     /// Which convention supplied the fields.
     pub convention: Option<&'static str>,
+    /// Whether the call was a batch or flex-tier request, which providers bill at a discount.
+    #[serde(default)]
+    pub batch: bool,
     /// Set by a convention whose span repeats usage its children already report.
     #[serde(skip)]
     pub suppress_usage: bool,
@@ -187,6 +190,7 @@ pub fn derive(attributes: &Map<String, Value>) -> Derived {
     if d.user_id.is_none() {
         d.user_id = as_str(attributes.get("user.id"));
     }
+    d.batch = batch_request(attributes);
     if d.suppress_usage {
         d.input_tokens = None;
         d.output_tokens = None;
@@ -210,6 +214,29 @@ pub fn derive(attributes: &Map<String, Value>) -> Derived {
         );
     }
     d
+}
+
+/// Attributes instrumentations record a request's service tier under.
+const SERVICE_TIER_KEYS: &[&str] = &[
+    "openai.request.service_tier",
+    "openai.response.service_tier",
+    "gen_ai.openai.request.service_tier",
+    "gen_ai.openai.response.service_tier",
+    "gen_ai.request.service_tier",
+    "gen_ai.response.service_tier",
+];
+
+/// Whether a span is a request providers bill at their batch price: a `flex` or `batch`
+/// service tier (OpenAI bills flex at batch prices), or `loupe.batch = true` set by the
+/// application.
+fn batch_request(attributes: &Map<String, Value>) -> bool {
+    attributes.get("loupe.batch") == Some(&Value::Bool(true))
+        || SERVICE_TIER_KEYS.iter().any(|k| {
+            attributes
+                .get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case("flex") || t.eq_ignore_ascii_case("batch"))
+        })
 }
 
 /// The read-time view of a span: messages, tool calls, parameters, documents, inputs, outputs.

@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
 use loupe_model::{SpanStatus, TraceId};
-use loupe_store::{Cursor, GroupKey, SessionQuery, StatsQuery, TraceQuery};
+use loupe_store::{Cursor, GroupKey, SessionQuery, StatsQuery, TraceQuery, unpriced_models};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -253,7 +253,21 @@ pub(crate) async fn stats(
         start_from_ms: parse_num(&params, "start_time_from_ms")?,
         start_to_ms: parse_num(&params, "start_time_to_ms")?,
     };
+    let model_at = query.group_by.iter().position(|k| *k == GroupKey::Model);
+    let by_model = match model_at {
+        Some(_) => None,
+        None => Some(StatsQuery {
+            group_by: vec![GroupKey::Model],
+            ..query.clone()
+        }),
+    };
     let groups = state.store.stats(query).await?;
+    // The unpriced models come from the groups when they are by model, else from a second
+    // aggregation by model of the same traces.
+    let unpriced = match by_model {
+        None => unpriced_models(&groups, model_at.unwrap_or(0), &state.prices),
+        Some(q) => unpriced_models(&state.store.stats(q).await?, 0, &state.prices),
+    };
     Ok(Json(types::Stats {
         groups: groups
             .iter()
@@ -261,6 +275,7 @@ pub(crate) async fn stats(
             .collect(),
         group_by: names,
         bucket_ms: bucket,
+        unpriced_models: unpriced.into_iter().map(Into::into).collect(),
     }))
 }
 
@@ -291,7 +306,7 @@ pub(crate) async fn list_spans(
     Ok(Json(types::SpanPage {
         spans: spans
             .into_iter()
-            .map(|(trace_id, s)| types::Span::new(s, Some(trace_id)))
+            .map(|(trace_id, s)| types::Span::new(s, Some(trace_id), &state.prices))
             .collect(),
         next_cursor: next.map(|(start_ns, seq)| Cursor { start_ns, seq }.encode()),
     }))
@@ -343,7 +358,7 @@ pub(crate) async fn get_trace(
         spans: detail
             .spans
             .into_iter()
-            .map(|s| types::Span::new(s, None))
+            .map(|s| types::Span::new(s, None, &state.prices))
             .collect(),
         assessments,
     }))

@@ -2,6 +2,7 @@
 //! OpenAPI document (`doc.rs`) is derived from the same types, so the two cannot drift.
 
 use loupe_model::normalize::{self, Document, Exception, Message, ToolCall};
+use loupe_model::pricing::PriceBook;
 use loupe_model::{Assessment, SpanLink, TraceId, TraceSummary};
 use loupe_store::{SessionSummary, StatsGroup, StoredSpan};
 use serde::Serialize;
@@ -146,6 +147,9 @@ pub(crate) struct Span {
     pub reasoning_tokens: Option<u64>,
     /// Cost in US dollars; none when the model has no price.
     pub cost_usd: Option<f64>,
+    /// Why a span with a model and tokens has no cost (`no price for MODEL` …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_missing: Option<String>,
     /// Messages sent to the model.
     pub input_messages: Vec<Message>,
     /// Messages the model produced.
@@ -182,8 +186,9 @@ pub(crate) struct Span {
 
 impl Span {
     /// A stored span, with the trace it belongs to when the answer lists spans of many traces.
-    pub(crate) fn new(s: StoredSpan, trace_id: Option<TraceId>) -> Self {
+    pub(crate) fn new(s: StoredSpan, trace_id: Option<TraceId>, prices: &PriceBook) -> Self {
         let view = normalize::view(&s.body.attributes, &s.body.events);
+        let cost_missing = s.columns.missing_price(prices);
         let c = s.columns;
         Span {
             span_id: s.span_id.to_string(),
@@ -206,6 +211,7 @@ impl Span {
             cache_write_tokens: c.cache_write_tokens,
             reasoning_tokens: c.reasoning_tokens,
             cost_usd: c.cost_usd,
+            cost_missing,
             input_messages: view.input_messages,
             output_messages: view.output_messages,
             tool_calls: view.tool_calls,
@@ -384,6 +390,36 @@ pub(crate) struct Stats {
     pub bucket_ms: i64,
     /// The groups.
     pub groups: Vec<StatsRow>,
+    /// Models of the traces aggregated that used tokens at no cost, and why.
+    pub unpriced_models: Vec<UnpricedModel>,
+}
+
+/// A model whose tokens carry no cost.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UnpricedModel {
+    /// The model, as stored.
+    pub model: String,
+    /// Its spans.
+    pub spans: u64,
+    /// Their input tokens.
+    pub input_tokens: u64,
+    /// Their output tokens.
+    pub output_tokens: u64,
+    /// Why there is no cost: `no price for MODEL`, a unit other than tokens, or stored before
+    /// the book priced it.
+    pub reason: String,
+}
+
+impl From<loupe_store::UnpricedModel> for UnpricedModel {
+    fn from(u: loupe_store::UnpricedModel) -> Self {
+        UnpricedModel {
+            model: u.model,
+            spans: u.spans,
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            reason: u.reason,
+        }
+    }
 }
 
 /// `POST /api/v1/traces/{trace_id}/assessments`: what was stored.

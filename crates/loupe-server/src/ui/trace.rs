@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loupe_model::normalize::{self, Message};
+use loupe_model::pricing::PriceBook;
 use loupe_model::{
     Assessment, AssessmentKind, AssessmentSource, AssessmentValue, SourceType, SpanId, TraceId,
 };
@@ -158,7 +159,7 @@ pub(crate) async fn trace_page(
                 }
             }
             section.detail-pane id="span-detail" aria-live="polite" {
-                @if let Some(i) = selected { (span_detail(&spans[i], &hex, full)) }
+                @if let Some(i) = selected { (span_detail(&spans[i], &hex, full, &state.prices)) }
             }
         }
         section.assessments id="assessments" {
@@ -283,7 +284,7 @@ fn message(m: &Message) -> Markup {
 }
 
 /// The detail of one span (also served alone, for the script to swap in).
-fn span_detail(s: &StoredSpan, trace: &str, full: bool) -> Markup {
+fn span_detail(s: &StoredSpan, trace: &str, full: bool, prices: &PriceBook) -> Markup {
     let view = normalize::view(&s.body.attributes, &s.body.events);
     let id = s.span_id.to_hex();
     let all = format!("/traces/{trace}?span={id}&full=1");
@@ -299,6 +300,7 @@ fn span_detail(s: &StoredSpan, trace: &str, full: bool) -> Markup {
                     dt { "Tokens" } dd { (s.columns.input_tokens.unwrap_or(0)) " in · " (s.columns.output_tokens.unwrap_or(0)) " out" }
                 }
                 @if let Some(c) = s.columns.cost_usd { dt { "Cost" } dd { (fmt_cost(c)) } }
+                @if let Some(why) = s.columns.missing_price(prices) { dt { "Cost" } dd.unpriced { (why) } }
             }
             @if !view.input_messages.is_empty() || !view.output_messages.is_empty() {
                 section.chat aria-label="Chat" {
@@ -382,7 +384,7 @@ pub(crate) async fn span_fragment(
     };
     page_response(
         StatusCode::OK,
-        span_detail(s, &detail.summary.trace_id.to_hex(), false),
+        span_detail(s, &detail.summary.trace_id.to_hex(), false, &state.prices),
     )
 }
 
