@@ -254,8 +254,11 @@ fn record_output(opts: &Options, sig: &Signature) -> TokenStream2 {
     quote_spanned! {span=>
         {
             #[allow(unused_imports)]
-            use ::loupe_sdk::__private::{RecordResult as _, RecordValue as _};
-            (&::loupe_sdk::__private::Out(&__loupe_out)).record(&mut __loupe_span);
+            use ::loupe_sdk::__private::{
+                RecordDebugError as _, RecordDisplayError as _, RecordSerializeError as _,
+                RecordValue as _,
+            };
+            (&&&&::loupe_sdk::__private::Out(&__loupe_out)).record(&mut __loupe_span);
         }
     }
 }

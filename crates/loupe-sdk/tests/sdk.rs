@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod loupe;
+
 use std::time::Duration;
 
-use loupe_ingest::{IngestQueue, QueueConfig};
-use loupe_server::{AppState, ServerConfig};
-use loupe_store_sqlite::SqliteStore;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -74,30 +72,11 @@ fn explode(n: u32) -> u32 {
     n
 }
 
-async fn get(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
+use loupe::get;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_reach_loupe_as_one_tree() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn loupe_store::TraceStore> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let (queue, _writer) = IngestQueue::start(store.clone(), QueueConfig::default());
-    let state = AppState {
-        store,
-        queue,
-        config: Arc::new(ServerConfig::default()),
-        prices: Arc::new(loupe_model::pricing::PriceBook::builtin()),
-    };
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", http.local_addr().unwrap());
-    tokio::spawn(loupe_server::serve(
-        http,
-        grpc,
-        state,
-        std::future::pending(),
-    ));
+    let (url, _dir) = loupe::start().await;
 
     let guard = loupe_sdk::Config::default()
         .endpoint(url.clone())
