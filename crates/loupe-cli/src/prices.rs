@@ -1,8 +1,11 @@
-//! `loupe prices check`: the models a store has seen that the price book does not price.
+//! `loupe prices check`: the models a store has seen that the price book does not price;
+//! `loupe prices lint`: whether a price book file is fit to publish.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Subcommand;
+use loupe_model::pricing::PriceBook;
 use loupe_store::{GroupKey, StatsQuery, TraceStore, unpriced_models};
 use loupe_store_sqlite::SqliteStore;
 
@@ -15,10 +18,19 @@ pub enum PricesCommand {
     /// List every model seen in the store whose tokens have no cost (not in the price book,
     /// billed by another unit, or stored before the book priced it); exits 1 if there is one.
     Check(MaintainArgs),
+    /// Check a price book file as it loads and as a published book must be (providers,
+    /// sources, unit prices, required models); exits 1 naming each problem.
+    Lint {
+        /// The book (default: the one compiled into Loupe).
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 pub async fn run(command: PricesCommand) -> anyhow::Result<ExitCode> {
-    let PricesCommand::Check(args) = command;
+    let args = match command {
+        PricesCommand::Check(args) => args,
+        PricesCommand::Lint { file } => return lint(file.as_deref()),
+    };
     if !args.data_dir.join(loupe_store_sqlite::DB_FILE).exists() {
         anyhow::bail!("no Loupe data in {}", args.data_dir.display());
     }
@@ -52,4 +64,24 @@ pub async fn run(command: PricesCommand) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn lint(file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let book = match file {
+        None => PriceBook::parse(loupe_model::pricing::DEFAULT_PRICES)?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the price book {}", path.display()))?;
+            PriceBook::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+    };
+    let problems = book.lint();
+    for p in &problems {
+        println!("{p}");
+    }
+    if !problems.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    println!("{} models, all well formed", book.models.len());
+    Ok(ExitCode::SUCCESS)
 }
