@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A small, deterministic OpenAI-compatible mock server (Python standard library only).
+"""A small, deterministic OpenAI- and Anthropic-compatible mock server (standard library only).
 
 Every Loupe client suite (Python instrumentors, the Vercel AI SDK) talks to this server instead
 of a real LLM provider. Run it as
@@ -16,6 +16,12 @@ Endpoints
                                and an empty ``choices`` list, as OpenAI does.
 ``POST /v1/completions``       the legacy text completion API (non-streaming and streaming).
 ``POST /v1/embeddings``        deterministic small vectors (``encoding_format`` float or base64).
+``POST /v1/messages``          Anthropic's Messages API, non-streaming, or ``"stream": true`` as
+                               Anthropic's named server-sent events (``event: <type>\\n``
+                               ``data: {...}\\n\\n``): message_start, ping, then per content block
+                               content_block_start / content_block_delta... / content_block_stop,
+                               then message_delta and message_stop. Point an Anthropic client at
+                               the root (the URL without ``/v1``).
 ``GET  /v1/models``            a fixed model list.
 ``GET  /mock/requests``        (test helper) every request body received so far, in order.
 
@@ -38,6 +44,34 @@ Chat completions:
   * total_tokens      = prompt_tokens + completion_tokens
   * Streaming sends the reply text one word per chunk (each word but the first preceded by a
     space), so the concatenated deltas equal the non-streaming reply.
+Anthropic messages (``POST /v1/messages``):
+  * The text of Anthropic content (a message's ``content``, or ``system``) is the string itself,
+    or, for a list of blocks, the ``text`` of its text blocks and the text of each
+    ``tool_result`` block's ``content`` (a string, or its text blocks joined by a single space),
+    in order, joined by a single space; ``tool_use`` and other blocks contribute nothing.
+  * The USER text of a message is its string content, or its text blocks only (tool_result
+    blocks excluded) joined by a single space. A user message "has text" when its content is a
+    string or holds at least one text block.
+  * The reply text is ``"Mock answer to: " + <user text of the last user message that has text>``
+    (so a user message made only of tool_result blocks is skipped, like a chat ``tool`` message).
+  * When the request has ``tools`` and the LAST message has role ``user`` and holds no
+    ``tool_result`` block, the reply is instead ONE ``tool_use`` block to the first tool: id
+    ``toolu_mock_1``, input ``{"city": "Paris"}`` when that tool is named ``get_weather``, else
+    ``{}``; ``stop_reason`` is ``tool_use``. Otherwise the reply is one text block and
+    ``stop_reason`` is ``end_turn``. ``stop_sequence`` is always null.
+  * input_tokens  = sum(words(text of m) for m in messages) + words(text of system) + 10
+  * output_tokens = words(reply text) for a text reply; TOOL_CALL_COMPLETION_TOKENS (= 7) for a
+                    tool_use reply
+  * Missing ``model``, ``max_tokens`` or ``messages`` (or an empty ``messages``) is a 400 with
+    Anthropic's error shape ``{"type": "error", "error": {"type": "invalid_request_error",
+    "message": ...}}``.
+  * Streaming: message_start carries the message with empty ``content`` and usage
+    ``{"input_tokens": <as above>, "output_tokens": 1}``; a text block starts with ``text`` ""
+    and gets one ``text_delta`` per word (each word but the first preceded by a space, so the
+    concatenated deltas equal the non-streaming text); a tool_use block starts with ``input``
+    {} and gets two ``input_json_delta`` events whose ``partial_json`` are the two halves
+    (split at len // 2) of ``json.dumps(input)``; message_delta carries ``stop_reason``,
+    ``stop_sequence`` null and usage ``{"output_tokens": <as above>}``.
 Legacy completions:
   * reply ``"Mock answer to: " + prompt``; prompt_tokens = words(prompt) + 10 (summed over a
     list of prompts); completion_tokens = words(reply text).
@@ -47,7 +81,8 @@ Embeddings:
   * each vector has EMBEDDING_DIMENSIONS (= 8) floats, or ``dimensions`` if the request sets it,
     derived from the SHA-256 of the input text: value i = (byte_i - 127.5) / 127.5.
 All responses echo the requested ``model``; ``created`` is the constant CREATED (1700000000);
-ids are ``chatcmpl-mock-N`` / ``cmpl-mock-N`` with N counting from 1 per server.
+ids are ``chatcmpl-mock-N`` / ``cmpl-mock-N`` / ``msg_mock_N`` with N counting from 1 per server
+(one counter shared by all of them).
 """
 
 from __future__ import annotations
@@ -65,9 +100,17 @@ CREATED = 1700000000
 PROMPT_OVERHEAD_TOKENS = 10
 TOOL_CALL_COMPLETION_TOKENS = 7
 TOOL_CALL_ID = "call_mock_1"
+ANTHROPIC_TOOL_USE_ID = "toolu_mock_1"
 EMBEDDING_DIMENSIONS = 8
 SYSTEM_FINGERPRINT = "fp_mock"
-MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "gpt-3.5-turbo-instruct"]
+MODELS = [
+    "gpt-4o-mini",
+    "gpt-4o",
+    "text-embedding-3-small",
+    "gpt-3.5-turbo-instruct",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+]
 
 
 def words(text: str) -> int:
@@ -141,6 +184,90 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def anthropic_text(content) -> str:
+    """The text of Anthropic content: a message's ``content`` or ``system`` (module docstring)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict):
+                if block.get("type") == "tool_result":
+                    parts.append(anthropic_text(block.get("content")))
+                elif block.get("type", "text") == "text" and isinstance(block.get("text"), str):
+                    parts.append(block["text"])
+        return " ".join(parts)
+    return str(content)
+
+
+def anthropic_text_blocks(message: dict) -> list[str] | None:
+    """The texts a user typed in a message: its string content or its text blocks (not tool_result
+    blocks); None when the message has no text (e.g. only tool_result blocks)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content]
+    texts = [
+        block["text"]
+        for block in content or []
+        if isinstance(block, dict)
+        and block.get("type", "text") == "text"
+        and isinstance(block.get("text"), str)
+    ]
+    return texts or None
+
+
+def has_tool_result(message: dict) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+    )
+
+
+def last_anthropic_user_text(messages: list) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            texts = anthropic_text_blocks(message)
+            if texts is not None:
+                return " ".join(texts)
+    return ""
+
+
+def plan_anthropic_reply(body: dict) -> dict:
+    """Decides the reply of an Anthropic messages request (shared by streaming and not)."""
+    messages = body.get("messages") or []
+    tools = body.get("tools") or []
+    input_tokens = sum(
+        words(anthropic_text(m.get("content"))) for m in messages if isinstance(m, dict)
+    )
+    input_tokens += words(anthropic_text(body.get("system"))) + PROMPT_OVERHEAD_TOKENS
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    if tools and last.get("role") == "user" and not has_tool_result(last):
+        name = tool_name(tools[0])
+        block = {
+            "type": "tool_use",
+            "id": ANTHROPIC_TOOL_USE_ID,
+            "name": name,
+            "input": {"city": "Paris"} if name == "get_weather" else {},
+        }
+        return {
+            "text": None,
+            "content": [block],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": input_tokens, "output_tokens": TOOL_CALL_COMPLETION_TOKENS},
+        }
+    text = "Mock answer to: " + last_anthropic_user_text(messages)
+    return {
+        "text": text,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": input_tokens, "output_tokens": words(text)},
     }
 
 
@@ -224,6 +351,9 @@ class Handler(BaseHTTPRequestHandler):
             status, {"error": {"message": message, "type": kind, "param": None, "code": None}}
         )
 
+    def _anthropic_error(self, status: int, message: str, kind="invalid_request_error") -> None:
+        self._send_json(status, {"type": "error", "error": {"type": kind, "message": message}})
+
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             body = bytearray()
@@ -255,6 +385,11 @@ class Handler(BaseHTTPRequestHandler):
     def _sse(self, payload) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload)
         self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+    def _sse_event(self, payload: dict) -> None:
+        """One Anthropic server-sent event, named after the payload's ``type``."""
+        self.wfile.write(f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode())
         self.wfile.flush()
 
     # -- routes ----------------------------------------------------------------------------
@@ -301,6 +436,8 @@ class Handler(BaseHTTPRequestHandler):
             self._completions(body)
         elif path == "/v1/embeddings":
             self._embeddings(body)
+        elif path == "/v1/messages":
+            self._messages(body)
         else:
             self._error(404, f"unknown path {path}")
 
@@ -417,6 +554,77 @@ class Handler(BaseHTTPRequestHandler):
                 }
             )
         self._sse("[DONE]")
+
+    def _messages(self, body: dict) -> None:
+        for field in ("model", "max_tokens", "messages"):
+            if body.get(field) is None:
+                self._anthropic_error(400, f"{field}: Field required")
+                return
+        messages = body["messages"]
+        if not isinstance(messages, list) or not messages:
+            self._anthropic_error(400, "messages: at least one message is required")
+            return
+        model = body["model"]
+        plan = plan_anthropic_reply(body)
+        message = {
+            "id": f"msg_mock_{self.state.next_id()}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": plan["content"],
+            "stop_reason": plan["stop_reason"],
+            "stop_sequence": None,
+            "usage": plan["usage"],
+        }
+        if not body.get("stream"):
+            self._send_json(200, message)
+            return
+        self._start_sse()
+        start = dict(
+            message,
+            content=[],
+            stop_reason=None,
+            usage={"input_tokens": plan["usage"]["input_tokens"], "output_tokens": 1},
+        )
+        self._sse_event({"type": "message_start", "message": start})
+        self._sse_event({"type": "ping"})
+        for index, block in enumerate(plan["content"]):
+            if block["type"] == "text":
+                self._sse_event(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    }
+                )
+                deltas = [
+                    {"type": "text_delta", "text": piece} for piece in word_chunks(block["text"])
+                ]
+            else:
+                self._sse_event(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": dict(block, input={}),
+                    }
+                )
+                arguments = json.dumps(block["input"])
+                half = len(arguments) // 2
+                deltas = [
+                    {"type": "input_json_delta", "partial_json": arguments[:half]},
+                    {"type": "input_json_delta", "partial_json": arguments[half:]},
+                ]
+            for delta in deltas:
+                self._sse_event({"type": "content_block_delta", "index": index, "delta": delta})
+            self._sse_event({"type": "content_block_stop", "index": index})
+        self._sse_event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": plan["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": plan["usage"]["output_tokens"]},
+            }
+        )
+        self._sse_event({"type": "message_stop"})
 
     def _completions(self, body: dict) -> None:
         model = body.get("model") or "gpt-3.5-turbo-instruct"

@@ -32,7 +32,13 @@ def loupe():
 def run_example(name: str, loupe: LoupeServer, mock_url: str, question: str) -> tuple[str, dict]:
     cargo = shutil.which("cargo")
     assert cargo, "cargo is needed to run the Rust SDK examples"
-    env = {**os.environ, "LOUPE_ENDPOINT": loupe.url, "OPENAI_BASE_URL": mock_url, "LOUPE_PROJECT": "rust-sdk"}
+    env = {
+        **os.environ,
+        "LOUPE_ENDPOINT": loupe.url,
+        "OPENAI_BASE_URL": mock_url,
+        "ANTHROPIC_BASE_URL": mock_url.removesuffix("/v1"),
+        "LOUPE_PROJECT": "rust-sdk",
+    }
     run = subprocess.run(
         [cargo, "run", "-q", "--locked", "-p", "loupe-sdk", "--example", name, "--", question],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
@@ -118,3 +124,33 @@ def test_async_openai_example(loupe, mock_openai_url):
     assert emb["span_type"] == "EMBEDDING" and emb["parent_id"] == root["span_id"]
     assert emb["input_tokens"] == words("Loupe traces every LLM call.")
     assert detail["trace"]["total_tokens"] == sum(s["total_tokens"] or 0 for s in (plain, streamed, emb))
+
+
+def test_anthropic_example(loupe, mock_openai_url):
+    question = "What is the weather in Paris?"
+    out, detail = run_example("anthropic", loupe, mock_openai_url, question)
+    answer = f"Mock answer to: {question}"
+    assert answer in out
+    spans = by_name(detail)
+    agent = spans["run_agent"][0]
+    assert agent["parent_id"] == spans["anthropic-example"][0]["span_id"]
+    chats = sorted(spans["chat claude-sonnet-4-5"], key=lambda s: s["start_time_ns"])
+    assert len(chats) == 2 and all(c["parent_id"] == agent["span_id"] for c in chats)
+    system = "You answer weather questions with the get_weather tool."
+    first, streamed = chats
+    for c in chats:
+        assert c["span_type"] == "CHAT_MODEL" and c["model"] == "claude-sonnet-4-5", c
+        assert c["cost_usd"] and c["cost_usd"] > 0, "claude-sonnet-4-5 is in the price book"
+    assert first["tool_calls"][0]["name"] == "get_weather"
+    assert first["tool_calls"][0]["arguments"] == '{"city":"Paris"}'
+    assert first["input_tokens"] == words(question) + words(system) + 10
+    assert first["output_tokens"] == 7, "the mock's tool-use output tokens"
+    (tool,) = spans["get_weather"]
+    assert tool["parent_id"] == agent["span_id"] and tool["outputs"] == "Sunny and 21°C in Paris"
+    roles = [m["role"] for m in streamed["input_messages"]]
+    assert roles == ["system", "user", "assistant", "tool"], streamed["input_messages"]
+    assert streamed["input_messages"][3]["content"] == "Sunny and 21°C in Paris"
+    assert streamed["output_messages"][0]["content"] == answer, "the stream folded into one message"
+    assert streamed["input_tokens"] == words(question) + words("Sunny and 21°C in Paris") + words(system) + 10
+    assert streamed["output_tokens"] == words(answer)
+    assert streamed["request_params"].get("max_tokens") == 256

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 const CHUNK: u64 = 100_000;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use tracing_subscriber::prelude::*;
 
 fn plain(order: u64, note: &str) -> u64 {
     order.wrapping_mul(31).wrapping_add(note.len() as u64)
@@ -20,6 +21,11 @@ fn plain(order: u64, note: &str) -> u64 {
 
 #[loupe_sdk::trace(span_type = "TOOL")]
 fn traced(order: u64, note: &str) -> u64 {
+    order.wrapping_mul(31).wrapping_add(note.len() as u64)
+}
+
+#[tracing::instrument]
+fn traced_by_tracing(order: u64, note: &str) -> u64 {
     order.wrapping_mul(31).wrapping_add(note.len() as u64)
 }
 
@@ -46,6 +52,9 @@ fn bench(c: &mut Criterion) {
         .endpoint(support::endpoint_for_tests(Vec::new(), false).0)
         .queue_capacity(1 << 20)
         .init();
+    tracing_subscriber::registry()
+        .with(loupe_sdk::tracing_layer())
+        .init();
     let mut g = c.benchmark_group("span overhead");
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("untraced call", |b| {
@@ -58,6 +67,16 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    g.bench_function(
+        "tracing span (#[tracing::instrument] + tracing_layer)",
+        |b| {
+            b.iter_custom(|iters| {
+                chunked(iters, || {
+                    black_box(traced_by_tracing(black_box(42), black_box("refund please")));
+                })
+            })
+        },
+    );
     g.bench_function("manual span (start + drop)", |b| {
         b.iter_custom(|iters| {
             chunked(iters, || {

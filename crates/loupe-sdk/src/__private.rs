@@ -12,7 +12,7 @@ use crate::span::{ActiveSpan, to_value};
 /// Starts the span of a traced function call.
 #[inline]
 pub fn start(name: &'static str, span_type: &'static str) -> ActiveSpan {
-    ActiveSpan::begin(Cow::Borrowed(name), span_type, None)
+    ActiveSpan::begin(Cow::Borrowed(name), Some(span_type), None)
 }
 
 /// A traced function's arguments, by name.

@@ -36,6 +36,16 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
 static WARNED: AtomicBool = AtomicBool::new(false);
 
+thread_local! {
+    static EXPORT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this is the exporter's own thread, whose HTTP client's `tracing` output must not
+/// become spans (each export would trace itself).
+pub(crate) fn on_export_thread() -> bool {
+    EXPORT_THREAD.with(std::cell::Cell::get)
+}
+
 pub(crate) fn sample(r: u64) -> bool {
     let below = SAMPLE_BELOW.load(Ordering::Relaxed);
     below != 0 && r <= below
@@ -131,6 +141,7 @@ pub(crate) fn start(config: Config) -> ExportGuard {
 }
 
 fn run(config: Config, rx: Receiver<Msg>) {
+    EXPORT_THREAD.with(|t| t.set(true));
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -25,19 +25,25 @@
 //! - The current span follows `.await` ([`ActiveSpan::in_scope`], [`Instrumented`]) and
 //!   [`spawn`] carries it into `tokio::spawn`.
 //! - [`openai::client`]: OpenAI-compatible HTTP calls (chat, streaming, embeddings) traced as
-//!   `CHAT_MODEL` / `EMBEDDING` spans with the GenAI conventions.
+//!   `CHAT_MODEL` / `EMBEDDING` spans with the GenAI conventions, and Anthropic Messages API
+//!   calls (streaming too) the same way.
 //! - [`async_openai::Traced`]: the `async-openai` client, traced the same way.
+//! - [`tracing_layer`]: `tracing` spans (`#[tracing::instrument]`, libraries such as `rig`) as
+//!   Loupe spans, nested with `#[trace]` ones both ways.
 //! - Spans are exported in batches over OTLP/HTTP protobuf from a background thread; the
 //!   calling thread only pushes into a bounded queue and never blocks (when full, spans are
 //!   dropped and counted: [`dropped_spans`]).
 
 #[doc(hidden)]
 pub mod __private;
+mod anthropic;
 #[cfg(feature = "async-openai")]
 pub mod async_openai;
 mod export;
 pub mod openai;
 mod span;
+#[cfg(feature = "tracing")]
+pub mod tracing_layer;
 
 use std::time::Duration;
 
@@ -46,6 +52,8 @@ pub use loupe_macros::trace;
 pub use span::{
     ActiveSpan, AttrValue, Entered, Instrumented, SpanBuilder, SpanContext, current, span, spawn,
 };
+#[cfg(feature = "tracing")]
+pub use tracing_layer::{TracingLayer, tracing_layer};
 
 /// Exporter settings. [`Config::from_env`] reads the environment; the builder methods override.
 #[derive(Debug, Clone)]

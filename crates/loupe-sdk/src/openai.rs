@@ -1,7 +1,8 @@
-//! Automatic tracing of OpenAI-compatible HTTP APIs: a `reqwest-middleware` middleware that
-//! records each chat completion (streaming included), legacy completion and embedding call as
-//! a span under the caller's current span, with the GenAI conventions Loupe (and any OTel
-//! backend) reads: model, request parameters, messages, tool calls and token usage.
+//! Automatic tracing of LLM HTTP APIs: a `reqwest-middleware` middleware that records each
+//! OpenAI-compatible chat completion (streaming included), legacy completion and embedding call,
+//! and each Anthropic Messages API call (streaming included), as a span under the caller's
+//! current span, with the GenAI conventions Loupe (and any OTel backend) reads: model, request
+//! parameters, messages, tool calls and token usage.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +26,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{ClientWithMiddleware, Middleware, Next, Result};
 use serde_json::{Map, Value, json};
 
+use crate::anthropic;
 use crate::span::{ActiveSpan, span};
 
 /// The middleware.
@@ -136,7 +138,7 @@ fn record_usage(s: &mut ActiveSpan, usage: Option<&Value>) {
         .pointer("/prompt_tokens_details/cached_tokens")
         .and_then(Value::as_u64)
     {
-        s.set_attribute("gen_ai.usage.cache_read_input_tokens", c);
+        s.set_attribute("gen_ai.usage.cache_read.input_tokens", c);
     }
 }
 
@@ -248,10 +250,47 @@ fn rebuild(
     Response::from(resp)
 }
 
+/// The APIs the middleware records.
+#[derive(Clone, Copy)]
+enum Api {
+    /// OpenAI-compatible: the GenAI operation name and the span type.
+    OpenAi(&'static str, &'static str),
+    /// Anthropic's Messages API.
+    AnthropicMessages,
+}
+
+/// Records a successful response body, whole or streamed.
+fn record_body(s: &mut ActiveSpan, api: Api, streaming: bool, bytes: &[u8]) {
+    match (api, streaming) {
+        (Api::OpenAi(..), true) => {
+            record_response(s, &fold_stream(&String::from_utf8_lossy(bytes)));
+        }
+        (Api::AnthropicMessages, true) => {
+            match anthropic::fold_stream(&String::from_utf8_lossy(bytes)) {
+                Ok(message) => anthropic::record_response(s, &message),
+                Err(e) => s.fail("StreamError", e),
+            }
+        }
+        (api, false) => {
+            if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+                match api {
+                    Api::OpenAi(..) => record_response(s, &v),
+                    Api::AnthropicMessages => anthropic::record_response(s, &v),
+                }
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Middleware for OpenAiTracing {
     async fn handle(&self, req: Request, ext: &mut Extensions, next: Next<'_>) -> Result<Response> {
-        let Some((op, span_type)) = operation(req.url().path()) else {
+        let path = req.url().path();
+        let api = if anthropic::is_messages(path) {
+            Api::AnthropicMessages
+        } else if let Some((op, span_type)) = operation(path) {
+            Api::OpenAi(op, span_type)
+        } else {
             return next.run(req, ext).await;
         };
         let body: Map<String, Value> = req
@@ -260,7 +299,10 @@ impl Middleware for OpenAiTracing {
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or_default();
         let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let mut s = start_span(op, span_type, &body);
+        let mut s = match api {
+            Api::OpenAi(op, span_type) => start_span(op, span_type, &body),
+            Api::AnthropicMessages => anthropic::start_span(&body),
+        };
         let ctx = s.context();
         let result = crate::span::Instrumented::new(next.run(req, ext), ctx).await;
         let resp = match result {
@@ -292,11 +334,8 @@ impl Middleware for OpenAiTracing {
                         .collect::<String>()
                 ),
             );
-        } else if streaming {
-            let folded = fold_stream(&String::from_utf8_lossy(&bytes));
-            record_response(&mut s, &folded);
-        } else if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-            record_response(&mut s, &v);
+        } else {
+            record_body(&mut s, api, streaming, &bytes);
         }
         drop(s);
         Ok(rebuild(status, headers, version, bytes))

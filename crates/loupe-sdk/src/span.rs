@@ -85,6 +85,11 @@ pub(crate) fn set_current(ctx: Option<SpanContext>) -> Entered {
     }
 }
 
+/// Makes `ctx` current and returns the span that was (for a caller that restores it itself).
+pub(crate) fn replace_current(ctx: Option<SpanContext>) -> Option<SpanContext> {
+    CURRENT.with(|c| c.replace(ctx))
+}
+
 /// Restores the previous current span when dropped. Not `Send`: it belongs to the thread
 /// whose context it changed.
 pub struct Entered {
@@ -106,6 +111,63 @@ pub(crate) type Attrs = Vec<(Cow<'static, str>, AttrValue)>;
 
 /// An event: name, time (ns), attributes.
 pub(crate) type Event = (Cow<'static, str>, u64, Attrs);
+
+/// An `exception` event, as OpenTelemetry records errors, with `extra` attributes after.
+pub(crate) fn exception_event(kind: &str, message: &str, extra: Attrs) -> Event {
+    let mut attrs = Vec::with_capacity(2 + extra.len());
+    attrs.push(("exception.type".into(), Value::String(kind.into())));
+    attrs.push(("exception.message".into(), Value::String(message.into())));
+    attrs.extend(extra);
+    ("exception".into(), now_ns(), attrs)
+}
+
+/// Events recorded (by the `tracing` layer) inside a span this crate's caller owns, such as a
+/// `#[trace]` call: they wait here, by span id, until that span ends and takes them.
+pub(crate) mod adopted {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::Event;
+
+    /// Events waiting at most; more are dropped (a span that never ends cannot grow this).
+    const CAPACITY: usize = 65_536;
+
+    /// An event, and the failure it reports (the span's status message) if it is an error.
+    type Waiting = Vec<(Event, Option<String>)>;
+
+    static WAITING: Mutex<Option<HashMap<[u8; 8], Waiting>>> = Mutex::new(None);
+    /// How many wait, read without the lock so spans end for free when none do.
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+    pub(crate) fn put(span_id: [u8; 8], event: Event, failure: Option<String>) {
+        if COUNT.load(Ordering::Relaxed) >= CAPACITY {
+            return;
+        }
+        if let Ok(mut w) = WAITING.lock() {
+            w.get_or_insert_with(HashMap::new)
+                .entry(span_id)
+                .or_default()
+                .push((event, failure));
+            COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn take(span_id: [u8; 8]) -> Waiting {
+        if COUNT.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        let Ok(mut w) = WAITING.lock() else {
+            return Vec::new();
+        };
+        let events = w
+            .as_mut()
+            .and_then(|m| m.remove(&span_id))
+            .unwrap_or_default();
+        COUNT.fetch_sub(events.len(), Ordering::Relaxed);
+        events
+    }
+}
 
 /// A finished span, on its way to the exporter.
 #[derive(Debug, Clone)]
@@ -172,7 +234,7 @@ impl SpanBuilder {
     /// when the guard drops; [`ActiveSpan::enter`] makes it current for synchronous code,
     /// [`ActiveSpan::in_scope`] for a future.
     pub fn start(self) -> ActiveSpan {
-        let mut s = ActiveSpan::begin(self.name, self.span_type, self.parent);
+        let mut s = ActiveSpan::begin(self.name, Some(self.span_type), self.parent);
         if s.is_recording() {
             if let Some(i) = self.inputs {
                 s.attributes.push(("mlflow.spanInputs".into(), i));
@@ -202,9 +264,11 @@ pub struct ActiveSpan {
 }
 
 impl ActiveSpan {
+    /// Starts a span under `parent` (`None`: the current span). Without a `span_type` the
+    /// server derives one from the attributes (a `tracing` span's `gen_ai.operation.name`).
     pub(crate) fn begin(
         name: Cow<'static, str>,
-        span_type: &'static str,
+        span_type: Option<&'static str>,
         parent: Option<Option<SpanContext>>,
     ) -> Self {
         let parent = parent.unwrap_or_else(current);
@@ -230,7 +294,9 @@ impl ActiveSpan {
         let mut attributes = Vec::new();
         if ctx.sampled {
             attributes.reserve(4);
-            attributes.push(("mlflow.spanType".into(), Value::String(span_type.into())));
+            if let Some(t) = span_type {
+                attributes.push(("mlflow.spanType".into(), Value::String(t.into())));
+            }
         }
         Self {
             ctx,
@@ -315,15 +381,24 @@ impl ActiveSpan {
         if !self.ctx.sampled {
             return;
         }
-        self.events.push((
-            "exception".into(),
-            now_ns(),
-            vec![
-                ("exception.type".into(), Value::String(kind.into())),
-                ("exception.message".into(), Value::String(message.clone())),
-            ],
-        ));
-        self.error = Some(format!("{kind}: {message}"));
+        let event = exception_event(kind, &message, Vec::new());
+        self.add_event(event, Some(format!("{kind}: {message}")));
+    }
+
+    /// Adds an event; with `failure` (the status message) the span is marked failed too.
+    pub(crate) fn add_event(&mut self, event: Event, failure: Option<String>) {
+        if let Some(f) = failure {
+            self.ok = false;
+            self.error = Some(f);
+        }
+        if self.ctx.sampled {
+            self.events.push(event);
+        }
+    }
+
+    /// Renames the span.
+    pub(crate) fn set_name(&mut self, name: impl Into<Cow<'static, str>>) {
+        self.name = name.into();
     }
 
     /// Ends the span now (dropping it does the same).
@@ -338,6 +413,9 @@ impl ActiveSpan {
         self.ended = true;
         if !self.ctx.sampled {
             return;
+        }
+        for (event, failure) in adopted::take(self.ctx.span_id) {
+            self.add_event(event, failure);
         }
         if std::thread::panicking() && self.ok {
             self.fail("panic", "the traced code panicked".into());

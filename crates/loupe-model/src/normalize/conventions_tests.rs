@@ -274,3 +274,60 @@ fn mlflow_openai_autolog() {
     assert_eq!(v.tool_calls[0].arguments, "{\"city\": \"Paris\"}");
     assert_eq!(v.request_params.get("temperature"), Some(&json!(0.2)));
 }
+
+#[test]
+fn anthropic_messages_read_as_a_conversation() {
+    let a = attrs(json!({
+        "mlflow.spanType": "CHAT_MODEL",
+        "mlflow.message.format": "anthropic",
+        "mlflow.spanInputs": {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 256,
+            "stop_sequences": ["END"],
+            "system": [{"type": "text", "text": "Be brief."}],
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "use the tool"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "21 C"}]}
+                ]}
+            ]
+        },
+        "mlflow.spanOutputs": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "text", "text": "It is 21 C."}], "stop_reason": "end_turn"}
+    }));
+    let d = derive(&a);
+    assert_eq!(
+        (d.model(), d.provider.as_deref()),
+        (Some("claude-sonnet-4-5-20250929"), Some("anthropic"))
+    );
+    let v = view(&a, &[]);
+    let shown: Vec<(&str, Option<&str>)> = v
+        .input_messages
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("system", Some("Be brief.")),
+            ("user", Some("Weather in Paris?")),
+            ("assistant", None),
+            ("tool", Some("21 C")),
+        ]
+    );
+    assert_eq!(v.input_messages[2].tool_calls[0].name, "get_weather");
+    assert_eq!(
+        v.input_messages[2].tool_calls[0].arguments,
+        "{\"city\":\"Paris\"}"
+    );
+    assert_eq!(v.input_messages[3].tool_call_id.as_deref(), Some("toolu_1"));
+    assert_eq!(v.output_messages[0].content.as_deref(), Some("It is 21 C."));
+    assert_eq!(
+        v.request_params.get("stop_sequences"),
+        Some(&json!(["END"]))
+    );
+}

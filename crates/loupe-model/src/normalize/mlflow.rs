@@ -2,7 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use super::view::{LlmView, PARAM_KEYS, json_value, openai_message};
+use super::view::{
+    LlmView, Message, PARAM_KEYS, anthropic_messages, content_text, json_value, openai_message,
+};
 use super::{Derived, as_str, as_u64, json_field, json_str_field, maybe_json_object};
 
 /// The span type MLflow assigned.
@@ -91,10 +93,10 @@ pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
     }
     if d.provider.is_none() {
         d.provider = as_str(a.get(LLM_PROVIDER)).or_else(|| {
-            // The OpenAI autolog marks its spans with the OpenAI message format.
-            (as_str(a.get(MESSAGE_FORMAT)).as_deref() == Some("openai")
-                && d.request_model.is_some())
-            .then(|| "openai".to_string())
+            // The OpenAI and Anthropic autologs mark their spans with their message format.
+            as_str(a.get(MESSAGE_FORMAT))
+                .filter(|f| matches!(f.as_str(), "openai" | "anthropic"))
+                .filter(|_| d.request_model.is_some())
         });
     }
     if d.session_id.is_none() {
@@ -116,6 +118,31 @@ pub fn outputs(a: &Map<String, Value>) -> Option<Value> {
     a.get(SPAN_OUTPUTS).cloned()
 }
 
+/// Messages of an Anthropic Messages API call: the request's `system` and `messages`, and the
+/// response, which is itself a message.
+fn anthropic_view(inputs: Option<&Value>, outputs: Option<&Value>, v: &mut LlmView) {
+    if v.input_messages.is_empty()
+        && let Some(i) = inputs
+    {
+        if let Some(system) = i.get("system").and_then(content_text) {
+            v.input_messages.push(Message {
+                role: "system".into(),
+                content: Some(system),
+                ..Message::default()
+            });
+        }
+        if let Some(Value::Array(msgs)) = i.get("messages") {
+            v.input_messages
+                .extend(msgs.iter().flat_map(anthropic_messages));
+        }
+    }
+    if v.output_messages.is_empty()
+        && let Some(out) = outputs
+    {
+        v.output_messages = anthropic_messages(out);
+    }
+}
+
 /// Fills the read-time view: OpenAI-format messages inside inputs and outputs.
 pub fn view(a: &Map<String, Value>, v: &mut LlmView) {
     if v.inputs.is_none() {
@@ -126,6 +153,9 @@ pub fn view(a: &Map<String, Value>, v: &mut LlmView) {
     }
     let inputs = a.get(SPAN_INPUTS).map(json_value);
     let outputs = a.get(SPAN_OUTPUTS).map(json_value);
+    if as_str(a.get(MESSAGE_FORMAT)).as_deref() == Some("anthropic") {
+        anthropic_view(inputs.as_ref(), outputs.as_ref(), v);
+    }
     if v.input_messages.is_empty()
         && let Some(Value::Array(msgs)) = inputs.as_ref().and_then(|i| i.get("messages"))
     {

@@ -198,6 +198,63 @@ pub(crate) fn openai_message(v: &Value) -> Option<Message> {
     })
 }
 
+/// Messages from one Anthropic Messages API message (`{"role", "content": text | blocks}`):
+/// text blocks are its content and `tool_use` blocks its tool calls; each `tool_result` block is
+/// a `tool` message of its own, as in the OpenAI format.
+pub(crate) fn anthropic_messages(v: &Value) -> Vec<Message> {
+    let Some(role) = v.get("role").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let mut message = Message {
+        role: role.to_string(),
+        ..Message::default()
+    };
+    let mut results = Vec::new();
+    let blocks = match v.get("content") {
+        Some(Value::Array(blocks)) => blocks.as_slice(),
+        other => {
+            message.content = other.and_then(content_text);
+            return vec![message];
+        }
+    };
+    let mut text = Vec::new();
+    for b in blocks {
+        let id = || b.get("id").and_then(Value::as_str).map(str::to_string);
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.extend(b.get("text").and_then(Value::as_str).map(str::to_string)),
+            Some("tool_use") => message.tool_calls.push(ToolCall {
+                id: id(),
+                name: b
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                arguments: b.get("input").map(to_text).unwrap_or_default(),
+            }),
+            Some("tool_result") => results.push(Message {
+                role: "tool".into(),
+                content: b.get("content").and_then(content_text),
+                tool_call_id: b
+                    .get("tool_use_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                ..Message::default()
+            }),
+            // Reasoning is not part of the conversation shown.
+            Some("thinking" | "redacted_thinking") => {}
+            Some(other) => text.push(format!("[{other}]")),
+            None => {}
+        }
+    }
+    if !text.is_empty() {
+        message.content = Some(text.join("\n"));
+    }
+    if message.content.is_some() || !message.tool_calls.is_empty() || results.is_empty() {
+        results.insert(0, message);
+    }
+    results
+}
+
 /// Request parameters worth showing, from a request object or attribute set.
 pub(crate) const PARAM_KEYS: &[&str] = &[
     "temperature",
@@ -210,6 +267,7 @@ pub(crate) const PARAM_KEYS: &[&str] = &[
     "presence_penalty",
     "seed",
     "stop",
+    "stop_sequences",
     "n",
     "stream",
     "response_format",
