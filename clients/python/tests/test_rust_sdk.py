@@ -1,4 +1,5 @@
-"""The Rust SDK's examples (crates/loupe-sdk/examples: a RAG pipeline and a tool-calling agent)
+"""The Rust SDK's examples (crates/loupe-sdk/examples: a RAG pipeline, tool-calling agents over
+the OpenAI and Anthropic APIs, async-openai, and an agent built with rig)
 run against the shared OpenAI-compatible mock and a `loupe serve` started here; the trees they
 produce are checked through Loupe's JSON API: span types, nesting, models, messages, tool calls
 and the mock's token counts.
@@ -30,8 +31,15 @@ def loupe():
 
 
 def run_example(name: str, loupe: LoupeServer, mock_url: str, question: str) -> tuple[str, dict]:
+    """Runs an example of crates/loupe-sdk/examples: a file there, or a project of its own (a
+    directory with a Cargo.toml, built into the repository's target directory)."""
     cargo = shutil.which("cargo")
     assert cargo, "cargo is needed to run the Rust SDK examples"
+    project = REPO_ROOT / "crates" / "loupe-sdk" / "examples" / name / "Cargo.toml"
+    if project.exists():
+        target = ["--manifest-path", str(project), "--target-dir", str(REPO_ROOT / "target")]
+    else:
+        target = ["-p", "loupe-sdk", "--example", name]
     env = {
         **os.environ,
         "LOUPE_ENDPOINT": loupe.url,
@@ -40,7 +48,7 @@ def run_example(name: str, loupe: LoupeServer, mock_url: str, question: str) -> 
         "LOUPE_PROJECT": "rust-sdk",
     }
     run = subprocess.run(
-        [cargo, "run", "-q", "--locked", "-p", "loupe-sdk", "--example", name, "--", question],
+        [cargo, "run", "-q", "--locked", *target, "--", question],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, f"example {name} failed:\n{run.stdout}\n{run.stderr}"
@@ -154,3 +162,36 @@ def test_anthropic_example(loupe, mock_openai_url):
     assert streamed["input_tokens"] == words(question) + words("Sunny and 21°C in Paris") + words(system) + 10
     assert streamed["output_tokens"] == words(answer)
     assert streamed["request_params"].get("max_tokens") == 256
+
+
+def test_rig_agent_example(loupe, mock_openai_url):
+    """An agent built with rig, traced through loupe_sdk::tracing_layer() from rig's own spans."""
+    question = "What is the weather in Paris?"
+    out, detail = run_example("rig-agent", loupe, mock_openai_url, question)
+    answer = f"Mock answer to: {question}"
+    assert answer in out
+    spans = by_name(detail)
+    (run,) = spans["run"]
+    assert run["span_type"] == "AGENT" and run["parent_id"] == spans["rig-agent-example"][0]["span_id"]
+    (agent,) = spans["invoke_agent"]
+    assert agent["span_type"] == "AGENT" and agent["parent_id"] == run["span_id"], "rig's root joins #[trace]"
+    chats = sorted(spans["chat"], key=lambda s: s["start_time_ns"])
+    assert len(chats) == 2 and all(c["parent_id"] == agent["span_id"] for c in chats)
+    preamble = "You are a helpful assistant. Use the get_weather tool for weather questions."
+    tool_text = "It is sunny and 22°C in Paris."
+    for c in chats:
+        assert c["span_type"] == "CHAT_MODEL" and c["model"] == "gpt-4o-mini", c
+        assert c["cost_usd"] and c["cost_usd"] > 0
+    first, second = chats
+    assert first["tool_calls"][0]["name"] == "get_weather"
+    assert first["input_tokens"] == words(preamble) + words(question) + 10
+    assert first["output_tokens"] == 7, "the mock's tool-call completion tokens"
+    assert [m["role"] for m in first["input_messages"]] == ["system", "user"]
+    assert second["input_tokens"] == words(preamble) + words(question) + words(tool_text) + 10
+    assert second["output_messages"][0]["content"] == answer
+    (tool,) = spans["execute_tool"]
+    assert tool["span_type"] == "TOOL" and tool["parent_id"] == agent["span_id"]
+    assert tool["inputs"] == {"city": "Paris"}
+    assert detail["trace"]["total_tokens"] == sum(c["total_tokens"] for c in chats), (
+        "the agent span's usage repeats its calls' and is not counted again"
+    )

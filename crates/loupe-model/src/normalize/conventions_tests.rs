@@ -331,3 +331,38 @@ fn anthropic_messages_read_as_a_conversation() {
         Some(&json!(["END"]))
     );
 }
+
+#[test]
+fn gen_ai_agent_spans_do_not_count_their_calls_twice() {
+    let agent = attrs(json!({
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "weather_agent",
+        "gen_ai.usage.input_tokens": 63,
+        "gen_ai.usage.output_tokens": 16,
+    }));
+    let d = derive(&agent);
+    assert_eq!(d.span_type, "AGENT");
+    assert_eq!(
+        (d.input_tokens, d.output_tokens, d.total_tokens),
+        (None, None, None)
+    );
+    let chat = attrs(json!({
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 28,
+        "gen_ai.usage.output_tokens": 7,
+        "gen_ai.system_instructions": "[{\"type\":\"text\",\"content\":\"Be brief.\"}]",
+        "gen_ai.input.messages": "[{\"role\":\"system\",\"parts\":[{\"type\":\"text\",\"content\":\"Be brief.\"}]},{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"Hi\"}]}]",
+    }));
+    assert_eq!(derive(&chat).total_tokens, Some(35));
+    let roles: Vec<String> = view(&chat, &[])
+        .input_messages
+        .into_iter()
+        .map(|m| m.role)
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user"],
+        "instructions repeated as a message are shown once"
+    );
+}

@@ -51,8 +51,17 @@ pub fn applies(a: &Map<String, Value>) -> bool {
 
 /// Fills what the GenAI keys say, leaving fields already set alone.
 pub fn fill(a: &Map<String, Value>, d: &mut Derived) {
+    let op = as_str(a.get(OPERATION_NAME));
+    // An agent's or workflow's usage adds up its model calls, which are spans of their own
+    // (rig, for one, records both): counting it too would count every token twice.
+    if matches!(
+        op.as_deref(),
+        Some("invoke_agent" | "create_agent" | "invoke_workflow")
+    ) {
+        d.suppress_usage = true;
+    }
     if d.span_type.is_empty()
-        && let Some(op) = as_str(a.get(OPERATION_NAME))
+        && let Some(op) = op
     {
         d.span_type = match op.as_str() {
             "chat" => span_type::CHAT_MODEL,
@@ -197,7 +206,12 @@ pub fn view(a: &Map<String, Value>, events: &[SpanEvent], v: &mut LlmView) {
                 });
             }
         }
-        msgs.extend(message_list(a.get(INPUT_MESSAGES).map(json_value)));
+        let input = message_list(a.get(INPUT_MESSAGES).map(json_value));
+        // Some senders repeat the instructions as the first input message.
+        if input.first().is_some_and(|m| m.role == "system") {
+            msgs.clear();
+        }
+        msgs.extend(input);
         v.input_messages = msgs;
     }
     if v.output_messages.is_empty() {
