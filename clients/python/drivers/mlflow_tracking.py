@@ -261,7 +261,7 @@ requests.Session.request = _logged_request
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import AssessmentSource, SpanType  # noqa: E402
+from mlflow.entities import AssessmentSource, Metric, Param, RunTag, SpanType, ViewType  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 _install_log_capture()
@@ -1031,9 +1031,8 @@ def scenario_unimplemented() -> dict:
     client = MlflowClient()
     out: dict[str, Any] = {}
     for name, call in {
-        "create_run": lambda: client.create_run(experiment_id="0"),
         "search_registered_models": lambda: client.search_registered_models(),
-        "get_metric_history": lambda: client.get_metric_history("0" * 32, "m"),
+        "create_registered_model": lambda: client.create_registered_model("loupe-unimplemented"),
     }.items():
         started = time.monotonic()
         try:
@@ -1042,6 +1041,97 @@ def scenario_unimplemented() -> dict:
         except MlflowException as exc:
             out[name] = error_of(exc)
         out[name]["seconds"] = round(time.monotonic() - started, 2)
+    return out
+
+
+def run_summary(run) -> dict:
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+        "lifecycle_stage": run.info.lifecycle_stage,
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "user_id": run.info.user_id,
+        "metrics": run.data.metrics,
+        "params": run.data.params,
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.source") and k != "mlflow.user"},
+        "datasets": sorted(d.dataset.name for d in (run.inputs.dataset_inputs if run.inputs else [])),
+    }
+
+
+def scenario_runs() -> dict:
+    """Everyday experiment tracking: fluent start_run/log_*/set_tag(s), MlflowClient calls,
+    search with filters, order and pages, metric history, delete/restore, errors."""
+    import pandas as pd
+
+    client = MlflowClient()
+    exp_id = experiment_id()
+    out: dict[str, Any] = {}
+    mark("fluent")
+    with mlflow.start_run(run_name="baseline") as run:
+        mlflow.log_param("lr", 0.01)
+        mlflow.log_params({"batch": 32, "model": "gpt-4o-mini"})
+        for step, acc in enumerate([0.5, 0.7, 0.9]):
+            mlflow.log_metric("accuracy", acc, step=step)
+        mlflow.log_metrics({"loss": 0.25, "latency_ms": 120.0})
+        mlflow.set_tag("team", "search")
+        mlflow.set_tags({"stage": "dev", "owner": "alice"})
+        mlflow.log_input(mlflow.data.from_pandas(pd.DataFrame({"q": ["a", "b"]}), name="questions"), context="eval")
+        baseline = run.info.run_id
+    with mlflow.start_run(run_name="tuned") as run:
+        mlflow.log_params({"lr": 0.001, "batch": 64})
+        mlflow.log_metric("accuracy", 0.95)
+        mlflow.set_tag("team", "search")
+        tuned = run.info.run_id
+    failed = client.create_run(exp_id, run_name="broken", tags={"team": "infra"})
+    client.log_metric(failed.info.run_id, "accuracy", float("nan"))
+    client.log_batch(failed.info.run_id, metrics=[Metric("loss", 2.0, 1700000000000, 0)], params=[Param("lr", "0.1")], tags=[RunTag("why", "oom")])
+    client.set_terminated(failed.info.run_id, status="FAILED")
+    out["ids"] = {"baseline": baseline, "tuned": tuned, "broken": failed.info.run_id}
+    mark("read")
+    out["baseline"] = run_summary(client.get_run(baseline))
+    out["broken"] = run_summary(client.get_run(failed.info.run_id))
+    out["history"] = [(m.step, m.value) for m in client.get_metric_history(baseline, "accuracy")]
+
+    def search(filter_string="", order_by=None, **kw):
+        return [r.info.run_name for r in client.search_runs([exp_id], filter_string=filter_string, order_by=order_by, **kw)]
+
+    mark("search")
+    out["search"] = {
+        "all": search(),
+        "acc_gt_0.8": search("metrics.accuracy > 0.8", ["metrics.accuracy DESC"]),
+        "lr_param": search("params.lr = '0.01'"),
+        "team_and_status": search("tags.team = 'search' and attributes.status = 'FINISHED'", ["attributes.start_time ASC"]),
+        "name_like": search("attributes.run_name LIKE 'b%'"),
+        "failed": search("attributes.status = 'FAILED'"),
+    }
+    page1 = client.search_runs([exp_id], max_results=2, order_by=["attributes.start_time ASC"])
+    page2 = client.search_runs([exp_id], max_results=2, order_by=["attributes.start_time ASC"], page_token=page1.token)
+    out["pages"] = [[r.info.run_name for r in page1], [r.info.run_name for r in page2], page2.token]
+    out["fluent_search"] = sorted(mlflow.search_runs([exp_id], filter_string="params.batch = '64'")["tags.mlflow.runName"].tolist())
+    mark("errors")
+    errors = {}
+    for name, call in {
+        "bad_filter": lambda: client.search_runs([exp_id], filter_string="metrics.accuracy >> 1"),
+        "change_param": lambda: client.log_param(baseline, "lr", 0.5),
+        "missing_run": lambda: client.get_run("0" * 32),
+    }.items():
+        try:
+            call()
+            errors[name] = {"ok": True}
+        except MlflowException as exc:
+            errors[name] = error_of(exc)
+    out["errors"] = errors
+    mark("delete")
+    client.delete_tag(tuned, "team")
+    client.delete_run(failed.info.run_id)
+    out["after_delete"] = search()
+    out["deleted_only"] = search(run_view_type=ViewType.DELETED_ONLY)
+    client.restore_run(failed.info.run_id)
+    out["after_restore"] = search()
+    out["tuned_tags"] = run_summary(client.get_run(tuned))["tags"]
     return out
 
 
@@ -1056,6 +1146,7 @@ SCENARIOS = {
     "assessments": scenario_assessments,
     "otlp": scenario_otlp,
     "unimplemented": scenario_unimplemented,
+    "runs": scenario_runs,
 }
 
 

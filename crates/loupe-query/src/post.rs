@@ -81,6 +81,18 @@ fn literal_text(l: &Literal) -> String {
     }
 }
 
+/// Whether `text` matches the SQL `LIKE` pattern (`ILIKE` with `fold_case`).
+pub fn like_match(pattern: &str, text: &str, fold_case: bool) -> bool {
+    let chars = |s: &str| -> Vec<char> {
+        if fold_case {
+            s.to_lowercase().chars().collect()
+        } else {
+            s.chars().collect()
+        }
+    };
+    like(&chars(pattern), &chars(text))
+}
+
 /// SQL LIKE: `%` any run, `_` one character, `\` escapes.
 fn like(pattern: &[char], text: &[char]) -> bool {
     // Iterative matching with backtracking to the last `%`.
@@ -152,15 +164,8 @@ pub fn span_matches(cond: &Expr, attributes: &Map<String, Value>) -> bool {
             pattern,
             negated,
             case_insensitive,
-        } => value(field).is_some_and(|v| {
-            let (a, p) = if *case_insensitive {
-                (text(v).to_lowercase(), pattern.to_lowercase())
-            } else {
-                (text(v).into_owned(), pattern.clone())
-            };
-            let (a, p): (Vec<char>, Vec<char>) = (a.chars().collect(), p.chars().collect());
-            like(&p, &a) != *negated
-        }),
+        } => value(field)
+            .is_some_and(|v| like_match(pattern, &text(v), *case_insensitive) != *negated),
         Expr::Regex {
             field,
             pattern,

@@ -840,3 +840,155 @@ pub async fn recompute_reprices_and_reindexes(store: &dyn TraceStore) {
     );
     check_rollup(store, 2).await;
 }
+
+/// Runs: create, change (concurrent loggers lose nothing), metric history, list by experiment,
+/// delete and restore.
+pub async fn runs(store: &dyn TraceStore) {
+    use loupe_store::runs::{ACTIVE, Metric, Run, RunChange};
+    let run = |id: &str, exp: &str, start: i64| Run {
+        run_id: id.into(),
+        experiment_id: exp.into(),
+        run_name: format!("name-{id}"),
+        status: "RUNNING".into(),
+        start_time: start,
+        lifecycle_stage: ACTIVE.into(),
+        ..Run::default()
+    };
+    store.create_run(run("a", "1", 10)).await.expect("answered");
+    store.create_run(run("b", "1", 20)).await.expect("answered");
+    store.create_run(run("c", "2", 30)).await.expect("answered");
+    let again = store
+        .create_run(run("a", "1", 10))
+        .await
+        .expect_err("refused");
+    assert_eq!(again.kind, loupe_store::ErrorKind::AlreadyExists);
+    let metric = |key: &str, value: f64, step: i64| Metric {
+        key: key.into(),
+        value,
+        timestamp: 100 + step,
+        step,
+    };
+    // Concurrent loggers on one run: every write survives.
+    let log = |i: i32| {
+        store.change_run(
+            "a".into(),
+            RunChange::Log {
+                metrics: vec![metric("loss", 1.0 / f64::from(i + 1), i64::from(i))],
+                params: vec![(format!("p{i}"), i.to_string())],
+                tags: vec![(format!("t{i}"), "x".into())],
+            },
+        )
+    };
+    for round in 0..4 {
+        let i = round * 4;
+        let (w, x, y, z) = tokio::join!(log(i), log(i + 1), log(i + 2), log(i + 3));
+        for r in [w, x, y, z] {
+            r.expect("answered");
+        }
+    }
+    let a = store
+        .run("a".into())
+        .await
+        .expect("answered")
+        .expect("answered");
+    assert_eq!((a.params.len(), a.tags.len()), (16, 16));
+    assert_eq!(a.metrics["loss"].step, 15, "the latest step");
+    let history = store
+        .metric_history("a".into(), "loss".into())
+        .await
+        .expect("answered");
+    assert_eq!(history.len(), 16);
+    assert!(history.windows(2).all(|w| w[0].step < w[1].step));
+    // A refused change changes nothing, a missing run is NotFound.
+    let clash = RunChange::Log {
+        metrics: vec![metric("loss", 9.0, 99)],
+        params: vec![("p1".into(), "other".into())],
+        tags: Vec::new(),
+    };
+    assert!(store.change_run("a".into(), clash).await.is_err());
+    let a2 = store
+        .run("a".into())
+        .await
+        .expect("answered")
+        .expect("answered");
+    assert_eq!(a2, a);
+    assert_eq!(
+        store
+            .metric_history("a".into(), "loss".into())
+            .await
+            .expect("answered")
+            .len(),
+        16,
+        "no history row from a refused change"
+    );
+    let missing = store
+        .change_run("nope".into(), RunChange::Delete)
+        .await
+        .expect_err("refused");
+    assert_eq!(missing.kind, loupe_store::ErrorKind::NotFound);
+    // NaN survives the round trip.
+    store
+        .change_run(
+            "b".into(),
+            RunChange::Log {
+                metrics: vec![metric("score", f64::NAN, 0)],
+                params: Vec::new(),
+                tags: Vec::new(),
+            },
+        )
+        .await
+        .expect("answered");
+    assert!(
+        store
+            .run("b".into())
+            .await
+            .expect("answered")
+            .expect("answered")
+            .metrics["score"]
+            .value
+            .is_nan()
+    );
+    let h = store
+        .metric_history("b".into(), "score".into())
+        .await
+        .expect("answered");
+    assert!(h[0].value.is_nan());
+    // Listing: newest first, by experiment; deleted runs are listed with their stage.
+    store
+        .change_run("b".into(), RunChange::Delete)
+        .await
+        .expect("answered");
+    let ids = |rs: Vec<Run>| {
+        rs.into_iter()
+            .map(|r| (r.run_id, r.lifecycle_stage))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.runs(vec!["1".into()]).await.expect("answered")),
+        [
+            ("b".to_string(), "deleted".to_string()),
+            ("a".into(), "active".into())
+        ]
+    );
+    assert_eq!(
+        store
+            .runs(vec!["1".into(), "2".into()])
+            .await
+            .expect("answered")
+            .len(),
+        3
+    );
+    store
+        .change_run("b".into(), RunChange::Restore)
+        .await
+        .expect("answered");
+    assert_eq!(
+        store
+            .run("b".into())
+            .await
+            .expect("answered")
+            .expect("answered")
+            .lifecycle_stage,
+        "active"
+    );
+}

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use loupe_model::TraceId;
+use loupe_store::runs::{Metric, Run, RunChange};
 use loupe_store::{
     EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery, SessionSummary, StoreError,
     TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
@@ -144,5 +145,20 @@ impl TraceStore for HookedStore {
     }
     async fn delete_assessment(&self, id: TraceId, aid: String) -> Result<bool, StoreError> {
         self.inner.delete_assessment(id, aid).await
+    }
+    async fn create_run(&self, run: Run) -> Result<(), StoreError> {
+        self.inner.create_run(run).await
+    }
+    async fn run(&self, run_id: String) -> Result<Option<Run>, StoreError> {
+        self.inner.run(run_id).await
+    }
+    async fn change_run(&self, run_id: String, change: RunChange) -> Result<Run, StoreError> {
+        self.inner.change_run(run_id, change).await
+    }
+    async fn runs(&self, experiment_ids: Vec<String>) -> Result<Vec<Run>, StoreError> {
+        self.inner.runs(experiment_ids).await
+    }
+    async fn metric_history(&self, run_id: String, key: String) -> Result<Vec<Metric>, StoreError> {
+        self.inner.metric_history(run_id, key).await
     }
 }

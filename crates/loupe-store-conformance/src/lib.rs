@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             cases::sessions,
             cases::trace_models,
             cases::recompute_reprices_and_reindexes,
+            cases::runs,
             query::query_boolean_logic,
             query::query_operators,
             query::query_trace_fields,

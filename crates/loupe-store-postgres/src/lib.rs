@@ -18,6 +18,7 @@ mod annotate;
 mod layout;
 mod read;
 mod recompute;
+mod runs;
 mod schema;
 mod sessions;
 mod stats;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use loupe_model::{TraceId, TraceSummary};
+use loupe_store::runs::{Metric, Run, RunChange};
 use loupe_store::{
     Assessment, EncodedEvent, EncodedSpan, ErrorKind, Experiment, ExperimentKey, Recompute,
     RecomputeStats, SessionPage, SessionQuery, SessionSummary, SpanBodies, StatsGroup, StatsQuery,
@@ -459,5 +461,25 @@ impl TraceStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         let client = self.client().await?;
         annotate::delete_assessment(&client, &trace_id, &assessment_id).await
+    }
+
+    async fn create_run(&self, run: Run) -> Result<(), StoreError> {
+        runs::create_run(&self.client().await?, &run).await
+    }
+
+    async fn run(&self, run_id: String) -> Result<Option<Run>, StoreError> {
+        runs::run(&self.client().await?, &run_id).await
+    }
+
+    async fn change_run(&self, run_id: String, change: RunChange) -> Result<Run, StoreError> {
+        runs::change_run(&mut self.client().await?, &run_id, &change).await
+    }
+
+    async fn runs(&self, experiment_ids: Vec<String>) -> Result<Vec<Run>, StoreError> {
+        runs::runs(&self.client().await?, &experiment_ids).await
+    }
+
+    async fn metric_history(&self, run_id: String, key: String) -> Result<Vec<Metric>, StoreError> {
+        runs::metric_history(&self.client().await?, &run_id, &key).await
     }
 }

@@ -203,6 +203,24 @@ CREATE INDEX assessments_by_trace ON assessments (trace_id, name, kind, valid, v
 DROP FUNCTION pg_temp.loupe_jsonb(text);
 DROP FUNCTION pg_temp.loupe_ms(text);
 "#,
+    // Version 3: MLflow runs, one document each (`loupe_store::runs`), and metric history.
+    r#"
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    experiment_id TEXT NOT NULL,
+    start_time BIGINT NOT NULL,
+    doc JSONB NOT NULL
+);
+CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time);
+CREATE TABLE run_metrics (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    value DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX run_metrics_by_key ON run_metrics (run_id, key, step, timestamp);
+"#,
 ];
 
 /// Key of the advisory lock that serializes migrations between replicas.

@@ -19,6 +19,7 @@ mod layout;
 mod read;
 mod recompute;
 mod redo;
+mod runs;
 mod schema;
 mod sessions;
 mod stats;
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use loupe_model::TraceId;
 use loupe_model::TraceSummary;
+use loupe_store::runs::{Metric, Run, RunChange};
 use loupe_store::threads::{PriorityPool, QUERY_NICE};
 use loupe_store::{
     Assessment, EncodedEvent, EncodedSpan, Experiment, ExperimentKey, Recompute, RecomputeStats,
@@ -451,6 +453,31 @@ impl TraceStore for SqliteStore {
             s.with_writer(|c| annotate::delete_assessment(c, &trace_id, &assessment_id))
         })
         .await
+    }
+
+    async fn create_run(&self, run: Run) -> Result<(), StoreError> {
+        self.blocking(move |s| s.with_writer(|c| runs::create_run(c, &run)))
+            .await
+    }
+
+    async fn run(&self, run_id: String) -> Result<Option<Run>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| runs::run(c, &run_id)))
+            .await
+    }
+
+    async fn change_run(&self, run_id: String, change: RunChange) -> Result<Run, StoreError> {
+        self.blocking(move |s| s.with_writer(|c| runs::change_run(c, &run_id, &change)))
+            .await
+    }
+
+    async fn runs(&self, experiment_ids: Vec<String>) -> Result<Vec<Run>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| runs::runs(c, &experiment_ids)))
+            .await
+    }
+
+    async fn metric_history(&self, run_id: String, key: String) -> Result<Vec<Metric>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| runs::metric_history(c, &run_id, &key)))
+            .await
     }
 }
 

@@ -292,6 +292,24 @@ CREATE INDEX assessments_by_trace ON assessments (trace_id, name, kind, valid, v
     r#"
 CREATE INDEX assessments_by_value ON assessments (name, kind, valid, value_num, trace_id);
 "#,
+    // Version 11: MLflow runs, one document each (`loupe_store::runs`), and metric history.
+    r#"
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    experiment_id TEXT NOT NULL,
+    start_time INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX runs_by_experiment ON runs (experiment_id, start_time);
+CREATE TABLE run_metrics (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    value REAL
+);
+CREATE INDEX run_metrics_by_key ON run_metrics (run_id, key, step, timestamp);
+"#,
 ];
 
 /// What a connection is for: the one writer, or a reader (queries, the checkpointer).

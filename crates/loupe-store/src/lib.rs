@@ -11,6 +11,7 @@ mod encode;
 mod error;
 mod query;
 mod rollup;
+pub mod runs;
 mod sessions;
 pub mod threads;
 mod unpriced;
@@ -296,6 +297,31 @@ pub trait TraceStore: Send + Sync + 'static {
         trace_id: TraceId,
         assessment_id: String,
     ) -> Result<bool, StoreError>;
+
+    /// Stores a new run (an id taken is `AlreadyExists`).
+    async fn create_run(&self, run: runs::Run) -> Result<(), StoreError>;
+
+    /// A run by id.
+    async fn run(&self, run_id: String) -> Result<Option<runs::Run>, StoreError>;
+
+    /// Applies a change to a run in one transaction ([`runs::Run::apply`]; metric values are
+    /// appended to the history too) and returns the run as it is now.
+    async fn change_run(
+        &self,
+        run_id: String,
+        change: runs::RunChange,
+    ) -> Result<runs::Run, StoreError>;
+
+    /// The runs of these experiments, deleted ones included, newest first (searches filter
+    /// and order them in memory: an experiment's runs are few next to its traces).
+    async fn runs(&self, experiment_ids: Vec<String>) -> Result<Vec<runs::Run>, StoreError>;
+
+    /// Every value logged for a run's metric, by step, then time.
+    async fn metric_history(
+        &self,
+        run_id: String,
+        key: String,
+    ) -> Result<Vec<runs::Metric>, StoreError>;
 }
 
 /// Which span bodies [`TraceStore::get_trace_with`] reads.

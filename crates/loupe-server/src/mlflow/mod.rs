@@ -1,6 +1,7 @@
-//! The MLflow tracking-server REST API, for tracing: what the real `mlflow` client calls when
-//! its tracking URI is Loupe (experiments, StartTraceV3, trace info and spans, search, tags,
-//! deletes, assessments, the `traces.json` artifact path, `/version`).
+//! The MLflow tracking-server REST API: what the real `mlflow` client calls when its tracking
+//! URI is Loupe, for tracing (experiments, StartTraceV3, trace info and spans, search, tags,
+//! deletes, assessments, the `traces.json` artifact path, `/version`) and for runs (create,
+//! update, search, params, metrics and their history, tags, inputs).
 //!
 //! Everything lands in the same store as OTLP: an experiment is a project (experiment `0` is the
 //! project `default`), an MLflow trace id is `tr-` + the OTLP trace id, and MLflow's own spans
@@ -13,6 +14,8 @@ mod assessments;
 mod convert;
 mod errors;
 mod experiments;
+mod run_search;
+mod runs;
 mod traces;
 
 use axum::Router;
@@ -75,6 +78,25 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/api/2.0/mlflow/experiments/search",
             get(search_experiments).post(search_experiments),
+        )
+        .route("/api/2.0/mlflow/runs/create", post(runs::create_run))
+        .route("/api/2.0/mlflow/runs/update", post(runs::update_run))
+        .route("/api/2.0/mlflow/runs/get", get(runs::get_run))
+        .route("/api/2.0/mlflow/runs/search", post(runs::search_runs))
+        .route("/api/2.0/mlflow/runs/delete", post(runs::delete_run))
+        .route("/api/2.0/mlflow/runs/restore", post(runs::restore_run))
+        .route("/api/2.0/mlflow/runs/set-tag", post(runs::set_run_tag))
+        .route(
+            "/api/2.0/mlflow/runs/delete-tag",
+            post(runs::delete_run_tag),
+        )
+        .route("/api/2.0/mlflow/runs/log-metric", post(runs::log_metric))
+        .route("/api/2.0/mlflow/runs/log-parameter", post(runs::log_param))
+        .route("/api/2.0/mlflow/runs/log-batch", post(runs::log_batch))
+        .route("/api/2.0/mlflow/runs/log-inputs", post(runs::log_inputs))
+        .route(
+            "/api/2.0/mlflow/metrics/get-history",
+            get(runs::metric_history),
         )
         .route("/api/3.0/mlflow/traces", post(start_trace))
         .route("/api/3.0/mlflow/traces/search", post(search_traces))
