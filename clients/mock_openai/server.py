@@ -38,12 +38,50 @@ Chat completions:
     string ``{"city": "Paris"}`` when that tool is named ``get_weather``, else ``{}``;
     ``content`` is null and ``finish_reason`` is ``tool_calls``.
   * When the last message is a ``tool`` message the reply is the text reply above.
+  * Structured outputs: with ``response_format`` ``{"type": "json_schema", "json_schema":
+    {"name": ..., "schema": S, "strict": ...}}`` the reply is ALWAYS a text reply (never a tool
+    call, even when the request has ``tools``) whose text is ``json.dumps(v)`` with Python's
+    defaults, i.e. NOT compact (separators ``", "`` and ``": "``, ``ensure_ascii``), where v is
+    built from S (``name`` and ``strict`` are ignored; a missing schema counts as ``{}``):
+      - ``const`` gives its value; else a non-empty ``enum`` its first value; else ``$ref`` (a
+        JSON pointer into S: ``#/$defs/X``, ``#/definitions/X``, ``#``) the value of the schema
+        it points to (null when it does not resolve); else ``anyOf`` / ``oneOf`` / ``allOf``
+        the value of their first alternative whose ``type`` is not "null" (null when there is
+        none); else by ``type`` (a list: its first entry that is not "null"; absent: "object"
+        when the schema has ``properties``, "array" when it has ``items`` or ``prefixItems``,
+        else "null"):
+      - object: every property of ``properties`` (required or not), in schema order; ``{}``
+        when there are none. ``additionalProperties`` and ``required`` are ignored.
+      - array: ONE item built from ``items``, or one per entry of ``prefixItems``; ``[]``
+        when it has neither.
+      - boolean: true. integer: 1. number: 1 (the integer 1, not 1.0). null: null.
+      - string, decided by the object property the string is the value of (through ``$ref``,
+        ``anyOf``/``oneOf``/``allOf``, type lists and array items; a root string has none), in
+        this order: a property named exactly ``result`` gives "yes"; one named exactly
+        ``rationale``, or whose description contains "explanation" or "reason"
+        (case-insensitive; the innermost ``description`` met from the property down, so
+        array items inherit their array's) gives ``"Mock rationale: "`` + the first
+        RATIONALE_WORDS (= 12) words of the text of the last user message, joined by single
+        spaces; any other string gives "mock".
+      - recursion: a ``$ref`` met again inside its own expansion (the root schema counts as
+        ``#``) gives null, except as an array's ``items``, where it makes the array ``[]``.
+    The "no" verdict: when the text of ANY message (any role) contains NO_MARKER
+    (``[[mock:no]]``, case-sensitive), every boolean is false (an ``enum`` holding false gives
+    false) and a ``result`` string is "no" (a ``result`` ``enum`` holding "no" gives "no");
+    ``const`` still gives its value.
+  * With ``response_format`` ``{"type": "json_object"}`` the text reply is instead
+    ``json.dumps({"answer": "Mock answer to: " + <text of the last user message>})`` (same
+    defaults); the tool-call rule above still applies. ``{"type": "text"}`` changes nothing.
   * prompt_tokens     = sum(words(text of m) for m in messages) + 10
-  * completion_tokens = words(reply text) for a text reply; TOOL_CALL_COMPLETION_TOKENS (= 7)
-                        for a tool-call reply
+  * completion_tokens = words(reply text) for a text reply (for a structured reply the reply
+                        text is the JSON text); TOOL_CALL_COMPLETION_TOKENS (= 7) for a
+                        tool-call reply
   * total_tokens      = prompt_tokens + completion_tokens
   * Streaming sends the reply text one word per chunk (each word but the first preceded by a
-    space), so the concatenated deltas equal the non-streaming reply.
+    space), so the concatenated deltas equal the non-streaming reply. A JSON reply (the
+    json_schema or json_object response formats) is sent instead in consecutive slices of
+    STRUCTURED_CHUNK_CHARS (= 16) characters (the last may be shorter), so again the
+    concatenated deltas equal the non-streaming reply.
 Anthropic messages (``POST /v1/messages``):
   * The text of Anthropic content (a message's ``content``, or ``system``) is the string itself,
     or, for a list of blocks, the ``text`` of its text blocks and the text of each
@@ -102,6 +140,9 @@ TOOL_CALL_COMPLETION_TOKENS = 7
 TOOL_CALL_ID = "call_mock_1"
 ANTHROPIC_TOOL_USE_ID = "toolu_mock_1"
 EMBEDDING_DIMENSIONS = 8
+NO_MARKER = "[[mock:no]]"
+RATIONALE_WORDS = 12
+STRUCTURED_CHUNK_CHARS = 16
 SYSTEM_FINGERPRINT = "fp_mock"
 MODELS = [
     "gpt-4o-mini",
@@ -148,6 +189,113 @@ def tool_name(tool: dict) -> str:
     return str(tool.get("name", "tool")) if isinstance(tool, dict) else "tool"
 
 
+_RECURSIVE = object()  # what a $ref met again inside its own expansion builds
+
+
+class SchemaValue:
+    """Builds the value a ``json_schema`` response format gets (rules in the module docstring)."""
+
+    def __init__(self, root, messages: list) -> None:
+        self.root = root
+        self.no = any(NO_MARKER in message_text(m) for m in messages if isinstance(m, dict))
+        cut = last_user_text(messages).split()[:RATIONALE_WORDS]
+        self.rationale = "Mock rationale: " + " ".join(cut)
+
+    def value(self):
+        return self._final(self._build(self.root, None, None, ("#",)))
+
+    @staticmethod
+    def _final(value):
+        return None if value is _RECURSIVE else value
+
+    def _resolve(self, ref: str):
+        if not ref.startswith("#"):
+            return None
+        node = self.root
+        for part in ref[1:].split("/")[1:]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node
+
+    def _build(self, schema, name, description, refs: tuple):
+        if not isinstance(schema, dict):
+            return None
+        if isinstance(schema.get("description"), str):
+            description = schema["description"]
+        if "const" in schema:
+            return schema["const"]
+        enum = schema.get("enum")
+        if isinstance(enum, list) and enum:
+            if self.no and any(v is False for v in enum):
+                return False
+            if self.no and name == "result" and "no" in enum:
+                return "no"
+            return enum[0]
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            if ref in refs:
+                return _RECURSIVE
+            return self._build(self._resolve(ref), name, description, refs + (ref,))
+        for key in ("anyOf", "oneOf", "allOf"):
+            options = schema.get(key)
+            if isinstance(options, list) and options:
+                chosen = [o for o in options if isinstance(o, dict) and o.get("type") != "null"]
+                return self._build(chosen[0], name, description, refs) if chosen else None
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), "null")
+        if kind is None:
+            if "properties" in schema:
+                kind = "object"
+            elif "items" in schema or "prefixItems" in schema:
+                kind = "array"
+        if kind == "object":
+            properties = schema.get("properties")
+            if not isinstance(properties, dict):
+                return {}
+            return {
+                key: self._final(self._build(sub, key, None, refs))
+                for key, sub in properties.items()
+            }
+        if kind == "array":
+            if isinstance(schema.get("prefixItems"), list):
+                return [
+                    self._final(self._build(sub, name, description, refs))
+                    for sub in schema["prefixItems"]
+                ]
+            if not isinstance(schema.get("items"), dict):
+                return []
+            item = self._build(schema["items"], name, description, refs)
+            return [] if item is _RECURSIVE else [item]
+        if kind == "boolean":
+            return not self.no
+        if kind in ("integer", "number"):
+            return 1
+        if kind == "string":
+            if name == "result":
+                return "no" if self.no else "yes"
+            lowered = (description or "").lower()
+            if name == "rationale" or "explanation" in lowered or "reason" in lowered:
+                return self.rationale
+            return "mock"
+        return None
+
+
+def structured_value(schema, messages: list):
+    """The value v a ``json_schema`` response format with schema ``schema`` gets."""
+    return SchemaValue(schema, messages).value()
+
+
+def response_format_type(body: dict) -> str | None:
+    response_format = body.get("response_format")
+    return response_format.get("type") if isinstance(response_format, dict) else None
+
+
 def plan_chat_reply(body: dict) -> dict:
     """Decides the reply of a chat completion request (shared by streaming and not)."""
     messages = body.get("messages") or []
@@ -155,6 +303,18 @@ def plan_chat_reply(body: dict) -> dict:
     prompt_tokens = sum(words(message_text(m)) for m in messages if isinstance(m, dict))
     prompt_tokens += PROMPT_OVERHEAD_TOKENS
     last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else None
+    format_type = response_format_type(body)
+    if format_type == "json_schema":
+        json_schema = body["response_format"].get("json_schema")
+        schema = json_schema.get("schema", {}) if isinstance(json_schema, dict) else {}
+        text = json.dumps(structured_value(schema, messages))
+        return {
+            "text": text,
+            "tool_calls": None,
+            "finish_reason": "stop",
+            "usage": usage(prompt_tokens, words(text)),
+            "structured": True,
+        }
     if tools and last_role == "user":
         name = tool_name(tools[0])
         arguments = json.dumps({"city": "Paris"}) if name == "get_weather" else "{}"
@@ -169,13 +329,17 @@ def plan_chat_reply(body: dict) -> dict:
             "tool_calls": [tool_call],
             "finish_reason": "tool_calls",
             "usage": usage(prompt_tokens, completion_tokens),
+            "structured": False,
         }
     text = "Mock answer to: " + last_user_text(messages)
+    if format_type == "json_object":
+        text = json.dumps({"answer": text})
     return {
         "text": text,
         "tool_calls": None,
         "finish_reason": "stop",
         "usage": usage(prompt_tokens, words(text)),
+        "structured": format_type == "json_object",
     }
 
 
@@ -300,6 +464,10 @@ def embedding_vector(text: str, dimensions: int) -> list[float]:
 def word_chunks(text: str) -> list[str]:
     pieces = text.split(" ")
     return [pieces[0]] + [" " + p for p in pieces[1:]]
+
+
+def char_chunks(text: str, size: int = STRUCTURED_CHUNK_CHARS) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 class MockState:
@@ -538,7 +706,8 @@ class Handler(BaseHTTPRequestHandler):
                 )
         else:
             self._sse(chunk({"role": "assistant", "content": ""}))
-            for piece in word_chunks(plan["text"]):
+            pieces = char_chunks(plan["text"]) if plan["structured"] else word_chunks(plan["text"])
+            for piece in pieces:
                 self._sse(chunk({"content": piece}))
         self._sse(chunk({}, plan["finish_reason"]))
         if include_usage:

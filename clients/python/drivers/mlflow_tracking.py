@@ -1135,6 +1135,186 @@ def scenario_runs() -> dict:
     return out
 
 
+def _evaluation(run_id: str) -> dict:
+    """What one evaluation left behind: the run (metrics, tags), and per trace its assessments."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    traces = mlflow.search_traces(run_id=run_id, return_type="list")
+    return {
+        "run_id": run_id,
+        "status": run.info.status,
+        "metrics": run.data.metrics,
+        "is_evaluation": run.data.tags.get("mlflow.runIsEvaluation"),
+        "datasets": sorted(d.dataset.name for d in (run.inputs.dataset_inputs if run.inputs else [])),
+        "traces": sorted(
+            (
+                {
+                    "trace_id": t.info.trace_id,
+                    "source_run": t.info.trace_metadata.get("mlflow.sourceRun"),
+                    "request": t.info.request_preview,
+                    "assessments": sorted(
+                        (
+                            {
+                                "name": a.name,
+                                "value": jsonable(a.feedback.value if a.feedback else a.expectation.value if a.expectation else None),
+                                "error": a.feedback.error.error_message[:200] if a.feedback and a.feedback.error else None,
+                                "source_type": a.source.source_type if a.source else None,
+                                "rationale": (a.rationale or "")[:200],
+                                "source_run": (a.metadata or {}).get("mlflow.assessment.sourceRunId"),
+                            }
+                            for a in t.info.assessments
+                        ),
+                        key=lambda a: a["name"],
+                    ),
+                }
+                for t in traces
+            ),
+            key=lambda t: t["request"] or "",
+        ),
+    }
+
+
+def scenario_evaluate() -> dict:
+    """mlflow.genai.evaluate unchanged: code scorers over predict_fn, a DataFrame of
+    inputs/outputs/expectations, a DataFrame of existing traces, and the built-in LLM judges
+    (the shared mock as the judge model)."""
+    import pandas as pd
+    from mlflow.genai.judges import make_judge
+    from mlflow.genai.scorers import Correctness, Guidelines, RelevanceToQuery, scorer
+
+    if ARGS.mock_url:
+        os.environ["OPENAI_BASE_URL"] = ARGS.mock_url
+        os.environ.setdefault("OPENAI_API_KEY", "sk-mock")
+    experiment_id()
+    out: dict[str, Any] = {}
+
+    @scorer
+    def exact_match(outputs, expectations) -> bool:
+        return outputs == expectations["expected_response"]
+
+    @scorer
+    def answer_length(outputs) -> int:
+        return len(str(outputs))
+
+    @mlflow.trace
+    def predict_fn(question: str) -> str:
+        return "4" if "2+2" in question else "I do not know"
+
+    data = [
+        {"inputs": {"question": "What is 2+2?"}, "expectations": {"expected_response": "4"}},
+        {"inputs": {"question": "What is the capital of Mars?"}, "expectations": {"expected_response": "none"}},
+    ]
+    mark("predict_fn")
+    res = mlflow.genai.evaluate(data=data, predict_fn=predict_fn, scorers=[exact_match, answer_length])
+    out["predict_fn"] = _evaluation(res.run_id)
+    out["predict_fn"]["result_metrics"] = {k: float(v) for k, v in res.metrics.items()}
+
+    mark("dataframe")
+    frame = pd.DataFrame(
+        {
+            "inputs": [{"question": "Name a color"}, {"question": "Name a fruit"}],
+            "outputs": ["blue", "rock"],
+            "expectations": [{"expected_response": "blue"}, {"expected_response": "apple"}],
+        }
+    )
+    res = mlflow.genai.evaluate(data=frame, scorers=[exact_match])
+    out["dataframe"] = _evaluation(res.run_id)
+
+    mark("traces")
+    existing = mlflow.search_traces(run_id=out["predict_fn"]["run_id"])
+    res = mlflow.genai.evaluate(data=existing, scorers=[answer_length])
+    out["traces"] = _evaluation(res.run_id)
+
+    if ARGS.mock_url:
+        mark("judges")
+        judge_model = "openai:/gpt-4o-mini"
+        polite = make_judge(
+            name="polite",
+            instructions="Is the answer in {{ outputs }} polite? Answer true or false.",
+            model=judge_model,
+            feedback_value_type=bool,
+        )
+        judged = [
+            {"inputs": {"question": "What is 2+2?"}, "outputs": "4", "expectations": {"expected_response": "4"}},
+            {"inputs": {"question": "What is 3+3?"}, "outputs": "[[mock:no]] 7", "expectations": {"expected_response": "6"}},
+        ]
+        res = mlflow.genai.evaluate(
+            data=judged,
+            scorers=[
+                Correctness(model=judge_model),
+                Guidelines(name="short", guidelines="Answer in one word.", model=judge_model),
+                RelevanceToQuery(model=judge_model),
+                polite,
+            ],
+        )
+        out["judges"] = _evaluation(res.run_id)
+    return out
+
+
+def scenario_datasets() -> dict:
+    """Evaluation datasets stored in the tracking server: create, merge_records from dicts and
+    from traces, get, search, records, tags, delete, and a dataset as evaluate's data."""
+    from mlflow.genai import datasets
+    from mlflow.genai.scorers import scorer
+
+    exp_id = experiment_id()
+    out: dict[str, Any] = {}
+    mark("create")
+    ds = datasets.create_dataset(name=f"{ARGS.experiment}-qa", experiment_id=exp_id, tags={"team": "search", "stage": "draft"})
+    other = datasets.create_dataset(name=f"{ARGS.experiment}-other", experiment_id=exp_id)
+    ds.merge_records([
+        {"inputs": {"question": "What is 2+2?"}, "expectations": {"expected_response": "4"}},
+        {"inputs": {"question": "What is 3+3?"}, "expectations": {"expected_response": "6"}},
+    ])
+    # The same inputs again: merged into the record, not a new one.
+    ds.merge_records([{"inputs": {"question": "What is 2+2?"}, "expectations": {"facts": ["arithmetic"]}}])
+
+    @mlflow.trace
+    def answer(question: str) -> str:
+        return "10"
+
+    answer("What is 5+5?")
+    flush()
+    traced = mlflow.search_traces(locations=[exp_id], return_type="list", max_results=5)
+    ds.merge_records(traced)
+    mark("read")
+    got = datasets.get_dataset(dataset_id=ds.dataset_id)
+    frame = got.to_df()
+    out["records"] = sorted(
+        ({"inputs": r["inputs"], "expectations": r["expectations"]} for r in frame.to_dict("records")),
+        key=lambda r: json.dumps(r["inputs"], sort_keys=True),
+    )
+    out["record_sources"] = sorted(str(s.get("source_type") if isinstance(s, dict) else s) for s in frame["source"].tolist()) if "source" in frame else []
+    out["got"] = {"name": got.name, "tags": got.tags, "experiment_ids": got.experiment_ids, "num": len(frame)}
+    out["by_name"] = datasets.get_dataset(name=f"{ARGS.experiment}-qa").dataset_id == ds.dataset_id
+    mark("search")
+    out["search_all"] = sorted(d.name for d in datasets.search_datasets(experiment_ids=[exp_id]))
+    out["search_like"] = [d.name for d in datasets.search_datasets(experiment_ids=[exp_id], filter_string="name LIKE '%-qa'")]
+    out["search_tag"] = [d.name for d in datasets.search_datasets(experiment_ids=[exp_id], filter_string="tags.team = 'search'")]
+    mark("tags")
+    datasets.set_dataset_tags(dataset_id=ds.dataset_id, tags={"stage": "final", "owner": "ann"})
+    datasets.delete_dataset_tag(dataset_id=ds.dataset_id, key="team")
+    out["tags_after"] = datasets.get_dataset(dataset_id=ds.dataset_id).tags
+
+    @scorer
+    def exact_match(outputs, expectations) -> bool:
+        return outputs == expectations.get("expected_response")
+
+    mark("evaluate")
+    plain = datasets.get_dataset(dataset_id=ds.dataset_id)
+    res = mlflow.genai.evaluate(data=plain, predict_fn=lambda question: "4" if "2+2" in question else "?", scorers=[exact_match])
+    out["evaluate"] = _evaluation(res.run_id)
+    mark("delete")
+    datasets.delete_dataset(dataset_id=other.dataset_id)
+    out["after_delete"] = sorted(d.name for d in datasets.search_datasets(experiment_ids=[exp_id]))
+    try:
+        datasets.get_dataset(dataset_id=other.dataset_id)
+        out["get_deleted"] = {"ok": True}
+    except MlflowException as exc:
+        out["get_deleted"] = error_of(exc)
+    return out
+
+
 SCENARIOS = {
     "experiments": scenario_experiments,
     "write": scenario_write,
@@ -1147,6 +1327,8 @@ SCENARIOS = {
     "otlp": scenario_otlp,
     "unimplemented": scenario_unimplemented,
     "runs": scenario_runs,
+    "evaluate": scenario_evaluate,
+    "datasets": scenario_datasets,
 }
 
 

@@ -1134,3 +1134,121 @@ def test_runs_no_warnings(runs_run: MlflowRun):
         ("POST", "/api/2.0/mlflow/runs/log-batch", 400),  # (some clients log a param as a batch)
         ("GET", "/api/2.0/mlflow/runs/get", 404),  # the missing run
     ))
+
+
+# ================================================================================================
+# 10. mlflow.genai.evaluate, unchanged (issue #19, point 2), the same against the oracle.
+
+
+@pytest.fixture(scope="module")
+def evaluate_run(mlflow_driver) -> MlflowRun:
+    return mlflow_driver("evaluate", experiment("evaluate"))
+
+
+def _scores(evaluation: dict, name: str) -> list:
+    """The values of one scorer's assessments, by trace (ordered by request)."""
+    return [[a["value"] for a in t["assessments"] if a["name"] == name] for t in evaluation["traces"]]
+
+
+def test_evaluate_predict_fn_with_code_scorers(evaluate_run: MlflowRun):
+    e = evaluate_run.result["predict_fn"]
+    assert e["status"] == "FINISHED"
+    assert e["metrics"] == {"exact_match/mean": 0.5, "answer_length/mean": 7.0} == e["result_metrics"]
+    assert len(e["traces"]) == 2 and all(t["source_run"] == e["run_id"] for t in e["traces"])
+    assert _scores(e, "exact_match") == [[True], [False]]
+    assert _scores(e, "answer_length") == [[1], [13]]
+    assert _scores(e, "expected_response") == [["4"], ["none"]]
+    for t in e["traces"]:
+        for a in t["assessments"]:
+            assert a["source_run"] == e["run_id"] and a["error"] is None, a
+            assert a["source_type"] == ("HUMAN" if a["name"] == "expected_response" else "CODE"), a
+    assert e["datasets"], "the evaluation data is logged as the run's input"
+
+
+def test_evaluate_dataframe_of_outputs(evaluate_run: MlflowRun):
+    e = evaluate_run.result["dataframe"]
+    assert e["metrics"] == {"exact_match/mean": 0.5}
+    assert [t["request"] for t in e["traces"]] == ['{"question": "Name a color"}', '{"question": "Name a fruit"}']
+    assert _scores(e, "exact_match") == [[True], [False]]
+
+
+def test_evaluate_existing_traces(evaluate_run: MlflowRun):
+    """Traces of one evaluation scored again by another: linked to both runs, scored by both."""
+    first = evaluate_run.result["predict_fn"]
+    e = evaluate_run.result["traces"]
+    assert e["metrics"] == {"answer_length/mean": 7.0}
+    assert sorted(t["trace_id"] for t in e["traces"]) == sorted(t["trace_id"] for t in first["traces"])
+    for t in e["traces"]:
+        runs = {a["source_run"] for a in t["assessments"] if a["name"] == "answer_length"}
+        assert runs == {first["run_id"], e["run_id"]}, t
+
+
+def test_evaluate_no_warnings(evaluate_run: MlflowRun):
+    evaluate_run.result
+    own = [w for w in evaluate_run.warnings if w["kind"] == "python:Pandas4Warning" and "digest_utils" in w.get("where", "")]
+    others = [w for w in evaluate_run.warnings if w not in own]
+    assert not others, "the mlflow client warned or logged errors:\n" + json.dumps(others, indent=1)[:4000]
+    assert_requests_ok(evaluate_run, allowed=(GET_BY_NAME_MISS,))
+
+
+def test_evaluate_builtin_llm_judges(evaluate_run: MlflowRun):
+    """Correctness, Guidelines, RelevanceToQuery and make_judge, the shared mock as the judge
+    model: every verdict is an LLM_JUDGE assessment on its trace, the means are on the run."""
+    e = evaluate_run.result["judges"]
+    assert len(e["traces"]) == 2
+    for t in e["traces"]:
+        for a in t["assessments"]:
+            assert a["error"] is None, a
+            if a["name"] != "expected_response":
+                assert a["source_type"] == "LLM_JUDGE" and a["rationale"].startswith("Mock rationale: "), a
+    assert _scores(e, "correctness") == [["yes"], ["no"]], "[[mock:no]] in the second answer"
+    assert _scores(e, "short") == [["yes"], ["no"]]
+    assert _scores(e, "relevance_to_query") == [["yes"], ["no"]]
+    assert _scores(e, "polite") == [[True], [False]]
+    for name in ("correctness", "short", "relevance_to_query", "polite"):
+        assert e["metrics"][f"{name}/mean"] == 0.5, e["metrics"]
+
+
+# ================================================================================================
+# 11. Evaluation datasets (issue #19, point 3), the same against the oracle.
+
+
+@pytest.fixture(scope="module")
+def datasets_run(mlflow_driver) -> MlflowRun:
+    return mlflow_driver("datasets", experiment("datasets"))
+
+
+def test_datasets_records_merge_by_inputs(datasets_run: MlflowRun):
+    r = datasets_run.result
+    assert r["got"]["num"] == 3 and r["by_name"]
+    two, three, five = r["records"]
+    assert two == {"inputs": {"question": "What is 2+2?"}, "expectations": {"expected_response": "4", "facts": ["arithmetic"]}}
+    assert three["expectations"] == {"expected_response": "6"}
+    assert five["inputs"] == {"question": "What is 5+5?"}, "a record from a trace"
+    assert any("TRACE" in s for s in r["record_sources"])
+    assert {k: v for k, v in r["got"]["tags"].items() if k != "mlflow.user"} == {"team": "search", "stage": "draft"}
+    assert len(r["got"]["experiment_ids"]) == 1
+
+
+def test_datasets_search_tags_and_delete(datasets_run: MlflowRun):
+    r = datasets_run.result
+    name = experiment("datasets")
+    assert r["search_all"] == [f"{name}-other", f"{name}-qa"]
+    assert r["search_like"] == [f"{name}-qa"] and r["search_tag"] == [f"{name}-qa"]
+    assert {k: v for k, v in r["tags_after"].items() if k != "mlflow.user"} == {"stage": "final", "owner": "ann"}
+    assert r["after_delete"] == [f"{name}-qa"]
+    assert r["get_deleted"]["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_datasets_as_evaluation_data(datasets_run: MlflowRun):
+    e = datasets_run.result["evaluate"]
+    assert e["metrics"] == {"exact_match/mean": pytest.approx(1 / 3)}
+    assert len(e["traces"]) == 3 and all(t["source_run"] == e["run_id"] for t in e["traces"])
+
+
+def test_datasets_no_warnings(datasets_run: MlflowRun):
+    datasets_run.result
+    own = [w for w in datasets_run.warnings if w["kind"] == "python:Pandas4Warning" and "digest_utils" in w.get("where", "")]
+    others = [w for w in datasets_run.warnings if w not in own]
+    assert not others, "the mlflow client warned or logged errors:\n" + json.dumps(others, indent=1)[:4000]
+    assert_requests_ok(datasets_run, allowed=(GET_BY_NAME_MISS, ("GET", "/api/3.0/mlflow/datasets/", 404)))

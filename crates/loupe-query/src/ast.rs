@@ -265,6 +265,26 @@ impl Expr {
     }
 }
 
+/// The trace metadata key naming the MLflow run a trace ran in (set by the client inside a run).
+pub const SOURCE_RUN: &str = "mlflow.sourceRun";
+/// Trace metadata `loupe.linkedRun.<run id>` marks every other run a trace was linked to
+/// (`traces/link-to-run`, as an evaluation of existing traces does).
+pub const LINKED_RUN_PREFIX: &str = "loupe.linkedRun.";
+
+/// Whether a path names MLflow's `run_id` search field (`attribute.run_id = '…'`), which
+/// matches a trace's source run or any run it was linked to.
+pub fn is_run_id(path: &[String]) -> bool {
+    let lower: Vec<String> = path.iter().map(|p| p.to_ascii_lowercase()).collect();
+    matches!(
+        lower
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["run_id"] | ["trace" | "attributes" | "attribute" | "attr", "run_id"]
+    )
+}
+
 /// Resolves a field path, in Loupe's or MLflow's spelling.
 pub fn resolve(path: &[String]) -> Option<Field> {
     let lower: Vec<String> = path.iter().map(|p| p.to_ascii_lowercase()).collect();
@@ -329,7 +349,7 @@ pub fn resolve(path: &[String]) -> Option<Field> {
 
 /// The field names the parser knows, for error messages.
 pub const KNOWN_FIELDS: &str = "status, name, duration_ms, start, end, total_tokens, input_tokens, \
-     output_tokens, cost_usd, project, session_id, user_id, trace_id, span_count, error_count, \
+     output_tokens, cost_usd, project, session_id, user_id, trace_id, run_id, span_count, error_count, \
      tags.<key>, metadata.<key>, span.type, span.name, span.model, span.provider, span.status, \
      span.duration_ms, span.total_tokens, span.cost_usd, span.attributes.<key>, feedback.<name>, \
      expectation.<name>";

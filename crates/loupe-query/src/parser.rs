@@ -10,7 +10,10 @@
 //! ```
 
 use crate::QueryError;
-use crate::ast::{CmpOp, Expr, Field, KNOWN_FIELDS, Kind, Literal, resolve};
+use crate::ast::{
+    CmpOp, Expr, Field, KNOWN_FIELDS, Kind, LINKED_RUN_PREFIX, Literal, SOURCE_RUN, is_run_id,
+    resolve,
+};
 use crate::lexer::{Tok, Token, lex};
 
 /// Deepest nesting of parentheses and NOTs accepted.
@@ -238,6 +241,9 @@ impl Parser {
         if matches!(lower0.as_str(), "text" | "content") && path.len() == 1 {
             return self.full_text();
         }
+        if is_run_id(path) {
+            return self.run_condition();
+        }
         let field = resolve(path).ok_or_else(|| {
             QueryError::at(
                 t.pos,
@@ -374,6 +380,33 @@ impl Parser {
     }
 
     /// `field <op> value`.
+    /// `run_id = '…'`: the trace ran in that run, or was linked to it.
+    fn run_condition(&mut self) -> Result<Expr, QueryError> {
+        let t = self.expect("=")?;
+        if t.tok != Tok::Op("=") {
+            return Err(QueryError::at(t.pos, "run_id is compared with = only"));
+        }
+        let source = Field::Metadata(SOURCE_RUN.to_string());
+        let Literal::Str(run) = self.value(&source)? else {
+            return Err(QueryError::at(t.pos, "run_id is compared with a string"));
+        };
+        if run.contains('"') {
+            return Err(QueryError::at(t.pos, "a run id may not contain `\"`"));
+        }
+        Ok(Expr::Or(vec![
+            Expr::Cmp {
+                field: Field::Metadata(format!("{LINKED_RUN_PREFIX}{run}")),
+                op: CmpOp::Eq,
+                value: Literal::Str("true".into()),
+            },
+            Expr::Cmp {
+                field: source,
+                op: CmpOp::Eq,
+                value: Literal::Str(run),
+            },
+        ]))
+    }
+
     fn comparison(&mut self, field: Field) -> Result<Expr, QueryError> {
         let t = self.expect("a comparison operator (=, !=, <, <=, >, >=, IN, LIKE, IS)")?;
         let op = match t.tok {
@@ -587,6 +620,23 @@ mod tests {
 
     fn err(q: &str) -> QueryError {
         parse(q, NOW).unwrap_err()
+    }
+
+    #[test]
+    fn run_id_matches_the_source_run_or_a_linked_run() {
+        let e = parse("attribute.run_id = 'abc'", 0).unwrap();
+        let Expr::Or(items) = e else { panic!("{e:?}") };
+        assert!(items.contains(&Expr::Cmp {
+            field: Field::Metadata("mlflow.sourceRun".into()),
+            op: CmpOp::Eq,
+            value: Literal::Str("abc".into()),
+        }));
+        assert!(items.contains(&Expr::Cmp {
+            field: Field::Metadata("loupe.linkedRun.abc".into()),
+            op: CmpOp::Eq,
+            value: Literal::Str("true".into()),
+        }));
+        assert!(parse("run_id != 'abc'", 0).is_err());
     }
 
     #[test]

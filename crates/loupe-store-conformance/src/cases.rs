@@ -992,3 +992,130 @@ pub async fn runs(store: &dyn TraceStore) {
         "active"
     );
 }
+
+/// Evaluation datasets: create (names unique), upsert merging by inputs, pages, header
+/// changes, record deletes, and the dataset's delete.
+pub async fn datasets(store: &dyn TraceStore) {
+    use loupe_store::datasets::{DatasetChange, EvalDataset, RecordUpsert};
+    use serde_json::json;
+    let d = EvalDataset {
+        dataset_id: "d-1".into(),
+        name: "qa".into(),
+        created_time: 1,
+        last_update_time: 1,
+        ..EvalDataset::default()
+    };
+    store.create_dataset(d.clone()).await.expect("created");
+    let taken = EvalDataset {
+        dataset_id: "d-2".into(),
+        ..d.clone()
+    };
+    let err = store.create_dataset(taken).await.expect_err("name taken");
+    assert_eq!(err.kind, loupe_store::ErrorKind::AlreadyExists);
+    let upsert = |records: Vec<serde_json::Value>, now: i64| RecordUpsert {
+        dataset_id: "d-1".into(),
+        fresh_ids: (0..records.len())
+            .map(|i| format!("dr-{now}-{i}"))
+            .collect(),
+        records,
+        now,
+    };
+    let first = vec![
+        json!({"inputs": {"q": "a"}, "expectations": {"answer": "A"}}),
+        json!({"inputs": {"q": "b"}, "expectations": {"answer": "B"}}),
+    ];
+    assert_eq!(
+        store
+            .upsert_dataset_records(upsert(first, 10))
+            .await
+            .expect("upserted"),
+        (2, 0)
+    );
+    let again = vec![
+        json!({"inputs": {"q": "a"}, "expectations": {"facts": ["x"]}}),
+        json!({"inputs": {"q": "c"}}),
+    ];
+    assert_eq!(
+        store
+            .upsert_dataset_records(upsert(again, 20))
+            .await
+            .expect("upserted"),
+        (1, 1)
+    );
+    let bad = store
+        .upsert_dataset_records(upsert(vec![json!({"inputs": 3})], 30))
+        .await
+        .expect_err("inputs must be an object");
+    assert_eq!(bad.kind, loupe_store::ErrorKind::InvalidInput);
+    let (page, total) = store
+        .dataset_records("d-1".into(), 0, 2)
+        .await
+        .expect("read");
+    assert_eq!(total, 3);
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0]["inputs"], json!({"q": "a"}));
+    assert_eq!(
+        page[0]["dataset_record_id"], "dr-10-0",
+        "a merged record keeps its id"
+    );
+    assert_eq!(
+        page[0]["expectations"],
+        json!({"answer": "A", "facts": ["x"]})
+    );
+    let (rest, _) = store
+        .dataset_records("d-1".into(), 2, 2)
+        .await
+        .expect("read");
+    assert_eq!(rest.len(), 1);
+    let header = store
+        .dataset("d-1".into())
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(header.profile, Some(json!({"num_records": 3})));
+    assert_eq!(header.last_update_time, 20);
+    let changed = store
+        .change_dataset(
+            "d-1".into(),
+            DatasetChange::SetTags([("team".to_string(), Some("search".to_string()))].into()),
+            40,
+        )
+        .await
+        .expect("changed");
+    assert_eq!(changed.tags.get("team").map(String::as_str), Some("search"));
+    let id = page[1]["dataset_record_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        store
+            .delete_dataset_records("d-1".into(), vec![id, "nope".into()], 50)
+            .await
+            .expect("deleted"),
+        1
+    );
+    assert_eq!(
+        store
+            .dataset_records("d-1".into(), 0, 10)
+            .await
+            .expect("read")
+            .1,
+        2
+    );
+    assert_eq!(store.datasets().await.expect("listed").len(), 1);
+    assert!(store.delete_dataset("d-1".into()).await.expect("deleted"));
+    assert!(store.dataset("d-1".into()).await.expect("read").is_none());
+    assert_eq!(
+        store
+            .dataset_records("d-1".into(), 0, 10)
+            .await
+            .expect("read")
+            .1,
+        0
+    );
+    let missing = store
+        .upsert_dataset_records(upsert(vec![json!({"inputs": {}})], 60))
+        .await
+        .expect_err("no dataset");
+    assert_eq!(missing.kind, loupe_store::ErrorKind::NotFound);
+}

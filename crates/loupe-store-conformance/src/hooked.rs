@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use loupe_model::TraceId;
+use loupe_store::datasets::{DatasetChange, EvalDataset, RecordUpsert};
 use loupe_store::runs::{Metric, Run, RunChange};
 use loupe_store::{
     EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery, SessionSummary, StoreError,
@@ -145,6 +146,45 @@ impl TraceStore for HookedStore {
     }
     async fn delete_assessment(&self, id: TraceId, aid: String) -> Result<bool, StoreError> {
         self.inner.delete_assessment(id, aid).await
+    }
+    async fn create_dataset(&self, d: EvalDataset) -> Result<(), StoreError> {
+        self.inner.create_dataset(d).await
+    }
+    async fn dataset(&self, id: String) -> Result<Option<EvalDataset>, StoreError> {
+        self.inner.dataset(id).await
+    }
+    async fn datasets(&self) -> Result<Vec<EvalDataset>, StoreError> {
+        self.inner.datasets().await
+    }
+    async fn change_dataset(
+        &self,
+        id: String,
+        change: DatasetChange,
+        now: i64,
+    ) -> Result<EvalDataset, StoreError> {
+        self.inner.change_dataset(id, change, now).await
+    }
+    async fn delete_dataset(&self, id: String) -> Result<bool, StoreError> {
+        self.inner.delete_dataset(id).await
+    }
+    async fn upsert_dataset_records(&self, u: RecordUpsert) -> Result<(u64, u64), StoreError> {
+        self.inner.upsert_dataset_records(u).await
+    }
+    async fn dataset_records(
+        &self,
+        id: String,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<serde_json::Value>, u64), StoreError> {
+        self.inner.dataset_records(id, offset, limit).await
+    }
+    async fn delete_dataset_records(
+        &self,
+        id: String,
+        record_ids: Vec<String>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.inner.delete_dataset_records(id, record_ids, now).await
     }
     async fn create_run(&self, run: Run) -> Result<(), StoreError> {
         self.inner.create_run(run).await

@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
             cases::trace_models,
             cases::recompute_reprices_and_reindexes,
             cases::runs,
+            cases::datasets,
             query::query_boolean_logic,
             query::query_operators,
             query::query_trace_fields,

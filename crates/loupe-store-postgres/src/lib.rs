@@ -15,6 +15,7 @@
 //!   replicas starting together migrate once.
 
 mod annotate;
+mod datasets;
 mod layout;
 mod read;
 mod recompute;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use loupe_model::{TraceId, TraceSummary};
+use loupe_store::datasets::{DatasetChange, EvalDataset, RecordUpsert};
 use loupe_store::runs::{Metric, Run, RunChange};
 use loupe_store::{
     Assessment, EncodedEvent, EncodedSpan, ErrorKind, Experiment, ExperimentKey, Recompute,
@@ -461,6 +463,54 @@ impl TraceStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         let client = self.client().await?;
         annotate::delete_assessment(&client, &trace_id, &assessment_id).await
+    }
+
+    async fn create_dataset(&self, d: EvalDataset) -> Result<(), StoreError> {
+        datasets::create_dataset(&self.client().await?, &d).await
+    }
+
+    async fn dataset(&self, id: String) -> Result<Option<EvalDataset>, StoreError> {
+        let client = self.client().await?;
+        datasets::dataset(&**client, &id, false).await
+    }
+
+    async fn datasets(&self) -> Result<Vec<EvalDataset>, StoreError> {
+        datasets::datasets(&self.client().await?).await
+    }
+
+    async fn change_dataset(
+        &self,
+        id: String,
+        change: DatasetChange,
+        now: i64,
+    ) -> Result<EvalDataset, StoreError> {
+        datasets::change_dataset(&mut self.client().await?, &id, &change, now).await
+    }
+
+    async fn delete_dataset(&self, id: String) -> Result<bool, StoreError> {
+        datasets::delete_dataset(&mut self.client().await?, &id).await
+    }
+
+    async fn upsert_dataset_records(&self, u: RecordUpsert) -> Result<(u64, u64), StoreError> {
+        datasets::upsert_records(&mut self.client().await?, &u).await
+    }
+
+    async fn dataset_records(
+        &self,
+        id: String,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<serde_json::Value>, u64), StoreError> {
+        datasets::records(&self.client().await?, &id, offset, limit).await
+    }
+
+    async fn delete_dataset_records(
+        &self,
+        id: String,
+        record_ids: Vec<String>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        datasets::delete_records(&mut self.client().await?, &id, &record_ids, now).await
     }
 
     async fn create_run(&self, run: Run) -> Result<(), StoreError> {

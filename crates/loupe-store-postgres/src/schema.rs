@@ -221,6 +221,25 @@ CREATE TABLE run_metrics (
 );
 CREATE INDEX run_metrics_by_key ON run_metrics (run_id, key, step, timestamp);
 "#,
+    // Version 4: MLflow evaluation datasets (`loupe_store::datasets`): a header document and
+    // records keyed by a hash of their inputs.
+    r#"
+CREATE TABLE eval_datasets (
+    dataset_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    doc JSONB NOT NULL
+);
+CREATE TABLE eval_dataset_records (
+    dataset_id TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    created_time BIGINT NOT NULL,
+    doc JSONB NOT NULL,
+    PRIMARY KEY (dataset_id, input_hash)
+);
+CREATE INDEX eval_dataset_records_in_order ON eval_dataset_records (dataset_id, created_time, record_id);
+CREATE INDEX eval_dataset_records_by_id ON eval_dataset_records (dataset_id, record_id);
+"#,
 ];
 
 /// Key of the advisory lock that serializes migrations between replicas.

@@ -14,6 +14,7 @@
 mod annotate;
 mod bodylog;
 mod checkpoint;
+mod datasets;
 mod fts;
 mod layout;
 mod read;
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use loupe_model::TraceId;
 use loupe_model::TraceSummary;
+use loupe_store::datasets::{DatasetChange, EvalDataset, RecordUpsert};
 use loupe_store::runs::{Metric, Run, RunChange};
 use loupe_store::threads::{PriorityPool, QUERY_NICE};
 use loupe_store::{
@@ -451,6 +453,63 @@ impl TraceStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         self.blocking(move |s| {
             s.with_writer(|c| annotate::delete_assessment(c, &trace_id, &assessment_id))
+        })
+        .await
+    }
+
+    async fn create_dataset(&self, d: EvalDataset) -> Result<(), StoreError> {
+        self.blocking(move |s| s.with_writer(|c| datasets::create_dataset(c, &d)))
+            .await
+    }
+
+    async fn dataset(&self, id: String) -> Result<Option<EvalDataset>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| datasets::dataset(c, &id)))
+            .await
+    }
+
+    async fn datasets(&self) -> Result<Vec<EvalDataset>, StoreError> {
+        self.blocking(move |s| s.with_reader(datasets::datasets))
+            .await
+    }
+
+    async fn change_dataset(
+        &self,
+        id: String,
+        change: DatasetChange,
+        now: i64,
+    ) -> Result<EvalDataset, StoreError> {
+        self.blocking(move |s| s.with_writer(|c| datasets::change_dataset(c, &id, &change, now)))
+            .await
+    }
+
+    async fn delete_dataset(&self, id: String) -> Result<bool, StoreError> {
+        self.blocking(move |s| s.with_writer(|c| datasets::delete_dataset(c, &id)))
+            .await
+    }
+
+    async fn upsert_dataset_records(&self, u: RecordUpsert) -> Result<(u64, u64), StoreError> {
+        self.blocking(move |s| s.with_writer(|c| datasets::upsert_records(c, &u)))
+            .await
+    }
+
+    async fn dataset_records(
+        &self,
+        id: String,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<serde_json::Value>, u64), StoreError> {
+        self.blocking(move |s| s.with_reader(|c| datasets::records(c, &id, offset, limit)))
+            .await
+    }
+
+    async fn delete_dataset_records(
+        &self,
+        id: String,
+        record_ids: Vec<String>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.blocking(move |s| {
+            s.with_writer(|c| datasets::delete_records(c, &id, &record_ids, now))
         })
         .await
     }

@@ -310,6 +310,25 @@ CREATE TABLE run_metrics (
 );
 CREATE INDEX run_metrics_by_key ON run_metrics (run_id, key, step, timestamp);
 "#,
+    // Version 12: MLflow evaluation datasets (`loupe_store::datasets`): a header document and
+    // records keyed by a hash of their inputs.
+    r#"
+CREATE TABLE eval_datasets (
+    dataset_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL
+);
+CREATE TABLE eval_dataset_records (
+    dataset_id TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    created_time INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, input_hash)
+);
+CREATE INDEX eval_dataset_records_in_order ON eval_dataset_records (dataset_id, created_time, record_id);
+CREATE INDEX eval_dataset_records_by_id ON eval_dataset_records (dataset_id, record_id);
+"#,
 ];
 
 /// What a connection is for: the one writer, or a reader (queries, the checkpointer).

@@ -7,6 +7,7 @@
 
 mod assessment;
 mod columns;
+pub mod datasets;
 mod encode;
 mod error;
 mod query;
@@ -315,6 +316,52 @@ pub trait TraceStore: Send + Sync + 'static {
     /// The runs of these experiments, deleted ones included, newest first (searches filter
     /// and order them in memory: an experiment's runs are few next to its traces).
     async fn runs(&self, experiment_ids: Vec<String>) -> Result<Vec<runs::Run>, StoreError>;
+
+    /// Stores a new evaluation dataset (a name or id taken is `AlreadyExists`).
+    async fn create_dataset(&self, dataset: datasets::EvalDataset) -> Result<(), StoreError>;
+
+    /// A dataset's header by id.
+    async fn dataset(
+        &self,
+        dataset_id: String,
+    ) -> Result<Option<datasets::EvalDataset>, StoreError>;
+
+    /// Every dataset's header (searches filter them in memory).
+    async fn datasets(&self) -> Result<Vec<datasets::EvalDataset>, StoreError>;
+
+    /// Changes a dataset's header in one transaction; returns it as it is now.
+    async fn change_dataset(
+        &self,
+        dataset_id: String,
+        change: datasets::DatasetChange,
+        now: i64,
+    ) -> Result<datasets::EvalDataset, StoreError>;
+
+    /// Deletes a dataset and its records; `false` if it did not exist.
+    async fn delete_dataset(&self, dataset_id: String) -> Result<bool, StoreError>;
+
+    /// Inserts records, or merges them into those with the same inputs
+    /// ([`datasets::merge_record`]), in one transaction. Returns (inserted, updated).
+    async fn upsert_dataset_records(
+        &self,
+        upsert: datasets::RecordUpsert,
+    ) -> Result<(u64, u64), StoreError>;
+
+    /// A page of a dataset's records, oldest first, and how many it has.
+    async fn dataset_records(
+        &self,
+        dataset_id: String,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Value>, u64), StoreError>;
+
+    /// Deletes records by id; returns how many were deleted.
+    async fn delete_dataset_records(
+        &self,
+        dataset_id: String,
+        record_ids: Vec<String>,
+        now: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Every value logged for a run's metric, by step, then time.
     async fn metric_history(

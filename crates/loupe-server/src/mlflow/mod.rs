@@ -1,7 +1,8 @@
 //! The MLflow tracking-server REST API: what the real `mlflow` client calls when its tracking
 //! URI is Loupe, for tracing (experiments, StartTraceV3, trace info and spans, search, tags,
-//! deletes, assessments, the `traces.json` artifact path, `/version`) and for runs (create,
-//! update, search, params, metrics and their history, tags, inputs).
+//! deletes, assessments, the `traces.json` artifact path, `/version`), for runs (create,
+//! update, search, params, metrics and their history, tags, inputs, traces linked to runs) and
+//! for evaluation datasets.
 //!
 //! Everything lands in the same store as OTLP: an experiment is a project (experiment `0` is the
 //! project `default`), an MLflow trace id is `tr-` + the OTLP trace id, and MLflow's own spans
@@ -12,9 +13,10 @@
 mod artifacts;
 mod assessments;
 mod convert;
+mod datasets;
 mod errors;
 mod experiments;
-mod run_search;
+mod filter;
 mod runs;
 mod traces;
 
@@ -97,6 +99,48 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/api/2.0/mlflow/metrics/get-history",
             get(runs::metric_history),
+        )
+        .route(
+            "/api/2.0/mlflow/traces/link-to-run",
+            post(runs::link_traces_to_run),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/create",
+            post(datasets::create_dataset),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/search",
+            get(datasets::search_datasets).post(datasets::search_datasets),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/{dataset_id}",
+            get(datasets::get_dataset).delete(datasets::delete_dataset),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/{dataset_id}/tags",
+            axum::routing::patch(datasets::set_dataset_tags),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/{dataset_id}/tags/{key}",
+            axum::routing::delete(datasets::delete_dataset_tag),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/{dataset_id}/records",
+            get(datasets::get_records)
+                .post(datasets::upsert_records)
+                .delete(datasets::delete_records),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/{dataset_id}/experiment-ids",
+            get(datasets::experiment_ids_of),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/{dataset_id}/add-experiments",
+            post(datasets::add_experiments),
+        )
+        .route(
+            "/api/3.0/mlflow/datasets/{dataset_id}/remove-experiments",
+            post(datasets::remove_experiments),
         )
         .route("/api/3.0/mlflow/traces", post(start_trace))
         .route("/api/3.0/mlflow/traces/search", post(search_traces))

@@ -7,11 +7,15 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
+use loupe_query::ast::{LINKED_RUN_PREFIX, SOURCE_RUN};
+use loupe_store::TraceInfoUpdate;
 use loupe_store::runs::{ACTIVE, DELETED, Metric, Run, RunChange};
 use serde_json::{Value, json};
 
+use super::convert::mlflow_id;
 use super::experiments::experiment_by_id_str;
-use super::run_search::{Filter, Order, sort};
+use super::filter::{Filter, Order, newest_run_first, run_key, sort};
+use super::traces::ids_of;
 use super::{MlflowError, Reply, json_body, ok, query_one, query_pairs, required, str_field};
 use crate::AppState;
 use crate::util::{now_ms, random_hex};
@@ -257,7 +261,7 @@ pub(super) async fn search_runs(
                 .collect()
         })
         .unwrap_or_default();
-    let filter = Filter::parse(str_field(&v, "filter").unwrap_or(""))
+    let filter = Filter::parse(str_field(&v, "filter").unwrap_or(""), run_key)
         .map_err(|e| MlflowError::invalid(format!("Invalid filter string: {e}")))?;
     let orders = v
         .get("order_by")
@@ -265,7 +269,7 @@ pub(super) async fn search_runs(
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-        .map(|o| Order::parse(o).map_err(MlflowError::invalid))
+        .map(|o| Order::parse(o, run_key).map_err(MlflowError::invalid))
         .collect::<Result<Vec<_>, _>>()?;
     let stage = str_field(&v, "run_view_type").unwrap_or("ACTIVE_ONLY");
     let keep: fn(&Run) -> bool = match stage {
@@ -294,7 +298,7 @@ pub(super) async fn search_runs(
         .into_iter()
         .filter(|r| keep(r) && filter.matches(r))
         .collect();
-    sort(&mut runs, &orders);
+    sort(&mut runs, &orders, newest_run_first);
     let page: Vec<Value> = runs.iter().skip(offset).take(limit).map(run_json).collect();
     let mut out = json!({"runs": page});
     if offset + limit < runs.len() {
@@ -425,4 +429,74 @@ pub(super) async fn metric_history(State(state): State<AppState>, uri: Uri) -> R
         out["next_page_token"] = json!((offset + limit).to_string());
     }
     ok(out)
+}
+
+/// `POST /api/2.0/mlflow/traces/link-to-run` `{run_id, trace_ids}`: files traces under a run
+/// (what `mlflow.genai.evaluate` calls for the traces it scored), so `run_id` searches find
+/// them. A trace without a source run gets this one; a trace of another run keeps it and is
+/// marked linked to this one too (a trace may be evaluated by many runs).
+pub(super) async fn link_traces_to_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let v = json_body(&state, &headers, body).await?;
+    let run_id = run_id_of(&v)?;
+    if state.store.run(run_id.clone()).await?.is_none() {
+        return Err(MlflowError::missing(format!(
+            "Run with id={run_id} not found"
+        )));
+    }
+    let ids = ids_of(
+        v.get("trace_ids")
+            .and_then(Value::as_array)
+            .ok_or_else(|| MlflowError::invalid("trace_ids must be a list"))?
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string)),
+    )?;
+    let found = state.store.trace_summaries(ids.clone()).await?;
+    if let Some(missing) = ids
+        .iter()
+        .find(|id| found.iter().all(|t| t.trace_id != **id))
+    {
+        return Err(MlflowError::missing(format!(
+            "Trace with id={} not found",
+            mlflow_id(missing)
+        )));
+    }
+    for t in found {
+        let key = match t.metadata.get(SOURCE_RUN).and_then(Value::as_str) {
+            None => SOURCE_RUN.to_string(),
+            Some(r) if r == run_id => continue,
+            Some(_) => format!("{LINKED_RUN_PREFIX}{run_id}"),
+        };
+        if t.metadata.contains_key(&key) {
+            continue;
+        }
+        // A linked run is marked "true", the value `run_id = '…'` searches match.
+        let value = if key == SOURCE_RUN {
+            run_id.clone()
+        } else {
+            "true".into()
+        };
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(key, Value::String(value));
+        state
+            .store
+            .upsert_trace_info(TraceInfoUpdate {
+                trace_id: t.trace_id,
+                project: t.project,
+                start_ns: None,
+                duration_ns: None,
+                status: None,
+                name: None,
+                session_id: None,
+                user_id: None,
+                tags: serde_json::Map::new(),
+                metadata,
+                info: serde_json::Map::new(),
+            })
+            .await?;
+    }
+    ok(json!({}))
 }

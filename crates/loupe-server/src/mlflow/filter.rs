@@ -1,14 +1,28 @@
-//! `runs/search`: MLflow's run filter (`metrics.acc > 0.9 AND params.lr = '0.01' AND
-//! tags.`mlflow.runName` LIKE 'eval%' AND attributes.status = 'FINISHED'`) and `order_by`
-//! (`metrics.acc DESC`), read with the query language's lexer and evaluated over the runs of the
-//! searched experiments. As in MLflow, clauses are joined by `AND` only, and a run without the
-//! metric, param or tag a clause names does not match it.
+//! MLflow's search filters and `order_by` for runs (`metrics.acc > 0.9 AND params.lr = '0.01'
+//! AND tags.`mlflow.runName` LIKE 'eval%' AND attributes.status = 'FINISHED'`, `metrics.acc
+//! DESC`) and evaluation datasets (`name LIKE 'qa%' AND tags.team = 'search'`), read with the
+//! query language's lexer and evaluated in memory over the searched entities. As in MLflow,
+//! clauses are joined by `AND` only, and an entity without the metric, param or tag a clause
+//! names does not match it. Each entity says which keys it has ([`run_key`], [`dataset_key`])
+//! and how to read them ([`Searchable`]).
 
 use std::cmp::Ordering;
 
 use loupe_query::lexer::{Tok, Token, lex};
 use loupe_query::post::like_match;
+use loupe_store::datasets::EvalDataset;
 use loupe_store::runs::Run;
+
+/// What a filter reads from an entity.
+pub(super) trait Searchable {
+    /// The text values of a key (several for a run's datasets; none when absent).
+    fn texts(&self, key: &Key) -> Vec<&str>;
+    /// The number of a key, if it has one.
+    fn number(&self, key: &Key) -> Option<f64>;
+}
+
+/// Which keys an entity's filters may name.
+pub(super) type Resolve = fn(&[String]) -> Result<Key, String>;
 
 /// What a clause or an ordering reads from a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,9 +30,9 @@ pub(super) enum Key {
     Metric(String),
     Param(String),
     Tag(String),
-    /// `run_id`, `run_name`, `status`, `user_id`, `artifact_uri`, `lifecycle_stage`.
+    /// A text attribute: `run_id`, `run_name`, `status` … of a run; `name` … of a dataset.
     Attr(&'static str),
-    /// `start_time`, `end_time`.
+    /// A time attribute (ms): `start_time`, `end_time`; `created_time`, `last_update_time`.
     Time(&'static str),
     /// `datasets.name`, `datasets.digest`, `datasets.context`.
     Dataset(&'static str),
@@ -59,9 +73,9 @@ fn word(t: &Token) -> Option<String> {
     }
 }
 
-/// The key a path names: `metrics.x`, `params.x`, `tags.x`, `attributes.x` (or a bare
-/// attribute), `datasets.x`.
-fn key_of(parts: &[String]) -> Result<Key, String> {
+/// The key a path names in a run filter: `metrics.x`, `params.x`, `tags.x`, `attributes.x`
+/// (or a bare attribute), `datasets.x`.
+pub(super) fn run_key(parts: &[String]) -> Result<Key, String> {
     let (entity, rest) = match parts {
         [one] => ("attributes", one.clone()),
         [entity, rest @ ..] => (entity.as_str(), rest.join(".")),
@@ -91,9 +105,47 @@ fn key_of(parts: &[String]) -> Result<Key, String> {
     }
 }
 
+/// The key a path names in a dataset filter: `name`, `created_by`, `last_updated_by`,
+/// `digest`, `dataset_id`, `created_time`, `last_update_time` (bare or `attributes.`), `tags.x`.
+pub(super) fn dataset_key(parts: &[String]) -> Result<Key, String> {
+    const TEXT: &[&str] = &[
+        "name",
+        "created_by",
+        "last_updated_by",
+        "digest",
+        "dataset_id",
+    ];
+    const TIME: &[&str] = &["created_time", "last_update_time"];
+    let attr = match parts {
+        [one] => one.as_str(),
+        [entity, rest @ ..]
+            if entity.eq_ignore_ascii_case("tags") || entity.eq_ignore_ascii_case("tag") =>
+        {
+            return Ok(Key::Tag(rest.join(".")));
+        }
+        [entity, one]
+            if matches!(
+                entity.to_ascii_lowercase().as_str(),
+                "attribute" | "attributes"
+            ) =>
+        {
+            one.as_str()
+        }
+        _ => return Err(format!("Invalid dataset key '{}'", parts.join("."))),
+    };
+    if let Some(a) = TEXT.iter().copied().find(|n| *n == attr) {
+        Ok(Key::Attr(a))
+    } else if let Some(t) = TIME.iter().copied().find(|n| *n == attr) {
+        Ok(Key::Time(t))
+    } else {
+        Err(format!("Invalid dataset key '{attr}'"))
+    }
+}
+
 struct Parser {
     toks: Vec<Token>,
     i: usize,
+    resolve: Resolve,
 }
 
 impl Parser {
@@ -111,7 +163,7 @@ impl Parser {
         match self.next() {
             Some(Token {
                 tok: Tok::Path(p), ..
-            }) => key_of(&p),
+            }) => (self.resolve)(&p),
             Some(t) => Err(format!("expected an identifier at {}", t.pos)),
             None => Err("expected an identifier".into()),
         }
@@ -209,10 +261,14 @@ fn check(c: &Clause) -> Result<(), String> {
 }
 
 impl Filter {
-    /// Parses a filter string (empty: every run).
-    pub(super) fn parse(text: &str) -> Result<Self, String> {
+    /// Parses a filter string (empty: everything) over the keys `resolve` knows.
+    pub(super) fn parse(text: &str, resolve: Resolve) -> Result<Self, String> {
         let toks = lex(text).map_err(|e| e.to_string())?;
-        let mut p = Parser { toks, i: 0 };
+        let mut p = Parser {
+            toks,
+            i: 0,
+            resolve,
+        };
         let mut clauses = Vec::new();
         while p.peek().is_some() {
             let key = p.key()?;
@@ -235,13 +291,51 @@ impl Filter {
         Ok(Self(clauses))
     }
 
-    /// Whether a run passes every clause.
-    pub(super) fn matches(&self, run: &Run) -> bool {
-        self.0.iter().all(|c| clause_matches(c, run))
+    /// Whether an entity passes every clause.
+    pub(super) fn matches(&self, x: &impl Searchable) -> bool {
+        self.0.iter().all(|c| clause_matches(c, x))
     }
 }
 
-fn text_of<'a>(run: &'a Run, key: &Key) -> Vec<&'a str> {
+impl Searchable for Run {
+    fn texts(&self, key: &Key) -> Vec<&str> {
+        run_texts(self, key)
+    }
+    fn number(&self, key: &Key) -> Option<f64> {
+        match key {
+            Key::Metric(k) => self.metrics.get(k).map(|m| m.value),
+            Key::Time("start_time") => Some(self.start_time as f64),
+            Key::Time(_) => self.end_time.map(|t| t as f64),
+            _ => None,
+        }
+    }
+}
+
+impl Searchable for EvalDataset {
+    fn texts(&self, key: &Key) -> Vec<&str> {
+        fn one(s: Option<&String>) -> Vec<&str> {
+            s.map(String::as_str).into_iter().collect()
+        }
+        match key {
+            Key::Tag(k) => one(self.tags.get(k)),
+            Key::Attr("name") => vec![self.name.as_str()],
+            Key::Attr("created_by") => one(self.created_by.as_ref()),
+            Key::Attr("last_updated_by") => one(self.last_updated_by.as_ref()),
+            Key::Attr("digest") => vec![self.digest.as_str()],
+            Key::Attr("dataset_id") => vec![self.dataset_id.as_str()],
+            _ => Vec::new(),
+        }
+    }
+    fn number(&self, key: &Key) -> Option<f64> {
+        match key {
+            Key::Time("created_time") => Some(self.created_time as f64),
+            Key::Time("last_update_time") => Some(self.last_update_time as f64),
+            _ => None,
+        }
+    }
+}
+
+fn run_texts<'a>(run: &'a Run, key: &Key) -> Vec<&'a str> {
     match key {
         Key::Param(k) => run.params.get(k).map(String::as_str).into_iter().collect(),
         Key::Tag(k) => run.tags.get(k).map(String::as_str).into_iter().collect(),
@@ -275,20 +369,11 @@ fn text_of<'a>(run: &'a Run, key: &Key) -> Vec<&'a str> {
     }
 }
 
-fn number_of(run: &Run, key: &Key) -> Option<f64> {
-    match key {
-        Key::Metric(k) => run.metrics.get(k).map(|m| m.value),
-        Key::Time("start_time") => Some(run.start_time as f64),
-        Key::Time(_) => run.end_time.map(|t| t as f64),
-        _ => None,
-    }
-}
-
-fn clause_matches(c: &Clause, run: &Run) -> bool {
+fn clause_matches(c: &Clause, run: &impl Searchable) -> bool {
     match (&c.value, c.op.as_str()) {
-        (_, "IS NULL") => text_of(run, &c.key).is_empty(),
-        (_, "IS NOT NULL") => !text_of(run, &c.key).is_empty(),
-        (Value::Num(want), op) => number_of(run, &c.key).is_some_and(|v| match op {
+        (_, "IS NULL") => run.texts(&c.key).is_empty(),
+        (_, "IS NOT NULL") => !run.texts(&c.key).is_empty(),
+        (Value::Num(want), op) => run.number(&c.key).is_some_and(|v| match op {
             "=" => v == *want,
             "!=" => v != *want,
             "<" => v < *want,
@@ -296,14 +381,15 @@ fn clause_matches(c: &Clause, run: &Run) -> bool {
             ">" => v > *want,
             _ => v >= *want,
         }),
-        (Value::Str(want), op) => text_of(run, &c.key).iter().any(|v| match op {
+        (Value::Str(want), op) => run.texts(&c.key).iter().any(|v| match op {
             "=" => v == want,
             "!=" => v != want,
             "LIKE" => like_match(want, v, false),
             _ => like_match(want, v, true),
         }),
         (Value::List(items), op) => {
-            let found = text_of(run, &c.key)
+            let found = run
+                .texts(&c.key)
                 .iter()
                 .any(|v| items.iter().any(|i| i == v));
             found == (op == "IN")
@@ -319,8 +405,8 @@ pub(super) struct Order {
 }
 
 impl Order {
-    /// `metrics.acc DESC`, `attributes.start_time`, `params.lr ASC` …
-    pub(super) fn parse(text: &str) -> Result<Self, String> {
+    /// `metrics.acc DESC`, `attributes.start_time`, `params.lr ASC` …, over `resolve`'s keys.
+    pub(super) fn parse(text: &str, resolve: Resolve) -> Result<Self, String> {
         let toks = lex(text).map_err(|e| e.to_string())?;
         let (key, rest) = match toks.split_first() {
             Some((
@@ -328,7 +414,7 @@ impl Order {
                     tok: Tok::Path(p), ..
                 },
                 rest,
-            )) => (key_of(p)?, rest),
+            )) => (resolve(p)?, rest),
             _ => return Err(format!("Invalid order_by clause {text:?}")),
         };
         let ascending = match rest {
@@ -360,37 +446,44 @@ fn present_first<T>(
     }
 }
 
-fn compare(a: &Run, b: &Run, o: &Order) -> Ordering {
+fn compare<T: Searchable>(a: &T, b: &T, o: &Order) -> Ordering {
     match &o.key {
         Key::Metric(_) | Key::Time(_) => present_first(
-            number_of(a, &o.key),
-            number_of(b, &o.key),
+            a.number(&o.key),
+            b.number(&o.key),
             o.ascending,
             f64::total_cmp,
         ),
         key => present_first(
-            text_of(a, key).first().copied(),
-            text_of(b, key).first().copied(),
+            a.texts(key).first().copied(),
+            b.texts(key).first().copied(),
             o.ascending,
             |x: &&str, y: &&str| x.cmp(y),
         ),
     }
 }
 
-/// Sorts runs by the orderings, then (as MLflow does) newest first and by id. A run without
-/// the ordering's value goes last either way.
-pub(super) fn sort(runs: &mut [Run], orders: &[Order]) {
-    runs.sort_by(|a, b| {
+/// Sorts by the orderings, then by `otherwise`. An entity without an ordering's value goes
+/// last either way.
+pub(super) fn sort<T: Searchable>(
+    items: &mut [T],
+    orders: &[Order],
+    otherwise: impl Fn(&T, &T) -> Ordering,
+) {
+    items.sort_by(|a, b| {
         orders
             .iter()
             .map(|o| compare(a, b, o))
             .find(|c| c.is_ne())
-            .unwrap_or_else(|| {
-                b.start_time
-                    .cmp(&a.start_time)
-                    .then_with(|| a.run_id.cmp(&b.run_id))
-            })
+            .unwrap_or_else(|| otherwise(a, b))
     });
+}
+
+/// MLflow's order of runs when no ordering decides: newest first, then by id.
+pub(super) fn newest_run_first(a: &Run, b: &Run) -> Ordering {
+    b.start_time
+        .cmp(&a.start_time)
+        .then_with(|| a.run_id.cmp(&b.run_id))
 }
 
 #[cfg(test)]
@@ -424,9 +517,9 @@ mod tests {
     }
 
     fn ids(runs: &[Run], filter: &str) -> Vec<String> {
-        let f = Filter::parse(filter).unwrap();
+        let f = Filter::parse(filter, run_key).unwrap();
         runs.iter()
-            .filter(|r| f.matches(r))
+            .filter(|r| f.matches(*r))
             .map(|r| r.run_id.clone())
             .collect()
     }
@@ -468,18 +561,26 @@ mod tests {
             "metrics.acc >",
             "run_id IN ('a'",
         ] {
-            assert!(Filter::parse(bad).is_err(), "{bad}");
+            assert!(Filter::parse(bad, run_key).is_err(), "{bad}");
         }
         let mut sorted = runs.clone();
-        sort(&mut sorted, &[Order::parse("metrics.acc DESC").unwrap()]);
+        sort(
+            &mut sorted,
+            &[Order::parse("metrics.acc DESC", run_key).unwrap()],
+            newest_run_first,
+        );
         let order: Vec<&str> = sorted.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!(order, ["a", "b", "c"], "a run without the metric goes last");
-        sort(&mut sorted, &[Order::parse("metrics.`acc` ASC").unwrap()]);
+        sort(
+            &mut sorted,
+            &[Order::parse("metrics.`acc` ASC", run_key).unwrap()],
+            newest_run_first,
+        );
         let order: Vec<&str> = sorted.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!(order, ["b", "a", "c"]);
-        sort(&mut sorted, &[]);
+        sort(&mut sorted, &[], newest_run_first);
         let order: Vec<&str> = sorted.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!(order, ["a", "b", "c"], "newest first by default");
-        assert!(Order::parse("metrics.acc SIDEWAYS").is_err());
+        assert!(Order::parse("metrics.acc SIDEWAYS", run_key).is_err());
     }
 }
