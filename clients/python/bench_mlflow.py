@@ -23,6 +23,12 @@ Logging mode (--mode):
   async  mlflow's default (batch span processor + export thread pool); the timed section ends
          after mlflow.flush_trace_async_logging(), i.e. when the client has sent everything.
 
+With --eval the workload is one `mlflow.genai.evaluate` instead (default 200 rows): a traced
+predict_fn, two code scorers and one built-in LLM judge (Guidelines) whose model is the shared
+mock LLM server (started here, the same for both targets); the timed section is the evaluate
+call; the verification is that the run has the three aggregate metrics and that
+`search_traces(run_id=...)` returns one trace per row, each with its three scores.
+
 Printed: per target the wall time of the timed section (N traces written + flushed), traces/s,
 the verification result; then the ratio mlflow-time / loupe-time (> 1 means Loupe is faster).
 Client retries are off (MLFLOW_HTTP_REQUEST_MAX_RETRIES=0) so a failing server fails the run.
@@ -48,7 +54,48 @@ sys.path.insert(0, str(CLIENTS_DIR))
 # Worker: runs inside a fresh process per target.
 
 
+def eval_worker(args: argparse.Namespace) -> None:
+    """One mlflow.genai.evaluate over args.traces rows (see the module docstring)."""
+    import mlflow
+    from mlflow.genai.scorers import Guidelines, scorer
+
+    mlflow.set_tracking_uri(args.tracking_uri)
+    mlflow.set_experiment(args.experiment)
+
+    @mlflow.trace
+    def predict_fn(question: str) -> str:
+        return f"The answer to {question} is 42."
+
+    @scorer
+    def mentions_answer(outputs) -> bool:
+        return "42" in outputs
+
+    @scorer
+    def answer_words(outputs) -> int:
+        return len(outputs.split())
+
+    judge = Guidelines(name="concise", guidelines="Answer in one sentence.", model="openai:/gpt-4o-mini")
+    data = [{"inputs": {"question": f"question {n}"}, "expectations": {"expected_response": "42"}} for n in range(args.traces)]
+    started = time.perf_counter()
+    res = mlflow.genai.evaluate(data=data, predict_fn=predict_fn, scorers=[mentions_answer, answer_words, judge])
+    seconds = time.perf_counter() - started
+    traces = mlflow.search_traces(run_id=res.run_id, return_type="list")
+    scored = sum(1 for t in traces if {"mentions_answer", "answer_words", "concise"} <= {a.name for a in t.info.assessments})
+    metrics = sorted(mlflow.get_run(res.run_id).data.metrics)
+    print("BENCH_RESULT=" + json.dumps({
+        "seconds": seconds,
+        "traces": args.traces,
+        "found": len(traces),
+        "missing": args.traces - scored,
+        "span_check": [{"metrics": metrics, "ok": metrics == ["answer_words/mean", "concise/mean", "mentions_answer/mean"]}],
+    }), flush=True)
+    os._exit(0)
+
+
 def worker(args: argparse.Namespace) -> None:
+    if args.eval:
+        eval_worker(args)
+        return
     os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "true" if args.mode == "async" else "false"
     import random
 
@@ -177,10 +224,12 @@ def run_target(kind: str, args: argparse.Namespace) -> dict:
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
         })
+        if args.mock_url:
+            env.update({"OPENAI_BASE_URL": args.mock_url, "OPENAI_API_KEY": "sk-mock"})
         cmd = [
             sys.executable, __file__, "--worker", "--tracking-uri", server.url, "--traces", str(args.traces),
             "--mode", args.mode, "--experiment", "bench", "--warmup", str(args.warmup),
-        ]
+        ] + (["--eval"] if args.eval else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, cwd=server.workdir)
         result = None
         for line in proc.stdout.splitlines():
@@ -201,7 +250,9 @@ def run_target(kind: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traces", type=int, default=1000)
+    parser.add_argument("--traces", type=int, default=None, help="traces (rows with --eval); default 1000 (200)")
+    parser.add_argument("--eval", action="store_true", help="time mlflow.genai.evaluate instead of tracing")
+    parser.add_argument("--mock-url", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["sync", "async"], default="sync")
     parser.add_argument("--targets", default="loupe,mlflow", help="comma-separated: loupe, mlflow")
     parser.add_argument("--loupe-bin", default=os.environ.get("LOUPE_BIN") or str(REPO_ROOT / "target" / "release" / "loupe"))
@@ -213,21 +264,32 @@ def main() -> None:
     parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
     parser.add_argument("--experiment", default="bench", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.traces is None:
+        args.traces = 200 if args.eval else 1000
     if args.worker:
         worker(args)
         return
+    stop_mock = None
+    if args.eval:
+        sys.path.insert(0, str(CLIENTS_DIR / "mock_openai"))
+        from server import start as start_mock
+
+        args.mock_url, stop_mock = start_mock()
 
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(targets) - {"loupe", "mlflow"}
     if unknown or not targets:
         parser.error(f"--targets takes loupe and/or mlflow, not {','.join(sorted(unknown)) or 'nothing'}")
-    print(f"bench-mlflow: {args.traces} traces, {args.mode} logging, mlflow client "
+    what = "rows through mlflow.genai.evaluate" if args.eval else f"traces, {args.mode} logging,"
+    print(f"bench-mlflow: {args.traces} {what} mlflow client "
           f"{_version('mlflow')}, targets {', '.join(targets)}", flush=True)
     results = {}
     for kind in targets:
         print(f"bench-mlflow: running against {kind} ...", flush=True)
         results[kind] = run_target(kind, args)
 
+    if stop_mock:
+        stop_mock()
     failed = False
     print()
     print(f"{'target':<8} {'traces':>7} {'seconds':>9} {'traces/s':>9} {'found':>6}  check")
