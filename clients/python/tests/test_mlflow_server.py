@@ -1252,3 +1252,52 @@ def test_datasets_no_warnings(datasets_run: MlflowRun):
     others = [w for w in datasets_run.warnings if w not in own]
     assert not others, "the mlflow client warned or logged errors:\n" + json.dumps(others, indent=1)[:4000]
     assert_requests_ok(datasets_run, allowed=(GET_BY_NAME_MISS, ("GET", "/api/3.0/mlflow/datasets/", 404)))
+
+
+# ================================================================================================
+# 12. Loupe's own API sees runs and evaluations (issue #19, point 5).
+
+
+@LOUPE_ONLY
+def test_runs_in_loupe_api(runs_run: MlflowRun, tracking_server: TrackingServer):
+    project = loupe_project(experiment("runs"))
+    status, page = tracking_server.loupe.get("/api/v1/runs?" + urllib.parse.urlencode({"project": project}))
+    assert status == 200, page
+    by_name = {r["name"]: r for r in page["runs"]}
+    assert [r["name"] for r in page["runs"]] == ["broken", "tuned", "baseline"]
+    b = by_name["baseline"]
+    assert (b["status"], b["params"]["lr"], b["metrics"]["accuracy"], b["tags"]["team"]) == ("FINISHED", "0.01", 0.9, "search")
+    assert b["datasets"] == ["questions"] and b["project"] == project
+    assert by_name["broken"]["metrics"]["accuracy"] is None, "NaN is null"
+    query = urllib.parse.urlencode({"project": project, "filter": "metrics.accuracy > 0.8", "order_by": "metrics.accuracy DESC"})
+    status, page = tracking_server.loupe.get("/api/v1/runs?" + query)
+    assert status == 200 and [r["name"] for r in page["runs"]] == ["tuned", "baseline"]
+    status, page = tracking_server.loupe.get("/api/v1/runs?" + urllib.parse.urlencode({"project": project, "limit": "2"}))
+    assert status == 200 and len(page["runs"]) == 2 and page["next_offset"] == 2
+    status, body = tracking_server.loupe.get("/api/v1/runs?" + urllib.parse.urlencode({"filter": "metrics.accuracy >> 1"}))
+    assert status == 400 and body["error"]["code"], body
+    status, body = tracking_server.loupe.get("/api/v1/runs/" + "0" * 32)
+    assert status == 404, body
+
+
+@LOUPE_ONLY
+def test_evaluation_runs_in_loupe_api(evaluate_run: MlflowRun, tracking_server: TrackingServer):
+    first = evaluate_run.result["predict_fn"]
+    status, detail = tracking_server.loupe.get(f"/api/v1/runs/{first['run_id']}")
+    assert status == 200, detail
+    assert sorted(t["trace_id"] for t in detail["traces"]) == sorted(loupe_trace_id(t["trace_id"]) for t in first["traces"])
+    scores = {s["name"]: s for s in detail["scores"]}
+    assert (scores["exact_match"]["count"], scores["exact_match"]["mean"]) == (2, 0.5)
+    # The later evaluation of the same traces scored answer_length on them again.
+    assert scores["answer_length"]["count"] == 4 and scores["answer_length"]["mean"] == 7.0
+    assert scores["expected_response"]["kind"] == "expectation"
+    judged = evaluate_run.result["judges"]
+    status, detail = tracking_server.loupe.get(f"/api/v1/runs/{judged['run_id']}")
+    scores = {s["name"]: s for s in detail["scores"]}
+    assert scores["correctness"]["values"] == {"yes": 1, "no": 1} and scores["correctness"]["errors"] == 0
+    assert scores["polite"]["mean"] == 0.5
+    # run_id in the query language: the run's traces, linked ones included.
+    later = evaluate_run.result["traces"]
+    query = urllib.parse.urlencode({"q": f"run_id = '{later['run_id']}'", "limit": "100"})
+    status, page = tracking_server.loupe.get("/api/v1/traces?" + query)
+    assert status == 200 and len(page["traces"]) == 2, page

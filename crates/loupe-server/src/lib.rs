@@ -83,6 +83,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/spans", get(api::list_spans))
         .route("/api/v1/sessions", get(api::list_sessions))
         .route("/api/v1/sessions/{session_id}", get(api::get_session))
+        .route("/api/v1/runs", get(api::runs::list_runs))
+        .route("/api/v1/runs/{run_id}", get(api::runs::get_run))
         .merge(mlflow::routes())
         .merge(ui::routes())
         .fallback(api::not_found)

@@ -24,6 +24,8 @@ use utoipa::OpenApi;
         super::stats,
         super::list_sessions,
         super::get_session,
+        super::runs::list_runs,
+        super::runs::get_run,
         super::annotations::post_assessments,
         super::annotations::get_assessment,
         super::annotations::patch_assessment,
@@ -36,6 +38,7 @@ use utoipa::OpenApi;
     tags(
         (name = "traces", description = "Traces and spans: list, search, read, aggregate, tag"),
         (name = "sessions", description = "Conversations: traces grouped by session id"),
+        (name = "runs", description = "MLflow runs: evaluations and experiment tracking, with their traces and scores"),
         (name = "assessments", description = "Feedback, expectations and issues on traces"),
         (name = "otlp", description = "OpenTelemetry ingest (OTLP/HTTP); gRPC on the same port"),
         (name = "health", description = "Liveness and this document"),

@@ -2,6 +2,7 @@
 
 mod annotations;
 mod doc;
+pub(crate) mod runs;
 pub(crate) mod types;
 
 pub(crate) use annotations::{

@@ -14,7 +14,7 @@ use loupe_store::datasets::EvalDataset;
 use loupe_store::runs::Run;
 
 /// What a filter reads from an entity.
-pub(super) trait Searchable {
+pub(crate) trait Searchable {
     /// The text values of a key (several for a run's datasets; none when absent).
     fn texts(&self, key: &Key) -> Vec<&str>;
     /// The number of a key, if it has one.
@@ -22,11 +22,11 @@ pub(super) trait Searchable {
 }
 
 /// Which keys an entity's filters may name.
-pub(super) type Resolve = fn(&[String]) -> Result<Key, String>;
+pub(crate) type Resolve = fn(&[String]) -> Result<Key, String>;
 
 /// What a clause or an ordering reads from a run.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Key {
+pub(crate) enum Key {
     Metric(String),
     Param(String),
     Tag(String),
@@ -54,7 +54,7 @@ struct Clause {
 
 /// A parsed filter.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Filter(Vec<Clause>);
+pub(crate) struct Filter(Vec<Clause>);
 
 const STRING_ATTRS: &[&str] = &[
     "run_id",
@@ -75,7 +75,7 @@ fn word(t: &Token) -> Option<String> {
 
 /// The key a path names in a run filter: `metrics.x`, `params.x`, `tags.x`, `attributes.x`
 /// (or a bare attribute), `datasets.x`.
-pub(super) fn run_key(parts: &[String]) -> Result<Key, String> {
+pub(crate) fn run_key(parts: &[String]) -> Result<Key, String> {
     let (entity, rest) = match parts {
         [one] => ("attributes", one.clone()),
         [entity, rest @ ..] => (entity.as_str(), rest.join(".")),
@@ -107,7 +107,7 @@ pub(super) fn run_key(parts: &[String]) -> Result<Key, String> {
 
 /// The key a path names in a dataset filter: `name`, `created_by`, `last_updated_by`,
 /// `digest`, `dataset_id`, `created_time`, `last_update_time` (bare or `attributes.`), `tags.x`.
-pub(super) fn dataset_key(parts: &[String]) -> Result<Key, String> {
+pub(crate) fn dataset_key(parts: &[String]) -> Result<Key, String> {
     const TEXT: &[&str] = &[
         "name",
         "created_by",
@@ -262,7 +262,7 @@ fn check(c: &Clause) -> Result<(), String> {
 
 impl Filter {
     /// Parses a filter string (empty: everything) over the keys `resolve` knows.
-    pub(super) fn parse(text: &str, resolve: Resolve) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str, resolve: Resolve) -> Result<Self, String> {
         let toks = lex(text).map_err(|e| e.to_string())?;
         let mut p = Parser {
             toks,
@@ -292,7 +292,7 @@ impl Filter {
     }
 
     /// Whether an entity passes every clause.
-    pub(super) fn matches(&self, x: &impl Searchable) -> bool {
+    pub(crate) fn matches(&self, x: &impl Searchable) -> bool {
         self.0.iter().all(|c| clause_matches(c, x))
     }
 }
@@ -399,14 +399,14 @@ fn clause_matches(c: &Clause, run: &impl Searchable) -> bool {
 
 /// One `order_by` entry.
 #[derive(Debug, Clone)]
-pub(super) struct Order {
+pub(crate) struct Order {
     key: Key,
     ascending: bool,
 }
 
 impl Order {
     /// `metrics.acc DESC`, `attributes.start_time`, `params.lr ASC` …, over `resolve`'s keys.
-    pub(super) fn parse(text: &str, resolve: Resolve) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str, resolve: Resolve) -> Result<Self, String> {
         let toks = lex(text).map_err(|e| e.to_string())?;
         let (key, rest) = match toks.split_first() {
             Some((
@@ -465,7 +465,7 @@ fn compare<T: Searchable>(a: &T, b: &T, o: &Order) -> Ordering {
 
 /// Sorts by the orderings, then by `otherwise`. An entity without an ordering's value goes
 /// last either way.
-pub(super) fn sort<T: Searchable>(
+pub(crate) fn sort<T: Searchable>(
     items: &mut [T],
     orders: &[Order],
     otherwise: impl Fn(&T, &T) -> Ordering,
@@ -480,7 +480,7 @@ pub(super) fn sort<T: Searchable>(
 }
 
 /// MLflow's order of runs when no ordering decides: newest first, then by id.
-pub(super) fn newest_run_first(a: &Run, b: &Run) -> Ordering {
+pub(crate) fn newest_run_first(a: &Run, b: &Run) -> Ordering {
     b.start_time
         .cmp(&a.start_time)
         .then_with(|| a.run_id.cmp(&b.run_id))

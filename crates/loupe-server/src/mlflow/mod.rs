@@ -16,7 +16,7 @@ mod convert;
 mod datasets;
 mod errors;
 mod experiments;
-mod filter;
+pub(crate) mod filter;
 mod runs;
 mod traces;
 
