@@ -1301,3 +1301,31 @@ def test_evaluation_runs_in_loupe_api(evaluate_run: MlflowRun, tracking_server: 
     query = urllib.parse.urlencode({"q": f"run_id = '{later['run_id']}'", "limit": "100"})
     status, page = tracking_server.loupe.get("/api/v1/traces?" + query)
     assert status == 200 and len(page["traces"]) == 2, page
+
+
+@LOUPE_ONLY
+def test_runs_pages_compare_side_by_side(evaluate_run: MlflowRun, runs_run: MlflowRun, tracking_server: TrackingServer):
+    """The runs list, a run's page and the comparison of two evaluations (server-rendered)."""
+    import html as html_lib
+    import re
+
+    base = tracking_server.loupe.url
+    project = loupe_project(experiment("runs"))
+    status, _, page = raw_request(f"{base}/runs?" + urllib.parse.urlencode({"project": project}), "GET")
+    assert status == 200 and all(n in page for n in ("baseline", "tuned", "broken")), page[:2000]
+    assert 'name="ids"' in page and "accuracy" in page
+    first, judged = evaluate_run.result["predict_fn"], evaluate_run.result["dataframe"]
+    status, _, page = raw_request(f"{base}/runs/{first['run_id']}", "GET")
+    assert status == 200 and "exact_match" in page and "/traces/" in page, page[:2000]
+    query = urllib.parse.urlencode([("ids", first["run_id"]), ("ids", evaluate_run.result["traces"]["run_id"])])
+    status, _, page = raw_request(f"{base}/runs/compare?{query}", "GET")
+    assert status == 200, page[:2000]
+    text = html_lib.unescape(page)
+    assert '{"question": "What is 2+2?"}' in text, "inputs are matched across runs"
+    # answer_length/mean is the same (7) in both runs; exact_match/mean only in the first: a diff.
+    rows = dict((name, cls) for cls, name in re.findall(r'<tr(?: class="(\w*)")?><th>([^<]+)</th>', page))
+    assert rows["answer_length/mean"] == "" and rows["exact_match/mean"] == "diff", rows
+    status, _, page = raw_request(f"{base}/runs/compare?ids={judged['run_id']}", "GET")
+    assert status == 400, "one run is not a comparison"
+    status, _, page = raw_request(f"{base}/runs/" + "0" * 32, "GET")
+    assert status == 404

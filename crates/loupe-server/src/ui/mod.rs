@@ -4,6 +4,7 @@
 //! adds the live tail, span selection without a reload and tree keyboard navigation.
 
 mod dashboard;
+mod runs;
 mod sessions;
 mod trace;
 
@@ -47,6 +48,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sessions", get(sessions::session_list))
         .route("/sessions/{session_id}", get(sessions::session_page))
         .route("/dashboard", get(dashboard::dashboard))
+        .route("/runs", get(runs::run_list))
+        .route("/runs/compare", get(runs::compare))
+        .route("/runs/{run_id}", get(runs::run_page))
         .route(
             "/static/app.css",
             get(|| async { asset("text/css", APP_CSS) }),
@@ -135,7 +139,7 @@ pub(crate) fn layout(title: &str, body: Markup) -> Markup {
             body {
                 header.top {
                     a.brand href="/" { "Loupe" }
-                    nav { a href="/" { "Traces" } a href="/sessions" { "Sessions" } a href="/dashboard" { "Dashboard" } }
+                    nav { a href="/" { "Traces" } a href="/sessions" { "Sessions" } a href="/runs" { "Runs" } a href="/dashboard" { "Dashboard" } }
                 }
                 main { (body) }
             }
