@@ -1329,3 +1329,45 @@ def test_runs_pages_compare_side_by_side(evaluate_run: MlflowRun, runs_run: Mlfl
     assert status == 400, "one run is not a comparison"
     status, _, page = raw_request(f"{base}/runs/" + "0" * 32, "GET")
     assert status == 404
+
+
+# ================================================================================================
+# 13. Registered scorers (issue #19, point 4), the same against the oracle; online
+#     configurations of gateway judges on Loupe only (the oracle would need an AI-gateway endpoint).
+
+
+@pytest.fixture(scope="module")
+def scorers_run(mlflow_driver) -> MlflowRun:
+    return mlflow_driver("scorers", experiment("scorers"), **({} if ORACLE else {"gateway": True}))
+
+
+def test_scorers_registered_listed_and_deleted(scorers_run: MlflowRun):
+    r = scorers_run.result
+    assert r["registered"] == "polite" and r["listed"] == ["grounded", "polite"]
+    assert r["got_guidelines"] == "Be polite and brief.", "get_scorer returns the latest version"
+    assert r["start_not_gateway"]["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "gateway" in r["start_not_gateway"]["message"]
+    assert r["get_deleted"]["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_scorers_no_warnings(scorers_run: MlflowRun):
+    scorers_run.result
+    assert_no_client_warnings(scorers_run)
+    assert_requests_ok(scorers_run, allowed=(
+        GET_BY_NAME_MISS,
+        ("GET", "/api/3.0/mlflow/scorers/get", 404),  # the deleted scorer
+        ("PUT", "/api/3.0/mlflow/scorers/online-config", 400),  # starting a judge not on a gateway
+    ))
+
+
+@LOUPE_ONLY
+def test_scorers_online_configs_stored_and_shown_as_not_run(scorers_run: MlflowRun, tracking_server: TrackingServer):
+    r = scorers_run.result
+    assert r["started"] == {"sample_rate": 0.25, "filter": "trace.status = 'OK'"}
+    assert r["updated"] == {"sample_rate": 0.5} and r["listed_rate"] == 0.5
+    assert r["stopped"] == {"sample_rate": 0.0} and r["restarted"] == 0.1
+    assert r["after_delete"] == ["concise", "grounded"]
+    project = loupe_project(experiment("scorers"))
+    status, _, page = raw_request(f"{tracking_server.loupe.url}/runs?" + urllib.parse.urlencode({"project": project}), "GET")
+    assert status == 200 and "concise" in page and "grounded" in page, page[:3000]
+    assert "not run on this server" in page

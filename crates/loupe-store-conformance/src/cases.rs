@@ -1119,3 +1119,91 @@ pub async fn datasets(store: &dyn TraceStore) {
         .expect_err("no dataset");
     assert_eq!(missing.kind, loupe_store::ErrorKind::NotFound);
 }
+
+/// Registered scorers: versions count per name (the id stays), concurrent registrations get
+/// distinct versions, deletes of one version or all, online configurations.
+pub async fn scorers(store: &dyn TraceStore) {
+    use loupe_store::scorers::OnlineConfig;
+    let reg = |name: &str, id: &str| {
+        store.register_scorer(
+            "1".into(),
+            name.into(),
+            format!("{{\"name\":\"{name}\"}}"),
+            id.into(),
+            5,
+        )
+    };
+    let first = reg("judge", "s-1").await.expect("registered");
+    assert_eq!((first.version, first.scorer_id.as_str()), (1, "s-1"));
+    let (a, b) = tokio::join!(reg("judge", "s-x"), reg("judge", "s-y"));
+    let mut versions = vec![
+        a.expect("registered").version,
+        b.expect("registered").version,
+    ];
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        [2, 3],
+        "concurrent registrations get distinct versions"
+    );
+    reg("other", "s-2").await.expect("registered");
+    let all = store.scorers("1".into()).await.expect("listed");
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.iter()
+            .filter(|s| s.name == "judge")
+            .all(|s| s.scorer_id == "s-1")
+    );
+    assert!(store.scorers("2".into()).await.expect("listed").is_empty());
+    let config = OnlineConfig {
+        config_id: "c-1".into(),
+        scorer_id: "s-1".into(),
+        experiment_id: "1".into(),
+        sample_rate: 0.25,
+        filter_string: Some("trace.status = 'OK'".into()),
+    };
+    store.put_online_config(config.clone()).await.expect("set");
+    let updated = OnlineConfig {
+        sample_rate: 0.5,
+        ..config.clone()
+    };
+    store.put_online_config(updated.clone()).await.expect("set");
+    assert_eq!(
+        store
+            .online_configs(vec!["s-1".into(), "s-2".into()])
+            .await
+            .expect("read"),
+        [updated]
+    );
+    assert_eq!(
+        store
+            .delete_scorer("1".into(), "judge".into(), Some(2))
+            .await
+            .expect("deleted"),
+        1
+    );
+    assert_eq!(
+        store
+            .online_configs(vec!["s-1".into()])
+            .await
+            .expect("read")
+            .len(),
+        1,
+        "versions remain"
+    );
+    assert_eq!(
+        store
+            .delete_scorer("1".into(), "judge".into(), None)
+            .await
+            .expect("deleted"),
+        2
+    );
+    assert!(
+        store
+            .online_configs(vec!["s-1".into()])
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(store.scorers("1".into()).await.expect("listed").len(), 1);
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use loupe_model::TraceId;
 use loupe_store::datasets::{DatasetChange, EvalDataset, RecordUpsert};
 use loupe_store::runs::{Metric, Run, RunChange};
+use loupe_store::scorers::{OnlineConfig, ScorerVersion};
 use loupe_store::{
     EncodedSpan, Recompute, RecomputeStats, SessionPage, SessionQuery, SessionSummary, StoreError,
     TraceDetail, TracePage, TraceQuery, TraceStore, WriteOutcome,
@@ -185,6 +186,35 @@ impl TraceStore for HookedStore {
         now: i64,
     ) -> Result<u64, StoreError> {
         self.inner.delete_dataset_records(id, record_ids, now).await
+    }
+    async fn register_scorer(
+        &self,
+        experiment_id: String,
+        name: String,
+        serialized: String,
+        new_id: String,
+        now: i64,
+    ) -> Result<ScorerVersion, StoreError> {
+        self.inner
+            .register_scorer(experiment_id, name, serialized, new_id, now)
+            .await
+    }
+    async fn scorers(&self, experiment_id: String) -> Result<Vec<ScorerVersion>, StoreError> {
+        self.inner.scorers(experiment_id).await
+    }
+    async fn delete_scorer(
+        &self,
+        experiment_id: String,
+        name: String,
+        version: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        self.inner.delete_scorer(experiment_id, name, version).await
+    }
+    async fn put_online_config(&self, config: OnlineConfig) -> Result<(), StoreError> {
+        self.inner.put_online_config(config).await
+    }
+    async fn online_configs(&self, ids: Vec<String>) -> Result<Vec<OnlineConfig>, StoreError> {
+        self.inner.online_configs(ids).await
     }
     async fn create_run(&self, run: Run) -> Result<(), StoreError> {
         self.inner.create_run(run).await

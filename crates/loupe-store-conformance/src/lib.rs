@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             cases::recompute_reprices_and_reindexes,
             cases::runs,
             cases::datasets,
+            cases::scorers,
             query::query_boolean_logic,
             query::query_operators,
             query::query_trace_fields,

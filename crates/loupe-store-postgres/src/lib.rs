@@ -21,6 +21,7 @@ mod read;
 mod recompute;
 mod runs;
 mod schema;
+mod scorers;
 mod sessions;
 mod stats;
 mod write;
@@ -33,6 +34,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use loupe_model::{TraceId, TraceSummary};
 use loupe_store::datasets::{DatasetChange, EvalDataset, RecordUpsert};
 use loupe_store::runs::{Metric, Run, RunChange};
+use loupe_store::scorers::{OnlineConfig, ScorerVersion};
 use loupe_store::{
     Assessment, EncodedEvent, EncodedSpan, ErrorKind, Experiment, ExperimentKey, Recompute,
     RecomputeStats, SessionPage, SessionQuery, SessionSummary, SpanBodies, StatsGroup, StatsQuery,
@@ -511,6 +513,47 @@ impl TraceStore for PostgresStore {
         now: i64,
     ) -> Result<u64, StoreError> {
         datasets::delete_records(&mut self.client().await?, &id, &record_ids, now).await
+    }
+
+    async fn register_scorer(
+        &self,
+        experiment_id: String,
+        name: String,
+        serialized: String,
+        new_id: String,
+        now: i64,
+    ) -> Result<ScorerVersion, StoreError> {
+        let mut client = self.client().await?;
+        scorers::register(
+            &mut client,
+            &experiment_id,
+            &name,
+            &serialized,
+            &new_id,
+            now,
+        )
+        .await
+    }
+
+    async fn scorers(&self, experiment_id: String) -> Result<Vec<ScorerVersion>, StoreError> {
+        scorers::list(&self.client().await?, &experiment_id).await
+    }
+
+    async fn delete_scorer(
+        &self,
+        experiment_id: String,
+        name: String,
+        version: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        scorers::delete(&mut self.client().await?, &experiment_id, &name, version).await
+    }
+
+    async fn put_online_config(&self, config: OnlineConfig) -> Result<(), StoreError> {
+        scorers::put_config(&self.client().await?, &config).await
+    }
+
+    async fn online_configs(&self, ids: Vec<String>) -> Result<Vec<OnlineConfig>, StoreError> {
+        scorers::configs(&self.client().await?, &ids).await
     }
 
     async fn create_run(&self, run: Run) -> Result<(), StoreError> {

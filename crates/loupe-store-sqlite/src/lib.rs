@@ -22,6 +22,7 @@ mod recompute;
 mod redo;
 mod runs;
 mod schema;
+mod scorers;
 mod sessions;
 mod stats;
 mod write;
@@ -36,6 +37,7 @@ use loupe_model::TraceId;
 use loupe_model::TraceSummary;
 use loupe_store::datasets::{DatasetChange, EvalDataset, RecordUpsert};
 use loupe_store::runs::{Metric, Run, RunChange};
+use loupe_store::scorers::{OnlineConfig, ScorerVersion};
 use loupe_store::threads::{PriorityPool, QUERY_NICE};
 use loupe_store::{
     Assessment, EncodedEvent, EncodedSpan, Experiment, ExperimentKey, Recompute, RecomputeStats,
@@ -512,6 +514,49 @@ impl TraceStore for SqliteStore {
             s.with_writer(|c| datasets::delete_records(c, &id, &record_ids, now))
         })
         .await
+    }
+
+    async fn register_scorer(
+        &self,
+        experiment_id: String,
+        name: String,
+        serialized: String,
+        new_id: String,
+        now: i64,
+    ) -> Result<ScorerVersion, StoreError> {
+        self.blocking(move |s| {
+            s.with_writer(|c| {
+                scorers::register(c, &experiment_id, &name, &serialized, &new_id, now)
+            })
+        })
+        .await
+    }
+
+    async fn scorers(&self, experiment_id: String) -> Result<Vec<ScorerVersion>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| scorers::list(c, &experiment_id)))
+            .await
+    }
+
+    async fn delete_scorer(
+        &self,
+        experiment_id: String,
+        name: String,
+        version: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        self.blocking(move |s| {
+            s.with_writer(|c| scorers::delete(c, &experiment_id, &name, version))
+        })
+        .await
+    }
+
+    async fn put_online_config(&self, config: OnlineConfig) -> Result<(), StoreError> {
+        self.blocking(move |s| s.with_writer(|c| scorers::put_config(c, &config)))
+            .await
+    }
+
+    async fn online_configs(&self, ids: Vec<String>) -> Result<Vec<OnlineConfig>, StoreError> {
+        self.blocking(move |s| s.with_reader(|c| scorers::configs(c, &ids)))
+            .await
     }
 
     async fn create_run(&self, run: Run) -> Result<(), StoreError> {

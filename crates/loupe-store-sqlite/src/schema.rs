@@ -329,6 +329,22 @@ CREATE TABLE eval_dataset_records (
 CREATE INDEX eval_dataset_records_in_order ON eval_dataset_records (dataset_id, created_time, record_id);
 CREATE INDEX eval_dataset_records_by_id ON eval_dataset_records (dataset_id, record_id);
 "#,
+    // Version 13: registered scorers (`loupe_store::scorers`) and their online configurations.
+    r#"
+CREATE TABLE scorers (
+    experiment_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    scorer_id TEXT NOT NULL,
+    serialized TEXT NOT NULL,
+    creation_time INTEGER NOT NULL,
+    PRIMARY KEY (experiment_id, name, version)
+);
+CREATE TABLE scorer_online_configs (
+    scorer_id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+"#,
 ];
 
 /// What a connection is for: the one writer, or a reader (queries, the checkpointer).

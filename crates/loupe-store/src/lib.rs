@@ -13,6 +13,7 @@ mod error;
 mod query;
 mod rollup;
 pub mod runs;
+pub mod scorers;
 mod sessions;
 pub mod threads;
 mod unpriced;
@@ -362,6 +363,41 @@ pub trait TraceStore: Send + Sync + 'static {
         record_ids: Vec<String>,
         now: i64,
     ) -> Result<u64, StoreError>;
+
+    /// Registers the next version of a scorer (1 for a new name, keeping its scorer id; `new_id`
+    /// is the id a new name gets) and returns it.
+    async fn register_scorer(
+        &self,
+        experiment_id: String,
+        name: String,
+        serialized: String,
+        new_id: String,
+        now: i64,
+    ) -> Result<scorers::ScorerVersion, StoreError>;
+
+    /// Every version of every scorer of an experiment, by name, then version.
+    async fn scorers(
+        &self,
+        experiment_id: String,
+    ) -> Result<Vec<scorers::ScorerVersion>, StoreError>;
+
+    /// Deletes a scorer's version, or all its versions (and its online configuration); returns
+    /// how many versions were deleted.
+    async fn delete_scorer(
+        &self,
+        experiment_id: String,
+        name: String,
+        version: Option<i64>,
+    ) -> Result<u64, StoreError>;
+
+    /// Sets a scorer's online configuration (one per scorer).
+    async fn put_online_config(&self, config: scorers::OnlineConfig) -> Result<(), StoreError>;
+
+    /// The online configurations of these scorers (those that have one).
+    async fn online_configs(
+        &self,
+        scorer_ids: Vec<String>,
+    ) -> Result<Vec<scorers::OnlineConfig>, StoreError>;
 
     /// Every value logged for a run's metric, by step, then time.
     async fn metric_history(

@@ -2,7 +2,7 @@
 //! URI is Loupe, for tracing (experiments, StartTraceV3, trace info and spans, search, tags,
 //! deletes, assessments, the `traces.json` artifact path, `/version`), for runs (create,
 //! update, search, params, metrics and their history, tags, inputs, traces linked to runs) and
-//! for evaluation datasets.
+//! for evaluation datasets and registered scorers.
 //!
 //! Everything lands in the same store as OTLP: an experiment is a project (experiment `0` is the
 //! project `default`), an MLflow trace id is `tr-` + the OTLP trace id, and MLflow's own spans
@@ -18,6 +18,7 @@ mod errors;
 mod experiments;
 pub(crate) mod filter;
 mod runs;
+pub(crate) mod scorers;
 mod traces;
 
 use axum::Router;
@@ -141,6 +142,28 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/api/3.0/mlflow/datasets/{dataset_id}/remove-experiments",
             post(datasets::remove_experiments),
+        )
+        .route(
+            "/api/3.0/mlflow/scorers/register",
+            post(scorers::register_scorer),
+        )
+        .route("/api/3.0/mlflow/scorers/list", get(scorers::list_scorers))
+        .route(
+            "/api/3.0/mlflow/scorers/versions",
+            get(scorers::scorer_versions),
+        )
+        .route("/api/3.0/mlflow/scorers/get", get(scorers::get_scorer))
+        .route(
+            "/api/3.0/mlflow/scorers/delete",
+            axum::routing::delete(scorers::delete_scorer),
+        )
+        .route(
+            "/api/3.0/mlflow/scorers/online-config",
+            put(scorers::put_online_config),
+        )
+        .route(
+            "/api/3.0/mlflow/scorers/online-configs",
+            get(scorers::online_configs),
         )
         .route("/api/3.0/mlflow/traces", post(start_trace))
         .route("/api/3.0/mlflow/traces/search", post(search_traces))

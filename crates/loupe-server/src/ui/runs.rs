@@ -16,6 +16,7 @@ use super::{fmt_cost, fmt_ms, fmt_time, layout, page_response, status_badge};
 use crate::AppState;
 use crate::api::runs::{run_with_scores, score_summaries};
 use crate::mlflow::filter::{newest_run_first, sort};
+use crate::mlflow::scorers::{NOT_RUN, judge_model, latest};
 
 /// Runs listed at most.
 const MAX_RUNS: usize = 200;
@@ -74,12 +75,12 @@ pub(crate) async fn run_list(State(state): State<AppState>, RawQuery(raw): RawQu
         Ok(e) => e,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.message),
     };
-    let mut runs = match experiment {
-        Some(e) => match state.store.runs(vec![e.id.to_string()]).await {
-            Ok(r) => r,
+    let (mut runs, scorers) = match experiment {
+        Some(e) => match registered(&state, e.id.to_string()).await {
+            Ok(x) => x,
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.message),
         },
-        None => Vec::new(),
+        None => (Vec::new(), Markup::default()),
     };
     runs.retain(|r| r.lifecycle_stage == ACTIVE);
     sort(&mut runs, &[], newest_run_first);
@@ -123,8 +124,45 @@ pub(crate) async fn run_list(State(state): State<AppState>, RawQuery(raw): RawQu
                 button type="submit" { "Compare selected" }
             }
         }
+        (scorers)
     };
     page_response(StatusCode::OK, layout("Runs", body))
+}
+
+/// An experiment's runs, and its registered scorers as a table (empty when it has none).
+async fn registered(
+    state: &AppState,
+    experiment_id: String,
+) -> Result<(Vec<Run>, Markup), loupe_store::StoreError> {
+    let runs = state.store.runs(vec![experiment_id.clone()]).await?;
+    let scorers = latest(state.store.scorers(experiment_id).await?);
+    let ids = scorers.iter().map(|s| s.scorer_id.clone()).collect();
+    let configs = state.store.online_configs(ids).await?;
+    let table = html! {
+        @if !scorers.is_empty() {
+            h2 { "Registered scorers" }
+            table.traces {
+                thead { tr { th { "Scorer" } th.num { "Version" } th { "Judge model" } th { "Online" } th { "On this server" } } }
+                tbody { @for s in &scorers {
+                    @let config = configs.iter().find(|c| c.scorer_id == s.scorer_id);
+                    tr {
+                        td { (s.name) }
+                        td.num { (s.version) }
+                        td { (judge_model(&s.serialized).unwrap_or_else(|| "code".into())) }
+                        td { @match config {
+                            Some(c) if c.sample_rate > 0.0 => {
+                                (format!("{:.0}% of traces", c.sample_rate * 100.0))
+                                @if let Some(f) = &c.filter_string { " where " code { (f) } }
+                            }
+                            _ => "off",
+                        } }
+                        td { (NOT_RUN) }
+                    }
+                } }
+            }
+        }
+    };
+    Ok((runs, table))
 }
 
 fn kv_table(title: &str, rows: &BTreeMap<String, String>) -> Markup {
