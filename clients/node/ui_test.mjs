@@ -92,6 +92,34 @@ await api(`/api/2.0/mlflow/traces/tr-${traceId}/tags`, {
   body: JSON.stringify({ key: `note ${XSS}`, value: LINK }),
 });
 
+// Two evaluation runs over the same two inputs, seeded through the MLflow REST API as the mlflow
+// client logs them: runs with metrics, traces (StartTraceV3) filed under each run, and feedback.
+const post = (path, payload, method = "POST") =>
+  api(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(payload) });
+const { experiment_id: runsExperiment } = await post("/api/2.0/mlflow/experiments/create", { name: `ui-runs-${hex(6)}` });
+const runsProject = (await api(`/api/2.0/mlflow/experiments/get?experiment_id=${runsExperiment}`)).experiment.name;
+const evalRun = async (name, accuracy, answers, verdicts) => {
+  const { run } = await post("/api/2.0/mlflow/runs/create", { experiment_id: runsExperiment, run_name: name, start_time: Date.now() });
+  const runId = run.info.run_id;
+  await post("/api/2.0/mlflow/runs/log-batch", { run_id: runId, metrics: [{ key: "accuracy/mean", value: accuracy, timestamp: Date.now(), step: 0 }] });
+  for (const [i, answer] of answers.entries()) {
+    const id = hex(32);
+    await post("/api/3.0/mlflow/traces", { trace: { trace_info: {
+      trace_id: `tr-${id}`, trace_location: { type: "MLFLOW_EXPERIMENT", mlflow_experiment: { experiment_id: runsExperiment } },
+      request_time: new Date().toISOString(), execution_duration: "0.1s", state: "OK",
+      trace_metadata: { "mlflow.sourceRun": runId, "mlflow.traceInputs": JSON.stringify({ question: `question ${i}` }), "mlflow.traceOutputs": JSON.stringify(answer) },
+    } } });
+    await post(`/api/3.0/mlflow/traces/tr-${id}/assessments`, { assessment: {
+      assessment_name: "correct", trace_id: `tr-${id}`, source: { source_type: "CODE", source_id: "exact" },
+      feedback: { value: verdicts[i] }, metadata: { "mlflow.assessment.sourceRunId": runId },
+    } });
+  }
+  await post("/api/2.0/mlflow/runs/update", { run_id: runId, status: "FINISHED", end_time: Date.now() });
+  return runId;
+};
+const runA = await evalRun(`baseline ${XSS}`, 0.5, ["42", `maybe ${XSS}`], [true, false]);
+const runB = await evalRun("tuned", 1.0, ["42", "43"], [true, true]);
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -246,6 +274,27 @@ try {
   await Promise.all([page.waitForURL(/focus=/), more.click()]);
   await page.waitForSelector("#span-tree li[role=treeitem]");
   await shot("6d-big-trace");
+  await page.goto(`${base}/traces/${traceId}`);
+
+  step = "runs";
+  await page.goto(`${base}/runs?project=${encodeURIComponent(runsProject)}`);
+  await page.waitForSelector(`input[name=ids][value="${runA}"]`);
+  assert.match(await page.locator("table.traces").first().innerText(), /baseline <script>/, "a run name is shown as text");
+  await page.check(`input[name=ids][value="${runA}"]`);
+  await page.check(`input[name=ids][value="${runB}"]`);
+  await Promise.all([page.waitForURL(/\/runs\/compare\?/), page.click("button:has-text('Compare selected')")]);
+  const metricRow = page.locator("table.compare tr", { hasText: "accuracy/mean" });
+  assert.equal(await metricRow.getAttribute("class"), "diff", "a metric that differs is marked");
+  const perInput = page.locator("table.compare").nth(1);
+  assert.equal(await perInput.locator("tbody tr").count(), 2, "one row per input, matched across runs");
+  const second = perInput.locator("tbody tr", { hasText: "question 1" });
+  assert.match(await second.innerText(), /maybe <script>/);
+  assert.equal(await second.locator("td.diff").count(), 2, "outputs that differ are marked");
+  assert.equal(await second.locator(".chip.diff").count(), 2, "scores that differ are marked");
+  const first = perInput.locator("tbody tr", { hasText: "question 0" });
+  assert.equal(await first.locator("td.diff, .chip.diff").count(), 0, "what is the same is not marked");
+  await noScriptRan();
+  await shot("9-compare-runs");
   await page.goto(`${base}/traces/${traceId}`);
 
   step = "dark theme";

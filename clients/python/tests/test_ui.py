@@ -2,7 +2,8 @@
 (clients/node/ui_test.mjs) against a `loupe serve` started here. The script seeds traces whose
 names, prompts, outputs, attributes and tags carry HTML and script, and checks the list, search
 (and an invalid search), a trace's span tree and timeline, span details, the chat view, keyboard
-navigation, feedback stored as an assessment, the dark theme and a laptop-width layout, and that
+navigation, feedback stored as an assessment, two evaluation runs compared side by side, the dark
+theme and a laptop-width layout, and that
 nothing from trace content ever ran. Screenshots go to test-artifacts/ui/.
 """
 
@@ -40,5 +41,5 @@ def test_ui_in_chromium():
         server.stop(check=False)
     assert run.returncode == 0, f"browser test failed:\n{run.stdout}\n{run.stderr}\n{server.output()}"
     assert "every check passed" in run.stdout
-    for name in ("1-list", "3-trace", "5-chat", "6-feedback", "7-dark"):
+    for name in ("1-list", "3-trace", "5-chat", "6-feedback", "7-dark", "9-compare-runs"):
         assert (shots / f"{name}.png").stat().st_size > 10_000, name
