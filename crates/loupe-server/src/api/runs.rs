@@ -167,7 +167,15 @@ pub(crate) async fn list_runs(
         )));
     }
     let offset = parse_num::<usize>(&params, "offset")?.unwrap_or(0);
-    let deleted = parse_num::<bool>(&params, "deleted")?.unwrap_or(false);
+    let deleted = match params.get("deleted").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid deleted {other:?}: expected true or false"
+            )));
+        }
+    };
     let filter = Filter::parse(params.get("filter").map_or("", String::as_str), run_key)
         .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
     let orders = params

@@ -282,12 +282,11 @@ pub(super) async fn search_runs(
             )));
         }
     };
-    let limit = int_field(&v, "max_results")?
-        .map_or(DEFAULT_RUNS_PAGE as i64, |n| n)
-        .clamp(0, i64::MAX) as usize;
+    let asked = int_field(&v, "max_results")?.unwrap_or(DEFAULT_RUNS_PAGE as i64);
+    let limit = usize::try_from(asked).unwrap_or(0);
     if limit == 0 || limit > MAX_RUNS_PAGE {
         return Err(MlflowError::invalid(format!(
-            "Invalid value {limit} for parameter 'max_results' supplied: it must be between 1 and {MAX_RUNS_PAGE}"
+            "Invalid value {asked} for parameter 'max_results' supplied: it must be between 1 and {MAX_RUNS_PAGE}"
         )));
     }
     let offset = page_offset(&v)?;
