@@ -113,11 +113,12 @@ fn success(encoding: Encoding, protobuf: Vec<u8>, partial: Option<serde_json::Va
 /// in the same encoding; spans refused as invalid are counted in its partial success. A full
 /// write queue answers 503 with `Retry-After`.
 #[utoipa::path(post, path = "/v1/traces", tag = "otlp",
-    request_body(content = Vec<u8>, content_type = "application/x-protobuf",
-        description = "ExportTraceServiceRequest (protobuf, or OTLP/JSON as application/json)"),
+    request_body(description = "ExportTraceServiceRequest: protobuf, or OTLP/JSON",
+        content((Vec<u8> = "application/x-protobuf"), (Object = "application/json"))),
     responses((status = 200, description = "Stored: ExportTraceServiceResponse"),
         (status = 400, description = "Undecodable body: google.rpc.Status"),
         (status = 413, description = "The body is over the server's limit"),
+        (status = 415, description = "Neither application/x-protobuf nor application/json"),
         (status = 503, description = "The write queue is full: retry after Retry-After")))]
 pub(crate) async fn export(
     State(state): State<AppState>,
@@ -164,10 +165,12 @@ pub(crate) async fn export(
 ///
 /// GenAI message events arrive this way; the answer waits for the commit.
 #[utoipa::path(post, path = "/v1/logs", tag = "otlp",
-    request_body(content = Vec<u8>, content_type = "application/x-protobuf",
-        description = "ExportLogsServiceRequest (protobuf, or OTLP/JSON as application/json)"),
+    request_body(description = "ExportLogsServiceRequest: protobuf, or OTLP/JSON",
+        content((Vec<u8> = "application/x-protobuf"), (Object = "application/json"))),
     responses((status = 200, description = "Stored: ExportLogsServiceResponse"),
         (status = 400, description = "Undecodable body: google.rpc.Status"),
+        (status = 413, description = "The body is over the server's limit"),
+        (status = 415, description = "Neither application/x-protobuf nor application/json"),
         (status = 503, description = "The write queue is full: retry after Retry-After")))]
 pub(crate) async fn export_logs(
     State(state): State<AppState>,
