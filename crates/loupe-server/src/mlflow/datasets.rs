@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 
 use super::experiments::experiment_by_id_str;
 use super::filter::{Filter, Order, dataset_key, sort};
-use super::{MlflowError, Reply, json_body, ok, query_one, query_pairs, required, str_field};
+use super::{
+    MlflowError, Reply, json_body, offset_page, ok, page_offset, query_one, query_pairs, required,
+    str_field,
+};
 use crate::AppState;
 use crate::util::{now_ms, random_hex};
 
@@ -77,15 +80,6 @@ fn string_map(v: &Value, key: &str) -> Result<BTreeMap<String, Option<String>>, 
             (k, v)
         })
         .collect())
-}
-
-fn offset_of(token: Option<&str>) -> Result<usize, MlflowError> {
-    match token.filter(|t| !t.is_empty()) {
-        None => Ok(0),
-        Some(t) => t
-            .parse()
-            .map_err(|_| MlflowError::invalid(format!("Invalid page token {t:?}"))),
-    }
 }
 
 fn limit_of(v: Option<&Value>, default: usize) -> Result<usize, MlflowError> {
@@ -210,7 +204,7 @@ pub(super) async fn search_datasets(
         .map(|o| Order::parse(o, dataset_key).map_err(MlflowError::invalid))
         .collect::<Result<Vec<_>, _>>()?;
     let limit = limit_of(v.get("max_results"), DEFAULT_PAGE)?;
-    let offset = offset_of(str_field(&v, "page_token"))?;
+    let offset = page_offset(str_field(&v, "page_token"))?;
     let mut found: Vec<EvalDataset> = state
         .store
         .datasets()
@@ -225,17 +219,7 @@ pub(super) async fn search_datasets(
             .cmp(&a.created_time)
             .then_with(|| a.dataset_id.cmp(&b.dataset_id))
     });
-    let page: Vec<Value> = found
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(dataset_json)
-        .collect();
-    let mut out = json!({"datasets": page});
-    if offset + limit < found.len() {
-        out["next_page_token"] = json!((offset + limit).to_string());
-    }
-    ok(out)
+    ok(offset_page(&found, offset, limit, "datasets", dataset_json))
 }
 
 pub(super) async fn set_dataset_tags(
@@ -312,7 +296,7 @@ pub(super) async fn get_records(
         query_one(&q, "max_results").map(Value::String).as_ref(),
         MAX_PAGE,
     )?;
-    let offset = offset_of(query_one(&q, "page_token").as_deref())?;
+    let offset = page_offset(query_one(&q, "page_token").as_deref())?;
     let (records, total) = state.store.dataset_records(id, offset, limit).await?;
     let mut out = json!({"records": text_json(&records)});
     if (offset + records.len()) < total as usize && !records.is_empty() {

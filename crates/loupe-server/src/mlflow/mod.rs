@@ -268,6 +268,33 @@ fn trace_id_of(s: &str) -> Result<TraceId, MlflowError> {
     parse_trace_id(s).map_err(MlflowError::invalid)
 }
 
+/// The offset a page token carries (none: the first page). For the lists Loupe pages in memory
+/// (runs, metric history, datasets and their records) a token is the next item's offset.
+fn page_offset(token: Option<&str>) -> Result<usize, MlflowError> {
+    match token.filter(|t| !t.is_empty()) {
+        None => Ok(0),
+        Some(t) => t
+            .parse()
+            .map_err(|_| MlflowError::invalid(format!("Invalid page token {t:?}"))),
+    }
+}
+
+/// One page of an in-memory list: `{key: [...]}`, with `next_page_token` unless it is the last.
+fn offset_page<T>(
+    items: &[T],
+    offset: usize,
+    limit: usize,
+    key: &str,
+    to_json: impl Fn(&T) -> Value,
+) -> Value {
+    let page: Vec<Value> = items.iter().skip(offset).take(limit).map(to_json).collect();
+    let mut out = json!({ key: page });
+    if offset.saturating_add(limit) < items.len() {
+        out["next_page_token"] = json!((offset + limit).to_string());
+    }
+    out
+}
+
 type Reply = Result<Response, MlflowError>;
 
 fn ok(v: Value) -> Reply {

@@ -16,7 +16,10 @@ use super::convert::mlflow_id;
 use super::experiments::experiment_by_id_str;
 use super::filter::{Filter, Order, newest_run_first, run_key, sort};
 use super::traces::ids_of;
-use super::{MlflowError, Reply, json_body, ok, query_one, query_pairs, required, str_field};
+use super::{
+    MlflowError, Reply, json_body, offset_page, ok, page_offset, query_one, query_pairs, required,
+    str_field,
+};
 use crate::AppState;
 use crate::util::{now_ms, random_hex};
 
@@ -289,7 +292,7 @@ pub(super) async fn search_runs(
             "Invalid value {asked} for parameter 'max_results' supplied: it must be between 1 and {MAX_RUNS_PAGE}"
         )));
     }
-    let offset = page_offset(&v)?;
+    let offset = page_offset(str_field(&v, "page_token"))?;
     let mut runs: Vec<Run> = state
         .store
         .runs(experiment_ids)
@@ -298,22 +301,7 @@ pub(super) async fn search_runs(
         .filter(|r| keep(r) && filter.matches(r))
         .collect();
     sort(&mut runs, &orders, newest_run_first);
-    let page: Vec<Value> = runs.iter().skip(offset).take(limit).map(run_json).collect();
-    let mut out = json!({"runs": page});
-    if offset + limit < runs.len() {
-        out["next_page_token"] = json!((offset + limit).to_string());
-    }
-    ok(out)
-}
-
-/// A page token: the offset of the page's first item (opaque to clients).
-fn page_offset(v: &Value) -> Result<usize, MlflowError> {
-    match str_field(v, "page_token").filter(|t| !t.is_empty()) {
-        None => Ok(0),
-        Some(t) => t
-            .parse()
-            .map_err(|_| MlflowError::invalid(format!("Invalid page token {t:?}"))),
-    }
+    ok(offset_page(&runs, offset, limit, "runs", run_json))
 }
 
 /// `runs/delete`, `runs/restore`, `runs/set-tag`, `runs/delete-tag`, `runs/log-metric`,
@@ -415,19 +403,9 @@ pub(super) async fn metric_history(State(state): State<AppState>, uri: Uri) -> R
     let limit = int_field(&v, "max_results")?
         .map_or(MAX_HISTORY_PAGE as i64, |n| n)
         .clamp(1, MAX_HISTORY_PAGE as i64) as usize;
-    let offset = page_offset(&v)?;
+    let offset = page_offset(str_field(&v, "page_token"))?;
     let all = state.store.metric_history(run_id, key).await?;
-    let page: Vec<Value> = all
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(metric_json)
-        .collect();
-    let mut out = json!({"metrics": page});
-    if offset + limit < all.len() {
-        out["next_page_token"] = json!((offset + limit).to_string());
-    }
-    ok(out)
+    ok(offset_page(&all, offset, limit, "metrics", metric_json))
 }
 
 /// `POST /api/2.0/mlflow/traces/link-to-run` `{run_id, trace_ids}`: files traces under a run
