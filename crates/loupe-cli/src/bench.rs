@@ -60,6 +60,17 @@ pub struct IngestArgs {
     /// Bytes of text in each span's inputs and in its outputs.
     #[arg(long, default_value_t = 512)]
     pub payload_bytes: usize,
+    /// Start the servers on this PostgreSQL database instead of a temporary data directory;
+    /// afterwards every acknowledged trace is looked up in it.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Servers to start on `--database-url`; requests go to them in turn (a round-robin
+    /// balancer that leaves out a server that stopped answering).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// SIGKILL the last replica this many seconds into the run.
+    #[arg(long)]
+    pub kill_replica_after: Option<u64>,
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -310,21 +321,19 @@ impl Drop for TempDir {
     }
 }
 
-async fn start_server() -> anyhow::Result<Child> {
-    let dir = std::env::temp_dir().join(format!("loupe-bench-{}", std::process::id()));
+/// Starts `loupe serve` on a temporary data directory, or on `database_url`.
+async fn start_server(database_url: Option<&str>, n: usize) -> anyhow::Result<Child> {
+    let dir = std::env::temp_dir().join(format!("loupe-bench-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = std::env::current_exe()?;
     let t0 = Instant::now();
-    let mut child = tokio::process::Command::new(exe)
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--grpc",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&dir)
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]);
+    match database_url {
+        Some(url) => cmd.arg("--database-url").arg(url),
+        None => cmd.arg("--data-dir").arg(&dir),
+    };
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -402,41 +411,90 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// A server `bench ingest` sends to, and whether it stopped answering.
+struct Endpoint {
+    url: String,
+    down: AtomicBool,
+}
+
 /// What the workers of `bench ingest` share: where and what they send, and what they count.
 struct Load {
     client: reqwest::Client,
-    endpoint: String,
+    endpoints: Vec<Endpoint>,
+    next: AtomicU64,
     templates: Vec<bench_template::Template>,
     spans_per_request: u64,
     stop: AtomicBool,
     acked: AtomicU64,
     refused: AtomicU64,
+    /// Requests lost with their connection (a killed replica); sent again to another.
+    lost: AtomicU64,
+    /// The trace ids of acknowledged requests, when they are to be looked up afterwards.
+    acked_ids: Option<std::sync::Mutex<Vec<[u8; 16]>>>,
 }
 
 impl Load {
+    /// The next server in turn that has not stopped answering.
+    fn endpoint(&self) -> anyhow::Result<&Endpoint> {
+        for _ in 0..self.endpoints.len() {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.endpoints.len();
+            if !self.endpoints[i].down.load(Ordering::Relaxed) {
+                return Ok(&self.endpoints[i]);
+            }
+        }
+        bail!("no server answers")
+    }
+
     /// Sends fresh copies of random templates until told to stop, retrying those the server
-    /// refuses with 503 or 429; returns each acknowledged request's latency.
+    /// refuses with 503 or 429 (and those a server lost with its connection, on another);
+    /// returns each acknowledged request's latency.
     async fn send_until_stopped(&self) -> anyhow::Result<Vec<Duration>> {
         let mut latencies = Vec::new();
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let mut ids = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             let template = &self.templates[rng.random_range(0..self.templates.len())];
             loop {
-                let body = template.fresh(&mut rng, now_ns(), 60_000_000_000);
+                ids.clear();
+                let body = template.fresh(&mut rng, now_ns(), 60_000_000_000, &mut ids);
+                let endpoint = self.endpoint()?;
                 let start = Instant::now();
-                let resp = self
+                let sent = self
                     .client
-                    .post(&self.endpoint)
+                    .post(format!("{}/v1/traces", endpoint.url))
                     .header("content-type", "application/x-protobuf")
                     .body(body)
                     .send()
-                    .await?;
-                let status = resp.status();
-                let _ = resp.bytes().await;
+                    .await;
+                let status = match sent {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        match resp.bytes().await {
+                            Ok(_) => Some(status),
+                            Err(_) => None,
+                        }
+                    }
+                    Err(e) if self.endpoints.len() > 1 => {
+                        tracing::debug!(error = %e, url = %endpoint.url, "a server stopped answering");
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(status) = status else {
+                    endpoint.down.store(true, Ordering::Relaxed);
+                    self.lost.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
                 if status.is_success() {
                     latencies.push(start.elapsed());
                     self.acked
                         .fetch_add(self.spans_per_request, Ordering::Relaxed);
+                    if let Some(acked) = &self.acked_ids {
+                        acked
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("a worker panicked"))?
+                            .extend_from_slice(&ids);
+                    }
                     break;
                 }
                 if status.as_u16() == 503 || status.as_u16() == 429 {
@@ -468,17 +526,22 @@ fn ingest_templates(args: &IngestArgs) -> anyhow::Result<Vec<bench_template::Tem
 }
 
 async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let mut child = match &args.server {
-        Some(_) => None,
-        None => Some(start_server().await?),
+    if args.replicas > 1 && args.database_url.is_none() {
+        bail!("--replicas needs --database-url: replicas share one PostgreSQL database");
+    }
+    let mut children = Vec::new();
+    if args.server.is_none() {
+        // One after the other: the first runs the migrations.
+        for n in 0..args.replicas.max(1) {
+            children.push(start_server(args.database_url.as_deref(), n).await?);
+        }
+    }
+    let urls: Vec<String> = match &args.server {
+        Some(s) => vec![s.trim_end_matches('/').to_string()],
+        None => children.iter().map(|c| c.url.clone()).collect(),
     };
-    let url = match (&args.server, &child) {
-        (Some(s), _) => s.trim_end_matches('/').to_string(),
-        (None, Some(c)) => c.url.clone(),
-        (None, None) => unreachable!("a server is either given or started"),
-    };
-    let pid = child.as_ref().and_then(|c| c.child.id());
-    let idle_kb = if let Some(pid) = pid {
+    let pids: Vec<u32> = children.iter().filter_map(|c| c.child.id()).collect();
+    let idle_kb = if let Some(&pid) = pids.first() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         rss_kb(pid, "VmRSS:")
     } else {
@@ -488,18 +551,28 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(args.concurrency)
             .build()?,
-        endpoint: format!("{url}/v1/traces"),
+        endpoints: urls
+            .iter()
+            .map(|url| Endpoint {
+                url: url.clone(),
+                down: AtomicBool::new(false),
+            })
+            .collect(),
+        next: AtomicU64::new(0),
         templates: ingest_templates(&args)?,
         spans_per_request: (args.traces_per_request * 5) as u64,
         stop: AtomicBool::new(false),
         acked: AtomicU64::new(0),
         refused: AtomicU64::new(0),
+        lost: AtomicU64::new(0),
+        acked_ids: args
+            .database_url
+            .as_ref()
+            .map(|_| std::sync::Mutex::new(Vec::new())),
     });
+    let server_cpu = |pid: &u32| cpu_secs(&pid.to_string());
     let t0 = Instant::now();
-    let cpu0 = (
-        cpu_secs("self"),
-        pid.map(|p| cpu_secs(&p.to_string())).unwrap_or(0.0),
-    );
+    let cpu0: (f64, Vec<f64>) = (cpu_secs("self"), pids.iter().map(server_cpu).collect());
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
             let load = load.clone();
@@ -510,10 +583,25 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     // Speed over each stretch of the run, to see whether it holds.
     let mut stretches = Vec::new();
     let (mut mark_t, mut mark_n) = (t0, 0);
+    let mut killed: Option<u32> = None;
     while t0.elapsed() < Duration::from_secs(args.seconds) {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some(pid) = pid {
+        if let Some(&pid) = pids.first() {
             peak_kb = peak_kb.max(rss_kb(pid, "VmRSS:").unwrap_or(0));
+        }
+        if let Some(after) = args.kill_replica_after
+            && killed.is_none()
+            && t0.elapsed() >= Duration::from_secs(after)
+            && let Some(last) = children.last_mut()
+        {
+            // tokio's kill is SIGKILL: the replica gets no chance to finish anything.
+            last.child.start_kill()?;
+            killed = last.child.id();
+            println!(
+                "killed replica {} (SIGKILL) at {:.1} s",
+                children.len(),
+                t0.elapsed().as_secs_f64()
+            );
         }
         if mark_t.elapsed() >= STRETCH {
             let n = load.acked.load(Ordering::Relaxed);
@@ -527,22 +615,28 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         latencies.extend(w.await??);
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let cpu = (
-        cpu_secs("self") - cpu0.0,
-        pid.map(|p| cpu_secs(&p.to_string())).unwrap_or(0.0) - cpu0.1,
-    );
+    // A killed replica's CPU is gone with it: the servers' figure counts the others only.
+    let servers: f64 = pids
+        .iter()
+        .zip(&cpu0.1)
+        .filter(|(p, _)| Some(**p) != killed)
+        .map(|(p, before)| server_cpu(p) - before)
+        .sum();
+    let cpu = (cpu_secs("self") - cpu0.0, servers);
     latencies.sort();
     let spans = load.acked.load(Ordering::Relaxed);
     println!(
-        "ingest: {spans} spans acknowledged in {elapsed:.1} s = {:.0} spans/s ({} requests of {} spans, {} concurrent; {} refused with 503 and retried)",
+        "ingest: {spans} spans acknowledged in {elapsed:.1} s = {:.0} spans/s ({} requests of {} spans, {} concurrent, {} server(s); {} refused with 503 and retried, {} lost with a connection and sent again)",
         spans as f64 / elapsed,
         latencies.len(),
         args.traces_per_request * 5,
         args.concurrency,
+        urls.len(),
         load.refused.load(Ordering::Relaxed),
+        load.lost.load(Ordering::Relaxed),
     );
     print_ingest_profile(&stretches, &latencies, cpu, spans, elapsed);
-    if let (Some(c), Some(pid)) = (&mut child, pid) {
+    if let (Some(c), Some(&pid), None) = (children.first(), pids.first(), &args.database_url) {
         let hwm = rss_kb(pid, "VmHWM:").unwrap_or(peak_kb);
         let db_bytes = dir_bytes(&c._dir.0);
         println!(
@@ -553,9 +647,43 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             db_bytes as f64 / 1e6,
             db_bytes as f64 / spans.max(1) as f64,
         );
+    }
+    for c in &mut children {
         let _ = c.child.start_kill();
     }
+    if let (Some(url), Some(acked)) = (&args.database_url, &load.acked_ids) {
+        let ids = std::mem::take(&mut *acked.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        if !all_stored(url, &ids).await? {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Looks every acknowledged trace up in the database: each must be there with its 5 spans.
+async fn all_stored(database_url: &str, ids: &[[u8; 16]]) -> anyhow::Result<bool> {
+    use loupe_store::TraceStore;
+    let store = loupe_store_postgres::PostgresStore::connect(database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut missing, mut short) = (0usize, 0usize);
+    for chunk in ids.chunks(1000) {
+        let asked: Vec<loupe_model::TraceId> =
+            chunk.iter().map(|id| loupe_model::TraceId(*id)).collect();
+        let found = store
+            .trace_summaries(asked)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        missing += chunk.len() - found.len();
+        short += found.iter().filter(|t| t.span_count < 5).count();
+    }
+    println!(
+        "acknowledged traces looked up: {} of {} present, {} with fewer than their 5 spans",
+        ids.len() - missing,
+        ids.len(),
+        short
+    );
+    Ok(missing == 0 && short == 0)
 }
 
 /// Prints how a `bench ingest` run went: speed per stretch, request latency, CPU per span

@@ -135,12 +135,19 @@ impl Template {
 
     /// A copy of the request with new ids for every trace and span, each trace starting at a
     /// random point of the last `spread_ns` before `now_ns` (its spans keep their offsets),
-    /// and new session ids.
-    pub(crate) fn fresh(&self, rng: &mut impl Rng, now_ns: u64, spread_ns: u64) -> Vec<u8> {
+    /// and new session ids. The new trace ids are pushed onto `trace_ids`.
+    pub(crate) fn fresh(
+        &self,
+        rng: &mut impl Rng,
+        now_ns: u64,
+        spread_ns: u64,
+        trace_ids: &mut Vec<[u8; 16]>,
+    ) -> Vec<u8> {
         let mut b = self.bytes.clone();
         let mut ids: Vec<[u8; 8]> = Vec::new();
         for t in &self.traces {
             let trace_id: [u8; 16] = rng.random();
+            trace_ids.push(trace_id);
             for &p in &t.trace_id {
                 b[p..p + 16].copy_from_slice(&trace_id);
             }
@@ -197,8 +204,10 @@ mod tests {
         let template = Template::new(&req).unwrap();
         let now = 1_900_000_000_000_000_000;
         let spread = 1_000_000_000;
-        let fresh =
-            ExportTraceServiceRequest::decode(&template.fresh(&mut rng, now, spread)[..]).unwrap();
+        let fresh = ExportTraceServiceRequest::decode(
+            &template.fresh(&mut rng, now, spread, &mut Vec::new())[..],
+        )
+        .unwrap();
         let (before, after) = (spans(&req), spans(&fresh));
         assert_eq!(before.len(), 200);
         assert_eq!(after.len(), before.len());
@@ -260,8 +269,10 @@ mod tests {
         }
         assert!(sessions_changed > 0, "session ids are drawn again");
         // Two copies differ from each other.
-        let again =
-            ExportTraceServiceRequest::decode(&template.fresh(&mut rng, now, spread)[..]).unwrap();
+        let again = ExportTraceServiceRequest::decode(
+            &template.fresh(&mut rng, now, spread, &mut Vec::new())[..],
+        )
+        .unwrap();
         assert_ne!(spans(&again)[0].trace_id, after[0].trace_id);
     }
 }

@@ -15,6 +15,7 @@ use crate::ast::{
     resolve,
 };
 use crate::lexer::{Tok, Token, lex};
+use crate::sql::json_path_refusal;
 
 /// Deepest nesting of parentheses and NOTs accepted.
 const MAX_DEPTH: usize = 64;
@@ -254,11 +255,11 @@ impl Parser {
             )
         })?;
         if let Field::Tag(k) | Field::Metadata(k) = &field
-            && k.contains('"')
+            && let Some(why) = json_path_refusal(k)
         {
             return Err(QueryError::at(
                 t.pos,
-                "a tag or metadata key may not contain `\"`",
+                format!("a tag or metadata key {why}"),
             ));
         }
         let negated = self.eat_keyword("NOT");
@@ -390,8 +391,8 @@ impl Parser {
         let Literal::Str(run) = self.value(&source)? else {
             return Err(QueryError::at(t.pos, "run_id is compared with a string"));
         };
-        if run.contains('"') {
-            return Err(QueryError::at(t.pos, "a run id may not contain `\"`"));
+        if let Some(why) = json_path_refusal(&run) {
+            return Err(QueryError::at(t.pos, format!("a run id {why}")));
         }
         Ok(Expr::Or(vec![
             Expr::Cmp {
@@ -761,6 +762,12 @@ mod tests {
             ),
             ("name @ 'x'", 6, "unexpected character"),
             ("total_tokens = 'many'", 16, "expected a number"),
+            // Found by fuzz/query_sqlite: SQLite's JSON path ended at the NUL and failed.
+            ("run_id = ' \0c'", 8, "a run id may not contain a NUL"),
+            ("metadata.`a\0b` = 'x'", 1, "key may not contain a NUL"),
+            ("tags.`a\"b` = 'x'", 1, "may not contain `\"`"),
+            // Also fuzz/query_sqlite: `$."\"` escaped the closing quote.
+            ("metadata.`\\` = '-f'", 1, "may not contain `\\`"),
         ];
         for (q, pos, want) in cases {
             let e = err(q);

@@ -159,9 +159,25 @@ fn lower_as(expr: &Expr, layout: &dyn Layout, spans: bool) -> Lowered {
     out
 }
 
-/// A JSON path for a tag or metadata key, as SQLite's `json_extract` reads it.
+/// A JSON path for a tag or metadata key, as SQLite's `json_extract` reads it. The parser
+/// refuses keys it cannot write ([`json_path_refusal`]).
 pub fn json_path(key: &str) -> String {
     format!("$.\"{key}\"")
+}
+
+/// Why `key` cannot be written in a [`json_path`], if it cannot: a quoted label ends at `"`,
+/// SQLite reads a `\` before it as an escape, and it reads the path as a C string, which ends
+/// at NUL.
+pub fn json_path_refusal(key: &str) -> Option<&'static str> {
+    if key.contains('"') {
+        Some("may not contain `\"`")
+    } else if key.contains('\\') {
+        Some("may not contain `\\`")
+    } else if key.contains('\0') {
+        Some("may not contain a NUL character")
+    } else {
+        None
+    }
 }
 
 /// Pushes the column expression of a field (binding JSON paths as parameters). `numeric` says

@@ -15,6 +15,27 @@ mod otlp_http;
 mod ui;
 mod util;
 
+/// What the fuzz targets (`fuzz/`) drive below the HTTP routes: MLflow request bodies read as
+/// their handlers read them, before anything is looked up or stored.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use crate::mlflow::{json_object, traces};
+
+    /// A StartTraceV3 body; whether it was accepted.
+    pub fn mlflow_start_trace(body: &[u8]) -> bool {
+        json_object(body)
+            .and_then(|v| traces::read_start_trace(&v))
+            .is_ok()
+    }
+
+    /// A SearchTracesV3 body; whether it was accepted.
+    pub fn mlflow_search_traces(body: &[u8]) -> bool {
+        json_object(body)
+            .and_then(|v| traces::read_search_traces(&v))
+            .is_ok()
+    }
+}
+
 use std::future::Future;
 use std::sync::Arc;
 

@@ -26,6 +26,26 @@ mod sessions;
 mod stats;
 mod write;
 
+/// What the fuzz targets (`fuzz/`) drive below the store's API: the filter's lowering to this
+/// store's SQL, for traces (with and without the list of a rare word's matches) and for spans.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use loupe_query::sql::Lowered;
+
+    /// The lowerings of `expr` this store writes.
+    pub fn lowerings(expr: &loupe_query::Expr) -> Vec<Lowered> {
+        let matches: Vec<(String, String)> = loupe_query::sql::full_text_conditions(expr)
+            .into_iter()
+            .map(|w| (w.to_string(), "{1,2,3}".to_string()))
+            .collect();
+        vec![
+            crate::layout::lower(expr, &[]),
+            crate::layout::lower(expr, &matches),
+            crate::layout::lower_spans(expr),
+        ]
+    }
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -166,6 +166,12 @@ fn read_file(path: &Path, out: &mut Vec<(u64, Vec<u8>)>) -> Result<(), StoreErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err("cannot open", path, e)),
     }
+    records_in(&bytes, out);
+    Ok(())
+}
+
+/// The records of one file's bytes, up to the first one cut short or corrupt.
+pub(crate) fn records_in(bytes: &[u8], out: &mut Vec<(u64, Vec<u8>)>) {
     let mut at = 0usize;
     while bytes.len() - at >= HEADER {
         let h = &bytes[at..at + HEADER];
@@ -185,7 +191,6 @@ fn read_file(path: &Path, out: &mut Vec<(u64, Vec<u8>)>) -> Result<(), StoreErro
         out.push((n, payload.to_vec()));
         at += HEADER + len;
     }
-    Ok(())
 }
 
 /// Where a stored span's body is in the body log: position and length.

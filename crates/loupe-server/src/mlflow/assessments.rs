@@ -236,34 +236,41 @@ async fn store_new(
     v: &Value,
 ) -> Result<Assessment, MlflowError> {
     let a = from_mlflow(v, trace_id, format!("a-{}", random_hex()))?;
+    store_assessments(state, vec![a.clone()]).await?;
+    Ok(a)
+}
+
+/// Stores assessments of one trace; a trace that does not exist is MLflow's 404.
+pub(crate) async fn store_assessments(
+    state: &AppState,
+    assessments: Vec<Assessment>,
+) -> Result<(), MlflowError> {
+    let Some(trace_id) = assessments.first().map(|a| a.trace_id) else {
+        return Ok(());
+    };
     state
         .store
-        .put_assessments(vec![a.clone()])
+        .put_assessments(assessments)
         .await
         .map_err(|e| match e.kind {
             loupe_store::ErrorKind::NotFound => {
                 MlflowError::missing(format!("Trace with ID {} not found.", mlflow_id(&trace_id)))
             }
             _ => e.into(),
-        })?;
-    Ok(a)
+        })
 }
 
 /// Assessments logged while the trace was still open travel inside its info (StartTraceV3).
-pub(crate) async fn store_from_trace_info(
-    state: &AppState,
-    trace_id: TraceId,
+pub(crate) fn assessments_of_trace_info(
     info: &Value,
-) -> Result<(), MlflowError> {
-    for a in info
-        .get("assessments")
+    trace_id: TraceId,
+) -> Result<Vec<Assessment>, MlflowError> {
+    info.get("assessments")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
-        store_new(state, trace_id, a).await?;
-    }
-    Ok(())
+        .map(|a| from_mlflow(a, trace_id, format!("a-{}", random_hex())))
+        .collect()
 }
 
 /// The assessment `aid` of a trace, or MLflow's 404.

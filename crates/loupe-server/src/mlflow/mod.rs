@@ -19,7 +19,7 @@ mod experiments;
 pub(crate) mod filter;
 mod runs;
 pub(crate) mod scorers;
-mod traces;
+pub(crate) mod traces;
 
 use axum::Router;
 use axum::body::Body;
@@ -242,11 +242,15 @@ async fn json_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Value, MlflowError> {
-    let bytes = raw_body(state, headers, body).await?;
+    json_object(&raw_body(state, headers, body).await?)
+}
+
+/// An MLflow request body: a JSON object, or nothing (the client sends none for some calls).
+pub(crate) fn json_object(bytes: &[u8]) -> Result<Value, MlflowError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    let v: Value = serde_json::from_slice(&bytes)
+    let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| MlflowError::invalid(format!("invalid JSON body: {e}")))?;
     if !v.is_object() {
         return Err(MlflowError::invalid("the JSON body must be an object"));

@@ -11,7 +11,7 @@ use loupe_model::{SpanStatus, TraceId, TraceSummary};
 use loupe_store::{Experiment, OrderKey, TraceInfoUpdate, TraceQuery, TraceSelection};
 use serde_json::{Map, Value, json};
 
-use super::assessments::store_from_trace_info;
+use super::assessments::{assessments_of_trace_info, store_assessments};
 use super::convert::{self, mlflow_id};
 use super::experiments::{experiment_by_id_str, experiment_for_project};
 use super::{
@@ -74,28 +74,26 @@ pub(super) fn string_map(v: Option<&Value>) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// `POST /api/3.0/mlflow/traces` (StartTraceV3): sent once per trace, after its root ended,
-/// before or after its spans arrive over OTLP.
-pub(super) async fn start_trace(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Reply {
-    let v = json_body(&state, &headers, body).await?;
+/// A StartTraceV3 body, read whole before anything is stored: the experiment it names, the
+/// trace info to store (its project set once the experiment is looked up) and the assessments
+/// logged while the trace was open, so a bad assessment leaves nothing half stored.
+pub(crate) struct StartTrace {
+    pub(crate) experiment_id: String,
+    pub(crate) update: TraceInfoUpdate,
+    pub(crate) assessments: Vec<Assessment>,
+}
+
+/// Reads a StartTraceV3 body (`{"trace": {"trace_info": …}}`).
+pub(crate) fn read_start_trace(v: &Value) -> Result<StartTrace, MlflowError> {
     let info = v.pointer("/trace/trace_info").ok_or_else(|| {
         MlflowError::invalid("missing value for required parameter 'trace.trace_info'")
     })?;
     let trace_id = trace_id_of(required(info, "trace_id")?)?;
-    let exp_id = info
+    let experiment_id = info
         .pointer("/trace_location/mlflow_experiment/experiment_id")
         .and_then(Value::as_str)
-        .unwrap_or("0");
-    let experiment = experiment_by_id_str(&state, exp_id).await?;
-    if experiment.lifecycle_stage != "active" {
-        return Err(MlflowError::invalid(format!(
-            "experiment {exp_id} is deleted"
-        )));
-    }
+        .unwrap_or("0")
+        .to_string();
     let tags = string_map(info.get("tags"));
     let metadata = string_map(info.get("trace_metadata"));
     let status = match str_field(info, "state") {
@@ -128,10 +126,11 @@ pub(super) async fn start_trace(
             extra.insert(key.into(), x.clone());
         }
     }
+    let assessments = assessments_of_trace_info(info, trace_id)?;
     let text = |k: &str| metadata.get(k).and_then(Value::as_str).map(str::to_string);
     let update = TraceInfoUpdate {
         trace_id,
-        project: experiment.project(),
+        project: String::new(),
         start_ns,
         duration_ns,
         status,
@@ -145,8 +144,35 @@ pub(super) async fn start_trace(
         metadata,
         info: extra,
     };
+    Ok(StartTrace {
+        experiment_id,
+        update,
+        assessments,
+    })
+}
+
+/// `POST /api/3.0/mlflow/traces` (StartTraceV3): sent once per trace, after its root ended,
+/// before or after its spans arrive over OTLP.
+pub(super) async fn start_trace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let v = json_body(&state, &headers, body).await?;
+    let StartTrace {
+        experiment_id,
+        mut update,
+        assessments,
+    } = read_start_trace(&v)?;
+    let experiment = experiment_by_id_str(&state, &experiment_id).await?;
+    if experiment.lifecycle_stage != "active" {
+        return Err(MlflowError::invalid(format!(
+            "experiment {experiment_id} is deleted"
+        )));
+    }
+    update.project = experiment.project();
     let stored = state.store.upsert_trace_info(update).await?;
-    store_from_trace_info(&state, trace_id, info).await?;
+    store_assessments(&state, assessments).await?;
     let info = infos(&state, std::slice::from_ref(&stored)).await?;
     ok(json!({"trace": {"trace_info": info[0]}}))
 }
@@ -288,13 +314,15 @@ pub(super) fn order_of(v: &Value) -> Result<Vec<(OrderKey, loupe_store::Directio
     OrderKey::parse_clauses(clauses).map_err(MlflowError::invalid)
 }
 
-/// `POST /api/3.0/mlflow/traces/search`.
-pub(super) async fn search_traces(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Reply {
-    let v = json_body(&state, &headers, body).await?;
+/// A SearchTracesV3 body, read: the experiments searched and the query (its projects set once
+/// the experiments are looked up).
+pub(crate) struct SearchTraces {
+    pub(crate) experiments: Vec<String>,
+    pub(crate) query: TraceQuery,
+}
+
+/// Reads a SearchTracesV3 body: limit, filter, order and page token.
+pub(crate) fn read_search_traces(v: &Value) -> Result<SearchTraces, MlflowError> {
     let limit = match v.get("max_results") {
         None | Some(Value::Null) => 100,
         Some(n) => n
@@ -308,31 +336,20 @@ pub(super) async fn search_traces(
             "Invalid value {limit} for parameter 'max_results' supplied: it must be between 1 and {MAX_SEARCH_RESULTS}"
         )));
     }
-    let mut projects = Vec::new();
-    for id in searched_experiments(&v) {
-        if let Ok(e) = experiment_by_id_str(&state, &id).await {
-            projects.push(e.project());
-        }
-    }
-    if projects.is_empty() {
-        return ok(json!({"traces": []}));
-    }
-    let filter = match str_field(&v, "filter").filter(|f| !f.trim().is_empty()) {
+    let filter = match str_field(v, "filter").filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(
             loupe_query::parse(f, now_ms())
                 .map_err(|e| MlflowError::invalid(format!("Invalid filter string {f:?}: {e}")))?,
         ),
         None => None,
     };
-    let order = order_of(&v)?;
     let mut query = TraceQuery {
         filter,
         limit,
-        order: order.clone(),
+        order: order_of(v)?,
         ..TraceQuery::default()
-    }
-    .projects(&projects);
-    if let Some(token) = str_field(&v, "page_token").filter(|t| !t.is_empty()) {
+    };
+    if let Some(token) = str_field(v, "page_token").filter(|t| !t.is_empty()) {
         let bad = || MlflowError::invalid(format!("invalid page_token {token:?}"));
         if let Some(offset) = token.strip_prefix("o:") {
             query.offset = offset.parse().map_err(|_| bad())?;
@@ -342,13 +359,37 @@ pub(super) async fn search_traces(
             return Err(bad());
         }
     }
+    Ok(SearchTraces {
+        experiments: searched_experiments(v),
+        query,
+    })
+}
+
+/// `POST /api/3.0/mlflow/traces/search`.
+pub(super) async fn search_traces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let v = json_body(&state, &headers, body).await?;
+    let SearchTraces { experiments, query } = read_search_traces(&v)?;
+    let mut projects = Vec::new();
+    for id in experiments {
+        if let Ok(e) = experiment_by_id_str(&state, &id).await {
+            projects.push(e.project());
+        }
+    }
+    if projects.is_empty() {
+        return ok(json!({"traces": []}));
+    }
+    let keyset = query.order.is_empty();
     let offset = query.offset;
-    let page = state.store.list_traces(query).await?;
+    let page = state.store.list_traces(query.projects(&projects)).await?;
     let n = page.consumed;
     let infos = infos(&state, &page.traces).await?;
     let mut out = json!({"traces": infos});
     if let Some(c) = page.next_cursor {
-        out["next_page_token"] = Value::String(if order.is_empty() {
+        out["next_page_token"] = Value::String(if keyset {
             format!("k:{}", c.encode())
         } else {
             format!("o:{}", offset + n)
