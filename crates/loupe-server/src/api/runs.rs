@@ -203,7 +203,7 @@ pub(crate) async fn list_runs(
         .filter(|r| (deleted || r.lifecycle_stage == ACTIVE) && filter.matches(r))
         .collect();
     sort(&mut runs, &orders, newest_run_first);
-    let next_offset = (offset + limit < runs.len()).then_some(offset + limit);
+    let next_offset = crate::util::next_offset(offset, limit, runs.len());
     Ok(Json(RunPage {
         runs: runs
             .iter()

@@ -293,8 +293,8 @@ fn offset_page<T>(
 ) -> Value {
     let page: Vec<Value> = items.iter().skip(offset).take(limit).map(to_json).collect();
     let mut out = json!({ key: page });
-    if offset.saturating_add(limit) < items.len() {
-        out["next_page_token"] = json!((offset + limit).to_string());
+    if let Some(next) = crate::util::next_offset(offset, limit, items.len()) {
+        out["next_page_token"] = json!(next.to_string());
     }
     out
 }
