@@ -25,7 +25,7 @@ impl IngestError {
         match self {
             IngestError::BadRequest(_) => false,
             IngestError::Overloaded | IngestError::ShuttingDown => true,
-            IngestError::Store(e) => e.kind == ErrorKind::Unavailable,
+            IngestError::Store(e) => e.is_retryable() && e.kind != ErrorKind::Conflict,
         }
     }
 }

@@ -6,12 +6,16 @@
 //! request waiting, hands them to the store in one [`TraceStore::write_spans`] call (one flush
 //! to disk for all of them) and only then answers each. While a batch is being written, the
 //! next one gathers.
+//!
+//! Log records (span events) take permits from the same budget: they are written at once, not
+//! batched, but an overload of logs is refused as one of spans is, and both together never
+//! hold more than the budget in memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use loupe_store::threads::PriorityPool;
-use loupe_store::{EncodedSpan, StoreError, TraceStore, WriteOutcome};
+use loupe_store::{EncodedEvent, EncodedSpan, StoreError, TraceStore, WriteOutcome};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -49,6 +53,7 @@ pub struct IngestQueue {
     max_queued: u32,
     closing: Arc<AtomicBool>,
     decoders: Arc<PriorityPool>,
+    store: Arc<dyn TraceStore>,
 }
 
 /// The writer task; await [`WriterHandle::join`] after every sender is gone to flush the rest.
@@ -76,7 +81,7 @@ impl IngestQueue {
         let (tx, rx) = mpsc::unbounded_channel();
         let max_queued = u32::try_from(config.max_queued_spans.max(1)).unwrap_or(u32::MAX);
         let closing = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(run_writer(store, rx, config.max_batch_spans.max(1)));
+        let task = tokio::spawn(run_writer(store.clone(), rx, config.max_batch_spans.max(1)));
         (
             Self {
                 tx,
@@ -88,6 +93,7 @@ impl IngestQueue {
                     decode_threads(),
                     DECODE_NICE,
                 )),
+                store,
             },
             WriterHandle { task, closing },
         )
@@ -102,23 +108,27 @@ impl IngestQueue {
         self.decoders.run(f).await.map_err(IngestError::Store)
     }
 
-    /// Queues spans and waits until they are committed. Fails at once when the queue is full.
-    pub async fn submit(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, IngestError> {
+    /// Permits for `items` spans or events, at once or not at all (the queue is full). A
+    /// request larger than the whole budget takes all of it, so it can still pass alone.
+    fn permits(&self, items: usize) -> Result<OwnedSemaphorePermit, IngestError> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(IngestError::ShuttingDown);
         }
-        if spans.is_empty() {
-            return Ok(WriteOutcome::default());
-        }
-        // A request larger than the whole budget takes all of it, so it can still pass alone.
-        let want = u32::try_from(spans.len())
+        let want = u32::try_from(items)
             .unwrap_or(u32::MAX)
             .min(self.max_queued);
-        let permit = self
-            .budget
+        self.budget
             .clone()
             .try_acquire_many_owned(want)
-            .map_err(|_| IngestError::Overloaded)?;
+            .map_err(|_| IngestError::Overloaded)
+    }
+
+    /// Queues spans and waits until they are committed. Fails at once when the queue is full.
+    pub async fn submit(&self, spans: Vec<EncodedSpan>) -> Result<WriteOutcome, IngestError> {
+        if spans.is_empty() {
+            return self.permits(0).map(|_| WriteOutcome::default());
+        }
+        let permit = self.permits(spans.len())?;
         let (reply, done) = oneshot::channel();
         self.tx
             .send(Job {
@@ -132,6 +142,19 @@ impl IngestQueue {
             Ok(Err(e)) => Err(IngestError::Store(e)),
             Err(_) => Err(IngestError::ShuttingDown),
         }
+    }
+
+    /// Writes span events (OTLP log records) within the queue's budget, and waits until they
+    /// are committed. Fails at once when the queue is full. Returns the events stored.
+    pub async fn submit_events(&self, events: Vec<EncodedEvent>) -> Result<u64, IngestError> {
+        let _permit = self.permits(events.len())?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.store
+            .write_events(events)
+            .await
+            .map_err(IngestError::Store)
     }
 }
 

@@ -144,6 +144,31 @@ impl SpanId {
     }
 }
 
+/// 32 random hex digits (std's per-process random hash keys, mixed with a counter and the time).
+pub fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut out = String::with_capacity(32);
+    for half in 0..2u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u64(half);
+        h.write_i64(crate::now_ms());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+/// A new assessment id, `a-` and 32 hex digits as MLflow's are: the first 12 the time in
+/// milliseconds, the rest random. Ids made later sort later, so a store's index by id takes
+/// them at its end instead of at a random page each (docs/performance.md, "Assessments").
+pub fn new_assessment_id() -> String {
+    let ms = crate::now_ms().clamp(0, 0xffff_ffff_ffff);
+    format!("a-{ms:012x}{}", &random_hex()[..20])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +196,23 @@ mod tests {
             "expected 8 bytes (16 hex characters), got 3 bytes"
         );
         assert!(TraceId([0; 16]).is_zero());
+    }
+
+    #[test]
+    fn assessment_ids_made_later_sort_later() {
+        let first = new_assessment_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_assessment_id();
+        assert!(first < second, "{first} then {second}");
+        for id in [&first, &second] {
+            assert_eq!(id.len(), 34, "{id}");
+            assert!(id.starts_with("a-"));
+            assert!(id[2..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+        assert_ne!(
+            new_assessment_id(),
+            new_assessment_id(),
+            "random in the same millisecond"
+        );
     }
 }

@@ -61,7 +61,7 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 pub use assessment::{
     Assessment, AssessmentError, AssessmentKind, AssessmentSource, AssessmentValue, SourceType,
 };
-pub use ids::{IdError, SpanId, TraceId};
+pub use ids::{IdError, SpanId, TraceId, new_assessment_id, random_hex};
 pub use span::{Span, SpanEvent, SpanLink, SpanStatus, TraceStatus, TraceSummary};
 
 /// Longest trace tag key, in bytes (MLflow's limit, which its clients expect).

@@ -119,12 +119,10 @@ pub trait Layout {
         false
     }
 
-    /// Pushes "the trace is one of those `subquery` pushes" (a `SELECT` of trace ids), for a
-    /// store that looks traces up by id another way than `t.trace_id IN (…)`.
-    fn trace_id_in(&self, subquery: &mut dyn FnMut(&mut Lowered), out: &mut Lowered) {
-        out.push("t.trace_id IN (");
-        subquery(out);
-        out.push(")");
+    /// The column of an assessment `a` that names its trace, and the column of the trace `t`
+    /// it equals: the trace id in both by default.
+    fn assessment_trace(&self) -> (&'static str, &'static str) {
+        ("a.trace_id", "t.trace_id")
     }
 }
 
@@ -346,19 +344,26 @@ fn lower_assessment(
         Expr::IsNull { negated: true, .. } => ("EXISTS", None),
         other => ("EXISTS", Some(other)),
     };
+    let (of_assessment, of_trace) = layout.assessment_trace();
     if body.is_some() && layout.list_assessments(e) {
-        let mut matches = |out: &mut Lowered| assessment_matches(kind, name, body, layout, out);
-        layout.trace_id_in(&mut matches, out);
+        out.push(of_trace);
+        out.push(" IN (");
+        assessment_matches(kind, name, body, layout, out);
+        out.push(")");
         return;
     }
     out.push(open);
-    out.push(" (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND ");
+    out.push(" (SELECT 1 FROM assessments a WHERE ");
+    out.push(of_assessment);
+    out.push(" = ");
+    out.push(of_trace);
+    out.push(" AND ");
     assessment_where(kind, name, body, layout, out);
     out.push(")");
 }
 
-/// `SELECT a.trace_id FROM assessments a WHERE …`: the traces with a valid assessment of this
-/// kind and name satisfying `cond`.
+/// `SELECT a.trace_id FROM assessments a WHERE …` (or the column [`Layout::assessment_trace`]
+/// names): the traces with a valid assessment of this kind and name satisfying `cond`.
 fn assessment_matches(
     kind: AssessmentKind,
     name: &str,
@@ -366,7 +371,9 @@ fn assessment_matches(
     layout: &dyn Layout,
     out: &mut Lowered,
 ) {
-    out.push("SELECT a.trace_id FROM assessments a WHERE ");
+    out.push("SELECT ");
+    out.push(layout.assessment_trace().0);
+    out.push(" FROM assessments a WHERE ");
     assessment_where(kind, name, cond, layout, out);
 }
 

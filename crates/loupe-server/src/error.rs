@@ -67,6 +67,10 @@ impl From<StoreError> for Failure {
                 tracing::warn!(error = %e, "store unavailable");
                 Failure::Unavailable("the store is busy; retry later")
             }
+            ErrorKind::StorageFull => {
+                tracing::error!(error = %e, "the disk is full");
+                Failure::Unavailable("the server's disk is full; retry once space is freed")
+            }
             _ => Failure::internal(&e),
         }
     }

@@ -108,10 +108,10 @@ impl LogsService for OtlpLogs {
             .map_err(to_status)?
             .map_err(to_status)?;
         self.state
-            .store
-            .write_events(prepared.events)
+            .queue
+            .submit_events(prepared.events)
             .await
-            .map_err(|e| to_status(IngestError::Store(e)))?;
+            .map_err(to_status)?;
         Ok(Response::new(ExportLogsServiceResponse {
             partial_success: (prepared.rejected > 0).then(|| ExportLogsPartialSuccess {
                 rejected_log_records: i64::try_from(prepared.rejected).unwrap_or(i64::MAX),

@@ -180,10 +180,10 @@ pub(crate) async fn export_logs(
     let (encoding, prepared) = decode(&state, &headers, body, loupe_ingest::prepare_logs).await?;
     let retry = state.config.retry_after_secs;
     state
-        .store
-        .write_events(prepared.events)
+        .queue
+        .submit_events(prepared.events)
         .await
-        .map_err(|e| OtlpError::from_ingest(IngestError::Store(e), encoding, retry))?;
+        .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
     let (rejected, reason) = (
         prepared.rejected,
         prepared.reject_reason.unwrap_or_default(),

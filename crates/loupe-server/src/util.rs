@@ -3,23 +3,7 @@
 
 pub(crate) use crate::mlflow::rfc3339_ms as rfc3339;
 pub(crate) use loupe_model::now_ms;
-
-/// 32 random hex digits (std's per-process random hash keys, mixed with a counter and the time).
-pub(crate) fn random_hex() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut out = String::with_capacity(32);
-    for half in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(n);
-        h.write_u64(half);
-        h.write_i64(now_ms());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
-}
+pub(crate) use loupe_model::{new_assessment_id, random_hex};
 
 /// The offset of the page after `limit` items from `offset` of a list of `len`, unless that
 /// page is empty (an offset from the caller may be anything, so this cannot overflow).

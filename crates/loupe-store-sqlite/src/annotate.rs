@@ -341,7 +341,7 @@ pub(crate) fn delete_traces(
                 .map_err(db_err)?;
             tx.execute("DELETE FROM span_events WHERE trace_id = ?1", [id])
                 .map_err(db_err)?;
-            tx.execute("DELETE FROM assessments WHERE trace_id = ?1", [id])
+            tx.execute("DELETE FROM assessments WHERE trace_seq = ?1", [seq])
                 .map_err(db_err)?;
             deleted += tx
                 .execute("DELETE FROM traces WHERE seq = ?1", [seq])
@@ -355,70 +355,78 @@ pub(crate) fn delete_traces(
     Ok(deleted)
 }
 
-/// Stores assessments in one transaction (see [`loupe_store::TraceStore::put_assessments`]).
-pub(crate) fn put_assessments(
-    conn: &mut Connection,
+/// Stores assessments in the writer's open transaction (see
+/// [`loupe_store::TraceStore::put_assessments`] and `Inner::write_assessments`): every trace is
+/// looked up before anything is written, so a missing one changes nothing.
+pub(crate) fn apply_assessments(
+    conn: &Connection,
     assessments: &[Assessment],
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction().map_err(db_err)?;
-    {
-        let mut exists = tx
-            .prepare_cached(&format!("SELECT 1 FROM traces WHERE seq = {SEQ_OF_ID}"))
+    let mut seq_of = conn
+        .prepare_cached(&format!("SELECT seq FROM traces WHERE seq = {SEQ_OF_ID}"))
+        .map_err(db_err)?;
+    let mut seqs = Vec::with_capacity(assessments.len());
+    for a in assessments {
+        let Some(seq) = seq_of
+            .query_row([&a.trace_id.0[..]], |r| r.get::<_, i64>(0))
+            .optional()
+            .map_err(db_err)?
+        else {
+            return Err(StoreError::not_found(format!(
+                "trace {} not found",
+                a.trace_id.to_hex()
+            )));
+        };
+        seqs.push(seq);
+    }
+    let mut upsert = conn
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO assessments ({ASSESSMENT_COLUMNS}, trace_seq) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?18, ?19, ?20, ?21, ?22)"
+        ))
+        .map_err(db_err)?;
+    let mut overridden = conn
+        .prepare_cached(
+            "UPDATE assessments SET valid = 0, overridden_by = ?1, update_time = ?2 \
+             WHERE id = ?3 AND trace_id = ?4 AND id != ?1",
+        )
+        .map_err(db_err)?;
+    for (a, seq) in assessments.iter().zip(seqs) {
+        let r = AssessmentRow::from(a);
+        upsert
+            .execute(params![
+                r.id,
+                r.trace_id,
+                r.span_id,
+                r.name,
+                r.kind,
+                r.value_type,
+                r.value_num,
+                r.value_text,
+                r.error_code,
+                r.error_message,
+                r.error_trace,
+                r.rationale,
+                r.source_type,
+                r.source_id,
+                to_text(&r.metadata),
+                r.valid,
+                r.overrides,
+                r.overridden_by,
+                r.run_id,
+                r.create_time,
+                r.update_time,
+                seq,
+            ])
             .map_err(db_err)?;
-        let mut upsert = tx
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO assessments ({ASSESSMENT_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-                 ?18, ?19, ?20, ?21)"
-            ))
-            .map_err(db_err)?;
-        let mut overridden = tx
-            .prepare_cached(
-                "UPDATE assessments SET valid = 0, overridden_by = ?1, update_time = ?2 \
-                 WHERE id = ?3 AND trace_id = ?4 AND id != ?1",
-            )
-            .map_err(db_err)?;
-        for a in assessments {
-            if !exists.exists([&a.trace_id.0[..]]).map_err(db_err)? {
-                return Err(StoreError::not_found(format!(
-                    "trace {} not found",
-                    a.trace_id.to_hex()
-                )));
-            }
-            let r = AssessmentRow::from(a);
-            upsert
-                .execute(params![
-                    r.id,
-                    r.trace_id,
-                    r.span_id,
-                    r.name,
-                    r.kind,
-                    r.value_type,
-                    r.value_num,
-                    r.value_text,
-                    r.error_code,
-                    r.error_message,
-                    r.error_trace,
-                    r.rationale,
-                    r.source_type,
-                    r.source_id,
-                    to_text(&r.metadata),
-                    r.valid,
-                    r.overrides,
-                    r.overridden_by,
-                    r.run_id,
-                    r.create_time,
-                    r.update_time,
-                ])
+        if let Some(old) = &a.overrides {
+            overridden
+                .execute(params![a.id, a.last_update_time_ms, old, r.trace_id])
                 .map_err(db_err)?;
-            if let Some(old) = &a.overrides {
-                overridden
-                    .execute(params![a.id, a.last_update_time_ms, old, r.trace_id])
-                    .map_err(db_err)?;
-            }
         }
     }
-    tx.commit().map_err(db_err)
+    Ok(())
 }
 
 fn assessment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssessmentRow> {
@@ -465,7 +473,7 @@ pub(crate) fn assessments(
 ) -> Result<Vec<Assessment>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE trace_id = ?1 \
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE trace_seq = {SEQ_OF_ID} \
              ORDER BY create_time, id"
         ))
         .map_err(db_err)?;

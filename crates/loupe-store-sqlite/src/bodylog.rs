@@ -32,8 +32,9 @@ const SEGMENT_BYTES: u64 = 1 << 30;
 /// Bits of a position that hold the offset; the segment number sits above them.
 const OFFSET_BITS: u32 = 40;
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::unavailable(format!("{what} {}: {e}", path.display()))
+/// The error of a failed operation on a file of the store (see [`StoreError::io`]).
+pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::io(format_args!("{what} {}", path.display()), &e)
 }
 
 fn segment_path(dir: &Path, seg: u64) -> PathBuf {

@@ -61,14 +61,10 @@ impl Layout for SqliteLayout {
         self.listed.contains(e)
     }
 
-    /// `traces` has no index by trace id: the ids map to trace numbers through `trace_ids` and
-    /// `trace_ids_recent` (see `write::SEQ_OF_ID`).
-    fn trace_id_in(&self, subquery: &mut dyn FnMut(&mut Lowered), out: &mut Lowered) {
-        out.push("t.seq IN (SELECT i.seq FROM trace_ids i WHERE i.trace_id IN (");
-        subquery(out);
-        out.push(") UNION ALL SELECT r.seq FROM trace_ids_recent r WHERE r.trace_id IN (");
-        subquery(out);
-        out.push("))");
+    /// `traces` has no index by trace id, and assessments are indexed by their trace's number
+    /// (schema version 14), which new traces take in rising order.
+    fn assessment_trace(&self) -> (&'static str, &'static str) {
+        ("a.trace_seq", "t.seq")
     }
 
     fn text(&self, words: &str, out: &mut Lowered) {
@@ -204,16 +200,14 @@ mod tests {
             ..SqliteLayout::default()
         };
         let l = loupe_query::sql::lower_traces(&e, &listed);
-        let matches = "SELECT a.trace_id FROM assessments a WHERE a.name = ? \
-             AND a.kind = 'feedback' AND a.valid = 1 AND (a.value_num >= ?)";
         assert_eq!(
             l.sql,
-            format!(
-                "t.seq IN (SELECT i.seq FROM trace_ids i WHERE i.trace_id IN ({matches}) \
-                 UNION ALL SELECT r.seq FROM trace_ids_recent r WHERE r.trace_id IN ({matches}))"
-            )
+            "t.seq IN (SELECT a.trace_seq FROM assessments a WHERE a.name = ? \
+             AND a.kind = 'feedback' AND a.valid = 1 AND (a.value_num >= ?))"
         );
-        let once = [Param::Text("quality".into()), Param::Real(0.999)];
-        assert_eq!(l.params, [once.clone(), once].concat());
+        assert_eq!(
+            l.params,
+            [Param::Text("quality".into()), Param::Real(0.999)]
+        );
     }
 }

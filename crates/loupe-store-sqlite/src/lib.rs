@@ -32,14 +32,17 @@ mod writer;
 #[cfg(fuzzing)]
 pub mod fuzzing {
     /// Reads a redo-log file's bytes as opening the store does: its records, then each
-    /// record's spans. Returns how many spans the readable records hold.
+    /// record's spans or assessments. Returns how many the readable records hold.
     pub fn read_redo_file(bytes: &[u8]) -> usize {
+        use crate::redo::{RecordKind, decode, decode_assessments};
         let mut records = Vec::new();
         crate::redo::records_in(bytes, &mut records);
         records
             .iter()
-            .filter_map(|(_, payload)| crate::redo::decode(payload).ok())
-            .map(|spans| spans.len())
+            .filter_map(|(_, kind, payload)| match kind {
+                RecordKind::Spans => decode(payload).ok().map(|s| s.len()),
+                RecordKind::Assessments => decode_assessments(payload).ok().map(|a| a.len()),
+            })
             .sum()
     }
 }
@@ -121,6 +124,9 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
             ) =>
         {
             StoreError::unavailable(format!("database busy: {e}"))
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            StoreError::storage_full(format!("sqlite: {e}"))
         }
         _ => StoreError::internal(format!("sqlite: {e}")),
     }
@@ -442,7 +448,10 @@ impl TraceStore for SqliteStore {
     }
 
     async fn put_assessments(&self, assessments: Vec<Assessment>) -> Result<(), StoreError> {
-        self.blocking(move |s| s.with_writer(|c| annotate::put_assessments(c, &assessments)))
+        if assessments.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |s| s.inner.write_assessments(&assessments))
             .await
     }
 

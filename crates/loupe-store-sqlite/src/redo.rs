@@ -18,19 +18,24 @@
 //! flushed), off the writer lock. Records that survive an emptying lost in a crash are
 //! skipped by their number.
 //!
-//! Record: `LRD1`, batch number (u64), payload length (u32), xxHash32 of the payload, payload.
-//! A record that is cut short or fails its checksum ends the log: it was never acknowledged.
+//! Assessments take the same path: a batch of them is applied in the open transaction and
+//! logged as a record of its own, so writing them joins the next commit instead of forcing one
+//! (a commit per `put_assessments` copied every hot index page into the WAL each time).
+//!
+//! Record: a magic (`LRD1` for spans, `LRA1` for assessments), batch number (u64), payload
+//! length (u32), xxHash32 of the payload, payload. A record that is cut short or fails its
+//! checksum ends the log: it was never acknowledged.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use loupe_model::{SpanId, SpanStatus, TraceId};
+use loupe_model::{Assessment, SpanId, SpanStatus, TraceId};
 use loupe_store::{BodyPart, EncodedSpan, SpanColumns, StoreError};
 use rusqlite::Connection;
 
-use crate::bodylog::LogReader;
+use crate::bodylog::{LogReader, io_err};
 use crate::db_err;
 use crate::write;
 use crate::writer::set_batch_mark;
@@ -41,14 +46,35 @@ use crate::writer::set_batch_mark;
 /// appended to it could drop them.
 pub const REDO_FILES: [&str; 2] = ["redo.log", "redo.1.log"];
 
-const MAGIC: [u8; 4] = *b"LRD1";
+/// What a record holds, told by its magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordKind {
+    /// A span batch ([`put_trace`] per trace).
+    Spans,
+    /// A batch of assessments (JSON).
+    Assessments,
+}
+
+impl RecordKind {
+    fn magic(self) -> [u8; 4] {
+        match self {
+            RecordKind::Spans => *b"LRD1",
+            RecordKind::Assessments => *b"LRA1",
+        }
+    }
+
+    fn of_magic(magic: &[u8]) -> Option<RecordKind> {
+        [RecordKind::Spans, RecordKind::Assessments]
+            .into_iter()
+            .find(|k| k.magic() == magic)
+    }
+}
+
+/// A record: batch number, kind, payload.
+pub(crate) type Record = (u64, RecordKind, Vec<u8>);
 const HEADER: usize = 4 + 8 + 4 + 4;
 /// Records larger than this are refused as corrupt (a batch holds at most ~20,000 spans).
 const MAX_RECORD: usize = 1 << 30;
-
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::unavailable(format!("{what} {}: {e}", path.display()))
-}
 
 /// One of the log's two files.
 struct RedoFile {
@@ -84,9 +110,14 @@ impl RedoLog {
     }
 
     /// Appends batch `n` (one `write`). Not yet on disk: see [`RedoLog::file`].
-    pub(crate) fn append(&mut self, n: u64, payload: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn append(
+        &mut self,
+        n: u64,
+        kind: RecordKind,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
         self.buf.clear();
-        self.buf.extend_from_slice(&MAGIC);
+        self.buf.extend_from_slice(&kind.magic());
         self.buf.extend_from_slice(&n.to_le_bytes());
         self.buf.extend_from_slice(
             &u32::try_from(payload.len())
@@ -142,21 +173,21 @@ impl RedoLog {
 /// Empties a file of the log (see [`RedoLog::switch`]).
 pub(crate) fn empty(file: &File) -> Result<(), StoreError> {
     file.set_len(0)
-        .map_err(|e| StoreError::unavailable(format!("cannot empty the redo log: {e}")))
+        .map_err(|e| StoreError::io("cannot empty the redo log", &e))
 }
 
 /// The records of the log in `data_dir`, in batch order: each file's, up to the first one cut
 /// short or corrupt.
-pub(crate) fn read_records(data_dir: &Path) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+pub(crate) fn read_records(data_dir: &Path) -> Result<Vec<Record>, StoreError> {
     let mut out = Vec::new();
     for name in REDO_FILES {
         read_file(&data_dir.join(name), &mut out)?;
     }
-    out.sort_by_key(|(n, _)| *n);
+    out.sort_by_key(|(n, _, _)| *n);
     Ok(out)
 }
 
-fn read_file(path: &Path, out: &mut Vec<(u64, Vec<u8>)>) -> Result<(), StoreError> {
+fn read_file(path: &Path, out: &mut Vec<Record>) -> Result<(), StoreError> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
@@ -171,13 +202,13 @@ fn read_file(path: &Path, out: &mut Vec<(u64, Vec<u8>)>) -> Result<(), StoreErro
 }
 
 /// The records of one file's bytes, up to the first one cut short or corrupt.
-pub(crate) fn records_in(bytes: &[u8], out: &mut Vec<(u64, Vec<u8>)>) {
+pub(crate) fn records_in(bytes: &[u8], out: &mut Vec<Record>) {
     let mut at = 0usize;
     while bytes.len() - at >= HEADER {
         let h = &bytes[at..at + HEADER];
-        if h[..4] != MAGIC {
+        let Some(kind) = RecordKind::of_magic(&h[..4]) else {
             break;
-        }
+        };
         let n = u64::from_le_bytes(h[4..12].try_into().unwrap_or_default());
         let len = u32::from_le_bytes(h[12..16].try_into().unwrap_or_default()) as usize;
         let sum = u32::from_le_bytes(h[16..20].try_into().unwrap_or_default());
@@ -188,7 +219,7 @@ pub(crate) fn records_in(bytes: &[u8], out: &mut Vec<(u64, Vec<u8>)>) {
         if twox_hash::XxHash32::oneshot(0, payload) != sum {
             break;
         }
-        out.push((n, payload.to_vec()));
+        out.push((n, kind, payload.to_vec()));
         at += HEADER + len;
     }
 }
@@ -340,9 +371,9 @@ pub(crate) fn replay(
         )
         .map_err(db_err)?;
     let mut last = u64::try_from(mark).unwrap_or(0);
-    let records: Vec<(u64, Vec<u8>)> = read_records(data_dir)?
+    let records: Vec<Record> = read_records(data_dir)?
         .into_iter()
-        .filter(|(n, _)| *n > last)
+        .filter(|(n, _, _)| *n > last)
         .collect();
     if records.is_empty() {
         return Ok(last);
@@ -350,7 +381,7 @@ pub(crate) fn replay(
     let started = std::time::Instant::now();
     let mut spans_in = 0usize;
     conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
-    for (n, payload) in records {
+    for (n, kind, payload) in records {
         if n != last + 1 {
             tracing::warn!(
                 expected = last + 1,
@@ -359,47 +390,94 @@ pub(crate) fn replay(
             );
             break;
         }
-        let decoded = match decode(&payload) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(batch = n, error = %e, "redo log: unreadable batch; replay stops");
-                break;
-            }
-        };
-        if !bodies_whole(bodies, &decoded) {
-            tracing::warn!(
-                batch = n,
-                "redo log: a body of the batch is not whole on disk (never acknowledged); replay stops"
-            );
-            break;
-        }
-        let (rows, at): (Vec<EncodedSpan>, Vec<Option<BodyAt>>) =
-            decoded.into_iter().map(|r| (r.span, r.body)).unzip();
         conn.execute_batch("SAVEPOINT replay").map_err(db_err)?;
-        let applied = write::apply_spans(
-            conn,
-            write::Place::Replay,
-            &rows,
-            Some(&at),
-            &mut Vec::new(),
-            &mut 0,
-        )
-        .and_then(|_| set_batch_mark(conn, n));
+        let applied = match kind {
+            RecordKind::Spans => replay_spans(conn, bodies, &payload),
+            RecordKind::Assessments => decode_assessments(&payload)
+                .map_err(Replay::Unreadable)
+                .and_then(|a| {
+                    crate::annotate::apply_assessments(conn, &a)
+                        .map(|()| 0)
+                        .map_err(Replay::Failed)
+                }),
+        }
+        .and_then(|spans| {
+            set_batch_mark(conn, n)
+                .map(|()| spans)
+                .map_err(Replay::Failed)
+        });
         match applied {
-            Ok(()) => conn.execute_batch("RELEASE replay").map_err(db_err)?,
-            Err(e) => {
+            Ok(spans) => {
+                conn.execute_batch("RELEASE replay").map_err(db_err)?;
+                spans_in += spans;
+                last = n;
+            }
+            // A full disk stops the whole replay, to be tried again: what it could not apply
+            // is still needed, and batches after it must not take its numbers.
+            Err(Replay::Failed(e)) if e.kind == loupe_store::ErrorKind::StorageFull => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+            Err(stop) => {
                 conn.execute_batch("ROLLBACK TO replay; RELEASE replay")
                     .map_err(db_err)?;
-                tracing::error!(batch = n, error = %e, "redo log: replay failed; replay stops");
+                match stop {
+                    Replay::Unreadable(e) => {
+                        tracing::warn!(batch = n, error = %e, "redo log: unreadable batch; replay stops")
+                    }
+                    Replay::NotWhole => tracing::warn!(
+                        batch = n,
+                        "redo log: a body of the batch is not whole on disk (never acknowledged); replay stops"
+                    ),
+                    Replay::Failed(e) => {
+                        tracing::error!(batch = n, error = %e, "redo log: replay failed; replay stops")
+                    }
+                }
                 break;
             }
         }
-        spans_in += rows.len();
-        last = n;
     }
     conn.execute_batch("COMMIT").map_err(db_err)?;
     tracing::info!(batches = last.saturating_sub(u64::try_from(mark).unwrap_or(0)), spans = spans_in, took = ?started.elapsed(), "redo log replayed");
     Ok(last)
+}
+
+/// Why replay stops at a record.
+enum Replay {
+    Unreadable(StoreError),
+    NotWhole,
+    Failed(StoreError),
+}
+
+/// Applies a span batch's record again; returns its spans.
+fn replay_spans(conn: &Connection, bodies: &LogReader, payload: &[u8]) -> Result<usize, Replay> {
+    let decoded = decode(payload).map_err(Replay::Unreadable)?;
+    if !bodies_whole(bodies, &decoded) {
+        return Err(Replay::NotWhole);
+    }
+    let (rows, at): (Vec<EncodedSpan>, Vec<Option<BodyAt>>) =
+        decoded.into_iter().map(|r| (r.span, r.body)).unzip();
+    write::apply_spans(
+        conn,
+        write::Place::Replay,
+        &rows,
+        Some(&at),
+        &mut Vec::new(),
+        &mut 0,
+    )
+    .map_err(Replay::Failed)?;
+    Ok(rows.len())
+}
+
+/// A record of assessments: their JSON.
+pub(crate) fn encode_assessments(assessments: &[Assessment]) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(assessments)
+        .map_err(|e| StoreError::internal(format!("cannot encode assessments: {e}")))
+}
+
+/// Reads a record of assessments back.
+pub(crate) fn decode_assessments(payload: &[u8]) -> Result<Vec<Assessment>, StoreError> {
+    serde_json::from_slice(payload).map_err(corrupt)
 }
 
 /// Whether every body group a replayed batch points at reads back whole from the body log

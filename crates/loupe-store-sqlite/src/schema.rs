@@ -345,6 +345,21 @@ CREATE TABLE scorer_online_configs (
     doc TEXT NOT NULL
 );
 "#,
+    // Version 14: assessments indexed by their trace's number instead of its id. New traces
+    // take rising numbers, so a new trace's assessments go to the end of both indexes (the
+    // values a judge gives are few, so by value too) instead of to a random page of each, which
+    // every commit copied into the WAL once the indexes outgrew the cache (figures:
+    // docs/performance.md, "Assessments").
+    r#"
+ALTER TABLE assessments ADD COLUMN trace_seq INTEGER;
+UPDATE assessments SET trace_seq = coalesce(
+    (SELECT r.seq FROM trace_ids_recent r WHERE r.trace_id = assessments.trace_id),
+    (SELECT i.seq FROM trace_ids i WHERE i.trace_id = assessments.trace_id));
+DROP INDEX assessments_by_trace;
+DROP INDEX assessments_by_value;
+CREATE INDEX assessments_by_trace ON assessments (trace_seq, name, kind, valid, value_num);
+CREATE INDEX assessments_by_value ON assessments (name, kind, valid, value_num, trace_seq);
+"#,
 ];
 
 /// What a connection is for: the one writer, or a reader (queries, the checkpointer).

@@ -573,6 +573,76 @@ async fn crashed_after_three_batches() -> (tempfile::TempDir, tempfile::TempDir,
 }
 
 #[tokio::test]
+async fn acknowledged_assessments_survive_a_crash_before_their_commit() {
+    use loupe_store_conformance::fixtures::feedback;
+    let (live, crashed, store) = crashed_after_three_batches().await;
+    // Assessments join the open transaction as a record of their own: no commit of their own.
+    store
+        .put_assessments(vec![
+            feedback("a-1", TraceId([1; 16]), "quality", json!(0.25), 1_000),
+            feedback("a-2", TraceId([3; 16]), "quality", json!(0.75), 1_000),
+        ])
+        .await
+        .unwrap();
+    let mut over = feedback("a-3", TraceId([1; 16]), "quality", json!(0.5), 2_000);
+    over.overrides = Some("a-1".into());
+    store.put_assessments(vec![over]).await.unwrap();
+    // A trace that does not exist refuses its batch, and nothing of it is written.
+    let refused = store
+        .put_assessments(vec![
+            feedback("a-4", TraceId([2; 16]), "quality", json!(1), 3_000),
+            feedback("a-5", TraceId([9; 16]), "quality", json!(1), 3_000),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, loupe_store::ErrorKind::NotFound);
+    crash_copy(live.path(), crashed.path());
+    assert_eq!(committed_traces(crashed.path()), 0, "nothing committed yet");
+    let kinds: Vec<_> = crate::redo::read_records(crashed.path())
+        .unwrap()
+        .into_iter()
+        .map(|(_, kind, _)| kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            crate::redo::RecordKind::Spans,
+            crate::redo::RecordKind::Spans,
+            crate::redo::RecordKind::Spans,
+            crate::redo::RecordKind::Assessments,
+            crate::redo::RecordKind::Assessments,
+        ]
+    );
+
+    let recovered = SqliteStore::open(crashed.path()).unwrap();
+    for found in [&store, &recovered] {
+        let got = found
+            .assessments(vec![TraceId([1; 16]), TraceId([2; 16]), TraceId([3; 16])])
+            .await
+            .unwrap();
+        let by_id = |id: &str| got.iter().find(|a| a.id == id).cloned();
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(by_id("a-4").is_none(), "the refused batch wrote nothing");
+        let first = by_id("a-1").unwrap();
+        assert!(!first.valid, "overridden by a-3");
+        assert_eq!(first.overridden_by.as_deref(), Some("a-3"));
+        assert!(by_id("a-2").unwrap().valid);
+        // Filters read them by the trace's number.
+        let page = found
+            .list_traces(TraceQuery {
+                filter: Some(loupe_query::parse("feedback.quality > 0.4", 0).unwrap()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut ids: Vec<_> = page.traces.iter().map(|t| t.trace_id).collect();
+        ids.sort();
+        assert_eq!(ids, [TraceId([1; 16]), TraceId([3; 16])]);
+    }
+}
+
+#[tokio::test]
 async fn acknowledged_batches_survive_a_crash_before_their_commit() {
     let (live, crashed, store) = crashed_after_three_batches().await;
     // Acknowledged, and only in the redo log: the database file holds none of it yet.
@@ -742,6 +812,35 @@ fn id_counts(dir: &std::path::Path) -> (i64, i64) {
             .unwrap()
     };
     (count("trace_ids"), count("trace_ids_recent"))
+}
+
+#[tokio::test]
+async fn trace_ids_merge_in_proportion_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_trace_id_merge_threshold(1);
+    let write = |traces: std::ops::RangeInclusive<u8>| {
+        let spans: Vec<_> = traces.flat_map(trace_spans).collect();
+        let store = &store;
+        async move {
+            store.write_spans(spans).await.unwrap();
+            // A read commits, and a commit merges when it is time.
+            store.list_traces(TraceQuery::default()).await.unwrap();
+        }
+    };
+    write(1..=100).await;
+    assert_eq!(id_counts(dir.path()), (100, 0), "100 new ids of 100 traces");
+    write(101..=105).await;
+    assert_eq!(
+        id_counts(dir.path()),
+        (100, 5),
+        "5 new ids are less than a sixteenth of 105 traces"
+    );
+    write(106..=106).await;
+    assert_eq!(id_counts(dir.path()), (106, 0), "6 of 106 are");
+    for t in [1, 100, 105, 106] {
+        loupe_store_conformance::fixtures::check_rollup(&store, t).await;
+    }
 }
 
 #[tokio::test]

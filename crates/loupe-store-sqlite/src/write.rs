@@ -47,6 +47,21 @@ pub(crate) const SEQ_OF_ID: &str = "(SELECT seq FROM trace_ids_recent WHERE trac
 /// New trace ids past which the writer moves them into the large table (see [`SEQ_OF_ID`]).
 pub(crate) const MERGE_RECENT_IDS: usize = 262_144;
 
+/// And past this share of all traces: a merge rewrites about every page of the large table,
+/// so with a fixed batch its cost per trace grew with the store; a batch in proportion keeps
+/// it flat, while the recent table stays a few thousand pages, in the writer's cache (figures:
+/// docs/performance.md, "Start indexes and trace ids").
+pub(crate) const MERGE_SHARE: usize = 16;
+
+/// About how many traces the store holds (the last trace number, so deleted ones count):
+/// a lookup of the table's last row, not a count.
+pub(crate) fn traces_stored(conn: &Connection) -> Result<usize, StoreError> {
+    conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM traces")
+        .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
+        .map(|n| usize::try_from(n).unwrap_or(0))
+        .map_err(db_err)
+}
+
 /// Moves the recent trace ids into the large table, in the open transaction.
 ///
 /// An id goes into `trace_ids_recent` only when neither table has it, and a deleted trace's id

@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use loupe_model::Assessment;
 use loupe_store::{EncodedSpan, StoreError, WriteOutcome};
 use rusqlite::Connection;
 
+use crate::redo::RecordKind;
 use crate::{Inner, bodylog, db_err, redo, write};
 
 /// How long span batches gather in the writer's open transaction before it commits (see
@@ -49,6 +51,10 @@ pub(crate) struct Writer {
     record: Vec<u8>,
     /// Trace ids in `trace_ids_recent` (see [`write::SEQ_OF_ID`]).
     recent_ids: usize,
+    /// The database lacks batches the redo log holds: a rollback's replay failed (a full
+    /// disk, say). No new batch is taken until a replay succeeds, or its commit would mark
+    /// the missing ones applied and the redo file holding them would be emptied.
+    stale: bool,
 }
 
 impl Writer {
@@ -61,6 +67,7 @@ impl Writer {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             recent_ids: recent_ids(&conn)?,
+            stale: false,
             conn,
             log,
             redo,
@@ -95,7 +102,7 @@ pub(crate) fn sync_wal(path: &Path) -> Result<(), StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
-    .map_err(|e| StoreError::unavailable(format!("cannot flush the write-ahead log: {e}")))
+    .map_err(|e| StoreError::io("cannot flush the write-ahead log", &e))
 }
 
 /// Trace ids in `trace_ids_recent`.
@@ -160,13 +167,7 @@ impl Inner {
                 .lock()
                 .map_err(|_| StoreError::internal("writer poisoned"))?;
             let outcome = self.apply(&mut w, spans)?;
-            let open = w
-                .open
-                .as_ref()
-                .map_or((Duration::ZERO, 0), |o| (o.since.elapsed(), o.spans));
-            if open.0 >= COMMIT_EVERY || open.1 >= MAX_OPEN_SPANS {
-                self.commit(&mut w)?;
-            }
+            self.commit_if_due(&mut w)?;
             (outcome, w.log.file(), w.redo.file())
         };
         // The batch's bodies and its redo record are written; make both durable before anyone
@@ -174,15 +175,52 @@ impl Inner {
         // being applied.
         segment
             .sync_data()
-            .map_err(|e| StoreError::unavailable(format!("cannot flush the body log: {e}")))?;
+            .map_err(|e| StoreError::io("cannot flush the body log", &e))?;
         redo.sync_data()
-            .map_err(|e| StoreError::unavailable(format!("cannot flush the redo log: {e}")))?;
+            .map_err(|e| StoreError::io("cannot flush the redo log", &e))?;
         Ok(outcome)
     }
 
-    /// Applies a span batch in the writer's open transaction (opening one if needed) and
-    /// writes its bodies and redo record; the caller flushes both before acknowledging it.
-    fn apply(&self, w: &mut Writer, spans: &[EncodedSpan]) -> Result<WriteOutcome, StoreError> {
+    /// Applies assessments in the writer's open transaction, as a batch of the redo log of
+    /// their own, and makes their record durable before it returns. They join the next commit
+    /// of span batches (see `redo.rs`); a missing trace refuses the batch and changes nothing.
+    pub(crate) fn write_assessments(&self, assessments: &[Assessment]) -> Result<(), StoreError> {
+        let payload = redo::encode_assessments(assessments)?;
+        let redo = {
+            let mut w = self
+                .writer
+                .lock()
+                .map_err(|_| StoreError::internal("writer poisoned"))?;
+            self.open(&mut w)?;
+            let n = w.next_batch;
+            let applied = crate::annotate::apply_assessments(&w.conn, assessments)
+                .and_then(|()| set_batch_mark(&w.conn, n))
+                .and_then(|()| w.redo.append(n, RecordKind::Assessments, &payload));
+            match applied {
+                Ok(()) => {
+                    w.next_batch += 1;
+                    self.uncommitted.store(true, Ordering::Release);
+                }
+                // Refused before anything was written.
+                Err(e) if e.kind == loupe_store::ErrorKind::NotFound => return Err(e),
+                Err(e) => {
+                    self.restart(&mut w)?;
+                    return Err(e);
+                }
+            }
+            self.commit_if_due(&mut w)?;
+            w.redo.file()
+        };
+        redo.sync_data()
+            .map_err(|e| StoreError::io("cannot flush the redo log", &e))
+    }
+
+    /// Opens the writer's transaction if none is open (after replaying the redo log, if an
+    /// earlier replay failed).
+    fn open(&self, w: &mut Writer) -> Result<(), StoreError> {
+        if w.stale {
+            self.restart(w)?;
+        }
         if w.open.is_none() {
             if !w.conn.is_autocommit() {
                 // Left open by a replay that failed half-way (see `restart`).
@@ -194,6 +232,26 @@ impl Inner {
                 spans: 0,
             });
         }
+        Ok(())
+    }
+
+    /// Commits the open transaction once it is [`COMMIT_EVERY`] old or holds
+    /// [`MAX_OPEN_SPANS`].
+    fn commit_if_due(&self, w: &mut Writer) -> Result<(), StoreError> {
+        let open = w
+            .open
+            .as_ref()
+            .map_or((Duration::ZERO, 0), |o| (o.since.elapsed(), o.spans));
+        if open.0 >= COMMIT_EVERY || open.1 >= MAX_OPEN_SPANS {
+            self.commit(w)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a span batch in the writer's open transaction (opening one if needed) and
+    /// writes its bodies and redo record; the caller flushes both before acknowledging it.
+    fn apply(&self, w: &mut Writer, spans: &[EncodedSpan]) -> Result<WriteOutcome, StoreError> {
+        self.open(w)?;
         let n = w.next_batch;
         let Writer {
             conn,
@@ -219,7 +277,7 @@ impl Inner {
             // Bodies first, so a redo record never points past what the log holds.
             log.flush_pending()?;
             set_batch_mark(conn, n)?;
-            redo.append(n, record)?;
+            redo.append(n, RecordKind::Spans, record)?;
             Ok(outcome)
         });
         match applied {
@@ -256,7 +314,9 @@ impl Inner {
         if w.open.is_none() {
             return Ok(());
         }
-        if w.recent_ids >= self.merge_ids_at.load(Ordering::Relaxed) {
+        if w.recent_ids >= self.merge_ids_at.load(Ordering::Relaxed)
+            && w.recent_ids >= write::traces_stored(&w.conn)? / write::MERGE_SHARE
+        {
             let started = Instant::now();
             match write::merge_recent_ids(&w.conn) {
                 Ok(()) => {
@@ -303,7 +363,7 @@ impl Inner {
         };
         p.segment
             .sync_data()
-            .map_err(|e| StoreError::unavailable(format!("cannot flush the body log: {e}")))?;
+            .map_err(|e| StoreError::io("cannot flush the body log", &e))?;
         sync_wal(&self.path)?;
         redo::empty(&p.redo)?;
         *pending = None;
@@ -326,7 +386,9 @@ impl Inner {
             let _ = w.conn.execute_batch("ROLLBACK");
         }
         w.open = None;
+        w.stale = true;
         let last = redo::replay(&w.conn, &self.log, &self.data_dir)?;
+        w.stale = false;
         if last + 1 != w.next_batch {
             tracing::error!(
                 replayed_to = last,

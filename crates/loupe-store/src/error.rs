@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Conflict,
     /// The store is temporarily unable to serve (busy, shutting down); retry later.
     Unavailable,
+    /// The disk is full: nothing was written; retry once space is freed.
+    StorageFull,
     /// Anything else: a bug or a broken disk. Details are logged, not sent.
     Internal,
 }
@@ -68,6 +70,32 @@ impl StoreError {
             kind: ErrorKind::Unavailable,
             message: message.into(),
         }
+    }
+
+    /// A disk-full error.
+    pub fn storage_full(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::StorageFull,
+            message: message.into(),
+        }
+    }
+
+    /// The error of a failed file operation: disk full, or unavailable.
+    pub fn io(what: impl fmt::Display, e: &std::io::Error) -> Self {
+        let message = format!("{what}: {e}");
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            Self::storage_full(message)
+        } else {
+            Self::unavailable(message)
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Unavailable | ErrorKind::Conflict | ErrorKind::StorageFull
+        )
     }
 
     /// An internal error.

@@ -76,6 +76,42 @@ async fn full_queue_answers_503_and_unavailable_never_buffers() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    // log records take from the same budget: refused too, over HTTP and gRPC
+    let log = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"timeUnixNano": "1700000000001000000", "eventName": "gen_ai.user.message",
+         "traceId": "06060606060606060606060606060606", "spanId": "0101010101010101"}]}]}]});
+    let post_log = || {
+        reqwest::Client::new()
+            .post(format!("{}/v1/logs", server.url))
+            .header("content-type", "application/json")
+            .body(log.to_string())
+            .send()
+    };
+    let resp = post_log().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let mut logs = opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+    let record = opentelemetry_proto::tonic::logs::v1::LogRecord {
+        time_unix_nano: 1_700_000_000_001_000_000,
+        trace_id: vec![6; 16],
+        span_id: vec![1; 8],
+        ..Default::default()
+    };
+    let err = logs
+        .export(
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+                resource_logs: vec![opentelemetry_proto::tonic::logs::v1::ResourceLogs {
+                    scope_logs: vec![opentelemetry_proto::tonic::logs::v1::ScopeLogs {
+                        log_records: vec![record],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
     // open the gate: the first request is committed and acknowledged; the refused ones are not stored
     open.store(true, Ordering::SeqCst);
     assert_eq!(first.await.unwrap(), 200);
@@ -90,7 +126,24 @@ async fn full_queue_answers_503_and_unavailable_never_buffers() {
             .0,
         404
     );
-    // and the queue takes work again
+    let events_of_span_1 = || async {
+        let trace = server.trace("06060606060606060606060606060606").await;
+        let spans = trace["spans"].as_array().cloned().unwrap_or_default();
+        let span = spans
+            .iter()
+            .find(|s| s["span_id"] == "0101010101010101")
+            .cloned()
+            .expect("span 1");
+        span["events"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(
+        events_of_span_1().await,
+        0,
+        "the refused log records are not stored"
+    );
+    // and the queue takes work again, logs too
+    assert_eq!(post_log().await.unwrap().status(), 200);
+    assert_eq!(events_of_span_1().await, 1);
     assert_eq!(
         post_pb(&server.url, &request(vec![pspan([7; 16], 1, None, 0, 1)]))
             .await

@@ -12,6 +12,7 @@ mod annotations;
 mod api;
 mod cli;
 mod conventions;
+mod disk_full;
 mod durability;
 mod helpers;
 mod otlp;

@@ -20,7 +20,7 @@ use super::types::{AssessmentList, Tag};
 use crate::AppState;
 use crate::body::read_limited;
 use crate::error::ApiError;
-use crate::util::{now_ms, random_hex};
+use crate::util::{new_assessment_id, now_ms};
 
 /// Most assessments in one request.
 pub(crate) const MAX_ASSESSMENTS_PER_REQUEST: usize = 1_000;
@@ -150,7 +150,7 @@ impl NewAssessment {
                 return Err(bad("assessment_id", "must be 1 to 200 characters"));
             }
             Some(id) => id,
-            None => format!("a-{}", random_hex()),
+            None => new_assessment_id(),
         };
         let value = self.value.and_then(AssessmentValue::from_json);
         if value.is_none() && self.error.is_none() {

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::convert::{self, mlflow_id};
 use super::{MlflowError, Reply, json_body, ok, str_field, trace_id_of};
 use crate::AppState;
-use crate::util::{now_ms, random_hex};
+use crate::util::{new_assessment_id, now_ms};
 
 /// The metadata key under which MLflow's evaluation names the run that produced an assessment.
 const SOURCE_RUN_ID: &str = "mlflow.assessment.sourceRunId";
@@ -235,7 +235,7 @@ async fn store_new(
     trace_id: TraceId,
     v: &Value,
 ) -> Result<Assessment, MlflowError> {
-    let a = from_mlflow(v, trace_id, format!("a-{}", random_hex()))?;
+    let a = from_mlflow(v, trace_id, new_assessment_id())?;
     store_assessments(state, vec![a.clone()]).await?;
     Ok(a)
 }
@@ -269,7 +269,7 @@ pub(crate) fn assessments_of_trace_info(
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|a| from_mlflow(a, trace_id, format!("a-{}", random_hex())))
+        .map(|a| from_mlflow(a, trace_id, new_assessment_id()))
         .collect()
 }
 

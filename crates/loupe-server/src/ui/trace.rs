@@ -20,7 +20,7 @@ use super::{
     failure_page, fmt_cost, fmt_ms, fmt_time, layout, page_response, status_badge, tag_chips,
 };
 use crate::AppState;
-use crate::util::random_hex;
+use crate::util::new_assessment_id;
 
 /// Tree rows rendered at most; the rest of a big trace is summarized per parent.
 const MAX_ROWS: usize = 2_000;
@@ -419,7 +419,7 @@ pub(crate) async fn feedback(
         .map(|c| c.trim().chars().take(4_000).collect::<String>())
         .filter(|c| !c.is_empty());
     let mut a = Assessment::new(
-        format!("a-{}", random_hex()),
+        new_assessment_id(),
         trace_id,
         "user_feedback".into(),
         AssessmentKind::Feedback,
