@@ -28,6 +28,9 @@ pub enum BenchCommand {
     Load(crate::bench_query::LoadArgs),
     /// Time each query class against a data directory, while ingest runs beside it.
     Query(crate::bench_query::QueryArgs),
+    /// Offer more than the server takes for minutes, then less: refusals, memory, recovery,
+    /// and every acknowledged trace looked up afterwards.
+    Overload(crate::bench_overload::OverloadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +82,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Write(args) => write(args).await,
         BenchCommand::Load(args) => crate::bench_query::load(args).await,
         BenchCommand::Query(args) => crate::bench_query::query(args).await,
+        BenchCommand::Overload(args) => crate::bench_overload::overload(args).await,
     }
 }
 
@@ -150,18 +154,42 @@ fn sv(key: &str, s: String) -> KeyValue {
     kv(key, any_value::Value::StringValue(s))
 }
 
+/// Now, in nanoseconds since the epoch.
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// When the traces of a request start, and the sessions a quarter of them belong to.
+pub(crate) struct Shape {
+    /// Nanoseconds since the epoch; each trace starts at random in here.
+    pub starts: std::ops::Range<u64>,
+    /// Session numbers; each trace with a session takes one at random in here.
+    pub sessions: std::ops::Range<u64>,
+}
+
+impl Shape {
+    /// Starts spread over the `spread_ns` before now, in 50,000 sessions.
+    pub(crate) fn recent(spread_ns: u64) -> Shape {
+        let now = now_ns();
+        Shape {
+            starts: now - spread_ns.min(now)..now.max(1),
+            sessions: 0..50_000,
+        }
+    }
+}
+
 /// One request: `traces` traces of an agent calling a retriever, a chat model, a tool and the
-/// chat model again; each span with inputs and outputs of `payload` bytes.
+/// chat model again, shaped by `shape`; each span with inputs and outputs of `payload` bytes.
 pub(crate) fn build_request(
     rng: &mut impl Rng,
     traces: usize,
     payload: usize,
-    spread_ns: u64,
+    shape: Shape,
 ) -> ExportTraceServiceRequest {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let Shape { starts, sessions } = shape;
     const MODELS: [&str; 4] = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "gpt-4.1-mini"];
     let mut spans = Vec::with_capacity(traces * 5);
     let layout: [(&str, &str, u64, u64); 5] = [
@@ -174,14 +202,18 @@ pub(crate) fn build_request(
     for _ in 0..traces {
         let trace_id: [u8; 16] = rng.random();
         let ids: [[u8; 8]; 5] = rng.random();
-        let base = now - rng.random_range(0..spread_ns.max(1));
+        let base = if starts.is_empty() {
+            starts.start
+        } else {
+            rng.random_range(starts.clone())
+        };
         // Latency varies per trace: a factor between 0.25 and 4.
         let scale = 0.25 + rng.random::<f64>() * 3.75;
         let model = MODELS[rng.random_range(0..MODELS.len())];
         let session = (rng.random_range(0..4) == 0).then(|| {
             format!(
                 "session-{:0width$}",
-                rng.random_range(0..50_000),
+                rng.random_range(sessions.clone()),
                 width = crate::bench_template::SESSION_DIGITS
             )
         });
@@ -281,8 +313,19 @@ fn span_attributes(
     attributes
 }
 
+/// Bytes a process has caused to be written to storage, from /proc (0 where unreadable).
+pub(crate) fn written_bytes(pid: &str) -> u64 {
+    let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else {
+        return 0;
+    };
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds (user + system) a process has used, from /proc.
-fn cpu_secs(pid: &str) -> f64 {
+pub(crate) fn cpu_secs(pid: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -294,7 +337,7 @@ fn cpu_secs(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-fn rss_kb(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn rss_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -305,11 +348,18 @@ fn rss_kb(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-struct Child {
-    child: tokio::process::Child,
-    url: String,
+pub(crate) struct Child {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) url: String,
     ready: Duration,
     _dir: TempDir,
+}
+
+impl Child {
+    /// Its data directory (unused on PostgreSQL).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self._dir.0
+    }
 }
 
 /// A temporary directory removed on drop (no extra dependency for one directory).
@@ -322,7 +372,7 @@ impl Drop for TempDir {
 }
 
 /// Starts `loupe serve` on a temporary data directory, or on `database_url`.
-async fn start_server(database_url: Option<&str>, n: usize) -> anyhow::Result<Child> {
+pub(crate) async fn start_server(database_url: Option<&str>, n: usize) -> anyhow::Result<Child> {
     let dir = std::env::temp_dir().join(format!("loupe-bench-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = std::env::current_exe()?;
@@ -404,13 +454,6 @@ const TEMPLATES: usize = 32;
 /// Length of the stretches `bench ingest` reports the speed of.
 const STRETCH: Duration = Duration::from_secs(5);
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// A server `bench ingest` sends to, and whether it stopped answering.
 struct Endpoint {
     url: String,
@@ -418,14 +461,14 @@ struct Endpoint {
 }
 
 /// What the workers of `bench ingest` share: where and what they send, and what they count.
-struct Load {
-    client: reqwest::Client,
+pub(crate) struct Load {
+    pub(crate) client: reqwest::Client,
     endpoints: Vec<Endpoint>,
     next: AtomicU64,
-    templates: Vec<bench_template::Template>,
+    pub(crate) templates: Vec<bench_template::Template>,
     spans_per_request: u64,
-    stop: AtomicBool,
-    acked: AtomicU64,
+    pub(crate) stop: AtomicBool,
+    pub(crate) acked: AtomicU64,
     refused: AtomicU64,
     /// Requests lost with their connection (a killed replica); sent again to another.
     lost: AtomicU64,
@@ -434,6 +477,36 @@ struct Load {
 }
 
 impl Load {
+    /// A load on `urls` (in turn) of copies of `templates`, with up to `connections` idle
+    /// connections kept.
+    pub(crate) fn new(
+        urls: &[String],
+        templates: Vec<bench_template::Template>,
+        spans_per_request: u64,
+        connections: usize,
+    ) -> anyhow::Result<Load> {
+        Ok(Load {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(connections)
+                .build()?,
+            endpoints: urls
+                .iter()
+                .map(|url| Endpoint {
+                    url: url.clone(),
+                    down: AtomicBool::new(false),
+                })
+                .collect(),
+            next: AtomicU64::new(0),
+            templates,
+            spans_per_request,
+            stop: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            acked_ids: None,
+        })
+    }
+
     /// The next server in turn that has not stopped answering.
     fn endpoint(&self) -> anyhow::Result<&Endpoint> {
         for _ in 0..self.endpoints.len() {
@@ -448,7 +521,7 @@ impl Load {
     /// Sends fresh copies of random templates until told to stop, retrying those the server
     /// refuses with 503 or 429 (and those a server lost with its connection, on another);
     /// returns each acknowledged request's latency.
-    async fn send_until_stopped(&self) -> anyhow::Result<Vec<Duration>> {
+    pub(crate) async fn send_until_stopped(&self) -> anyhow::Result<Vec<Duration>> {
         let mut latencies = Vec::new();
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
         let mut ids = Vec::new();
@@ -511,15 +584,18 @@ impl Load {
 
 /// The requests `bench ingest` sends copies of, built before its clock starts (see
 /// `bench_template`).
-fn ingest_templates(args: &IngestArgs) -> anyhow::Result<Vec<bench_template::Template>> {
+pub(crate) fn templates(
+    traces_per_request: usize,
+    payload_bytes: usize,
+) -> anyhow::Result<Vec<bench_template::Template>> {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
     (0..TEMPLATES)
         .map(|_| {
             bench_template::Template::new(&build_request(
                 &mut rng,
-                args.traces_per_request,
-                args.payload_bytes,
-                0,
+                traces_per_request,
+                payload_bytes,
+                Shape::recent(0),
             ))
         })
         .collect()
@@ -547,29 +623,17 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let load = Arc::new(Load {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.concurrency)
-            .build()?,
-        endpoints: urls
-            .iter()
-            .map(|url| Endpoint {
-                url: url.clone(),
-                down: AtomicBool::new(false),
-            })
-            .collect(),
-        next: AtomicU64::new(0),
-        templates: ingest_templates(&args)?,
-        spans_per_request: (args.traces_per_request * 5) as u64,
-        stop: AtomicBool::new(false),
-        acked: AtomicU64::new(0),
-        refused: AtomicU64::new(0),
-        lost: AtomicU64::new(0),
-        acked_ids: args
-            .database_url
-            .as_ref()
-            .map(|_| std::sync::Mutex::new(Vec::new())),
-    });
+    let mut load = Load::new(
+        &urls,
+        templates(args.traces_per_request, args.payload_bytes)?,
+        (args.traces_per_request * 5) as u64,
+        args.concurrency,
+    )?;
+    load.acked_ids = args
+        .database_url
+        .as_ref()
+        .map(|_| std::sync::Mutex::new(Vec::new()));
+    let load = Arc::new(load);
     let server_cpu = |pid: &u32| cpu_secs(&pid.to_string());
     let t0 = Instant::now();
     let cpu0: (f64, Vec<f64>) = (cpu_secs("self"), pids.iter().map(server_cpu).collect());
@@ -653,19 +717,21 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     }
     if let (Some(url), Some(acked)) = (&args.database_url, &load.acked_ids) {
         let ids = std::mem::take(&mut *acked.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
-        if !all_stored(url, &ids).await? {
+        let store = loupe_store_postgres::PostgresStore::connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !all_stored(&store, &ids).await? {
             return Ok(ExitCode::FAILURE);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Looks every acknowledged trace up in the database: each must be there with its 5 spans.
-async fn all_stored(database_url: &str, ids: &[[u8; 16]]) -> anyhow::Result<bool> {
-    use loupe_store::TraceStore;
-    let store = loupe_store_postgres::PostgresStore::connect(database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+/// Looks every acknowledged trace up in the store: each must be there with its 5 spans.
+pub(crate) async fn all_stored(
+    store: &dyn loupe_store::TraceStore,
+    ids: &[[u8; 16]],
+) -> anyhow::Result<bool> {
     let (mut missing, mut short) = (0usize, 0usize);
     for chunk in ids.chunks(1000) {
         let asked: Vec<loupe_model::TraceId> =
@@ -734,7 +800,7 @@ async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
             &mut rng,
             traces,
             args.payload_bytes,
-            60_000_000_000,
+            Shape::recent(60_000_000_000),
         ));
     }
     let t_enc = Instant::now();

@@ -14,7 +14,7 @@ use loupe_store::{GroupKey, StatsQuery, TraceQuery, TraceStore};
 use loupe_store_postgres::PostgresStore;
 use loupe_store_sqlite::SqliteStore;
 
-use crate::bench::build_request;
+use crate::bench::{Shape, build_request};
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -30,6 +30,11 @@ pub struct LoadArgs {
     /// Spread start times over this many days before now.
     #[arg(long, default_value_t = 7)]
     pub days: u64,
+    /// In what order the traces arrive: `in-order` replays the days as ingest would have
+    /// written them (starts rising, each up to a minute late); `scattered` gives every trace
+    /// a start anywhere in the days, as an import of old traces would.
+    #[arg(long, value_enum, default_value_t = Arrival::InOrder)]
+    pub arrival: Arrival,
     /// Bytes of text in each span's inputs and in its outputs.
     #[arg(long, default_value_t = 512)]
     pub payload_bytes: usize,
@@ -37,6 +42,40 @@ pub struct LoadArgs {
     /// write), so `bench query` can time `feedback.*` filters.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub assessments: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arrival {
+    InOrder,
+    Scattered,
+}
+
+/// How late a client reports a trace: starts arrive up to this long after later ones.
+const LATE_NS: u64 = 60_000_000_000;
+
+impl Arrival {
+    /// The shape of the traces `made..made + n` of `total`, spread over the `spread_ns`
+    /// before `now`. In order, sessions are new over time too: about four traces each, close
+    /// together, as a conversation's are.
+    fn shape(self, now: u64, spread_ns: u64, made: usize, n: usize, total: usize) -> Shape {
+        let oldest = now.saturating_sub(spread_ns);
+        match self {
+            Arrival::Scattered => Shape {
+                starts: oldest..now,
+                sessions: 0..50_000,
+            },
+            Arrival::InOrder => {
+                let at =
+                    |i: usize| oldest + (spread_ns as f64 * i as f64 / total.max(1) as f64) as u64;
+                let first_session = made as u64 / 16;
+                Shape {
+                    starts: at(made).saturating_sub(LATE_NS).max(oldest)
+                        ..at(made + n).max(at(made) + 1),
+                    sessions: first_session..first_session + (n as u64 / 16).max(1),
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -130,12 +169,15 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let total = args.traces;
     let payload = args.payload_bytes;
     let with_assessments = args.assessments;
+    let arrival = args.arrival;
+    let now = crate::bench::now_ns();
     let producer = tokio::task::spawn_blocking(move || {
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
         let mut made = 0;
         while made < total {
             let n = per_batch.min(total - made);
-            let req = build_request(&mut rng, n, payload, spread);
+            let shape = arrival.shape(now, spread, made, n, total);
+            let req = build_request(&mut rng, n, payload, shape);
             let Ok(p) = loupe_ingest::convert_request(req, None, &prices) else {
                 break;
             };
@@ -162,12 +204,37 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
         bar
     });
+    let mut million = Stretch::start(0);
+    // Two batches in flight, as the server's ingest queue writes (`WRITES_IN_FLIGHT`): one is
+    // applied while the one before it is flushed to disk. Each batch's assessments follow its
+    // spans.
+    let mut in_flight = tokio::task::JoinSet::new();
     while let Some((spans, judged)) = rx.recv().await {
-        store.write_spans(spans).await.map_err(anyhow_store)?;
-        if !judged.is_empty() {
-            store.put_assessments(judged).await.map_err(anyhow_store)?;
+        if in_flight.len() >= 2
+            && let Some(done) = in_flight.join_next().await
+        {
+            done??;
         }
+        let store = store.clone();
+        in_flight.spawn(async move {
+            store.write_spans(spans).await.map_err(anyhow_store)?;
+            if !judged.is_empty() {
+                store.put_assessments(judged).await.map_err(anyhow_store)?;
+            }
+            anyhow::Ok(())
+        });
+        let before = written;
         written += per_batch.min(total - written);
+        if written / 1_000_000 > before / 1_000_000
+            || (written == total && !written.is_multiple_of(1_000_000))
+        {
+            let line = million.report(written);
+            match &bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+            million = Stretch::start(written);
+        }
         let rate = written as f64 * 5.0 / t0.elapsed().as_secs_f64();
         if let Some(bar) = &bar {
             bar.set_position(written as u64);
@@ -179,6 +246,9 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             last_report = pct;
             eprintln!("load: {pct:>3}%  {written} traces  {rate:.0} spans/s");
         }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done??;
     }
     if let Some(bar) = bar {
         bar.finish();
@@ -213,6 +283,42 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
 
 use loupe_model::now_ms;
 
+/// One million traces of a load: how fast, and what each span cost in disk writes and CPU
+/// (the whole process, so the writer, its checkpoints and the text indexer), to see where
+/// the cost grows with the store.
+struct Stretch {
+    traces_before: usize,
+    at: Instant,
+    written_bytes: u64,
+    cpu_secs: f64,
+}
+
+impl Stretch {
+    fn start(traces_before: usize) -> Stretch {
+        Stretch {
+            traces_before,
+            at: Instant::now(),
+            written_bytes: crate::bench::written_bytes("self"),
+            cpu_secs: crate::bench::cpu_secs("self"),
+        }
+    }
+
+    fn report(&self, traces: usize) -> String {
+        let spans = ((traces - self.traces_before) * 5).max(1) as f64;
+        let secs = self.at.elapsed().as_secs_f64();
+        let written = crate::bench::written_bytes("self") - self.written_bytes;
+        let cpu = crate::bench::cpu_secs("self") - self.cpu_secs;
+        format!(
+            "load: traces {:.1}M-{:.1}M: {:.0} spans/s, {:.1} KB written and {:.1} µs CPU per span",
+            self.traces_before as f64 / 1e6,
+            traces as f64 / 1e6,
+            spans / secs,
+            written as f64 / spans / 1e3,
+            cpu * 1e6 / spans,
+        )
+    }
+}
+
 /// A `quality` feedback from a judge for each trace of a batch, scored uniformly from 0 to 1.
 fn judge(rng: &mut impl rand::Rng, spans: &[loupe_store::EncodedSpan]) -> Vec<Assessment> {
     let mut seen = std::collections::HashSet::new();
@@ -222,7 +328,7 @@ fn judge(rng: &mut impl rand::Rng, spans: &[loupe_store::EncodedSpan]) -> Vec<As
         .map(|s| {
             let score = (rng.random::<f64>() * 1000.0).round() / 1000.0;
             Assessment::new(
-                format!("a-{}-quality", s.trace_id.to_hex()),
+                loupe_model::new_assessment_id(),
                 s.trace_id,
                 "quality".into(),
                 AssessmentKind::Feedback,
@@ -289,7 +395,12 @@ fn ingest_beside(
         let prices = PriceBook::builtin();
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
         while !stop.load(Ordering::Relaxed) {
-            let req = build_request(&mut rng, 100, 512, 60_000_000_000);
+            let req = build_request(
+                &mut rng,
+                100,
+                512,
+                crate::bench::Shape::recent(60_000_000_000),
+            );
             let Ok(p) = loupe_ingest::convert_request(req, None, &prices) else {
                 break;
             };
@@ -437,4 +548,42 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     }
     stop.store(true, Ordering::Relaxed);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400_000_000_000;
+
+    #[test]
+    fn in_order_replays_the_days_and_sessions_move_on() {
+        let now = 40 * DAY;
+        let (total, n) = (10_000, 400);
+        let mut last = None;
+        for made in (0..total).step_by(n) {
+            let s = Arrival::InOrder.shape(now, 30 * DAY, made, n, total);
+            assert!(
+                s.starts.start >= 10 * DAY && s.starts.end <= now,
+                "within the days"
+            );
+            assert!(s.starts.end - s.starts.start <= 30 * DAY / 25 + LATE_NS + 1);
+            if let Some((starts, sessions)) = last.replace((s.starts.clone(), s.sessions.clone())) {
+                let (starts, sessions): (std::ops::Range<u64>, std::ops::Range<u64>) =
+                    (starts, sessions);
+                assert!(s.starts.start > starts.start, "starts rise");
+                assert_eq!(
+                    s.sessions.start, sessions.end,
+                    "new sessions, one after another"
+                );
+            }
+            assert_eq!(
+                s.sessions.end - s.sessions.start,
+                25,
+                "four session traces each"
+            );
+        }
+        let s = Arrival::Scattered.shape(now, 30 * DAY, 5_000, n, total);
+        assert_eq!((s.starts, s.sessions), (10 * DAY..now, 0..50_000));
+    }
 }

@@ -200,7 +200,12 @@ mod tests {
     #[test]
     fn a_fresh_copy_is_the_same_request_with_new_ids_times_and_sessions() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let req = crate::bench::build_request(&mut rng, 40, 64, 60_000_000_000);
+        let req = crate::bench::build_request(
+            &mut rng,
+            40,
+            64,
+            crate::bench::Shape::recent(60_000_000_000),
+        );
         let template = Template::new(&req).unwrap();
         let now = 1_900_000_000_000_000_000;
         let spread = 1_000_000_000;

@@ -1,6 +1,7 @@
 //! `loupe`: the server, the command-line client and the benchmarks, in one binary.
 
 mod bench;
+mod bench_overload;
 mod bench_query;
 mod bench_template;
 mod client;
