@@ -54,11 +54,20 @@ struct OpenLoop {
     refused_without_hint: AtomicU64,
     /// Answers other than 2xx and 503, and requests that got no answer.
     failed: AtomicU64,
+    /// What the first of them was, to print.
+    first_failure: std::sync::Mutex<Option<String>>,
     skipped: AtomicU64,
     ids: std::sync::Mutex<Vec<[u8; 16]>>,
 }
 
 impl OpenLoop {
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_failure.lock() {
+            first.get_or_insert(why);
+        }
+    }
+
     async fn send(self: Arc<Self>, body: Vec<u8>, ids: Vec<[u8; 16]>) {
         let sent = self
             .load
@@ -77,7 +86,7 @@ impl OpenLoop {
                         all.extend_from_slice(&ids);
                     }
                 } else {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    self.fail("the answer's body was cut off".into());
                 }
             }
             Ok(resp) if resp.status().as_u16() == 503 => {
@@ -86,14 +95,8 @@ impl OpenLoop {
                     self.refused_without_hint.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Ok(resp) => {
-                tracing::warn!(status = %resp.status(), "unexpected answer");
-                self.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no answer");
-                self.failed.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(resp) => self.fail(format!("answered {}", resp.status())),
+            Err(e) => self.fail(format!("no answer: {e:?}")),
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -174,8 +177,9 @@ pub async fn overload(args: OverloadArgs) -> anyhow::Result<ExitCode> {
     }
     let capacity = load.acked.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
     println!(
-        "overload: capacity {capacity:.0} spans/s ({} s at 16 requests in flight)",
-        args.capacity_seconds
+        "overload: capacity {capacity:.0} spans/s ({} s at 16 requests in flight); server RSS peak so far {:.0} MB",
+        args.capacity_seconds,
+        bench::rss_kb(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0
     );
 
     let open = Arc::new(OpenLoop {
@@ -187,6 +191,7 @@ pub async fn overload(args: OverloadArgs) -> anyhow::Result<ExitCode> {
         refused: AtomicU64::new(0),
         refused_without_hint: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        first_failure: std::sync::Mutex::new(None),
         skipped: AtomicU64::new(0),
         ids: std::sync::Mutex::new(Vec::new()),
     });
@@ -217,6 +222,9 @@ pub async fn overload(args: OverloadArgs) -> anyhow::Result<ExitCode> {
         open.failed.load(Ordering::Relaxed),
         open.skipped.load(Ordering::Relaxed),
     );
+    if let Ok(Some(first)) = open.first_failure.lock().as_deref() {
+        println!("overload: the first failure: {first}");
+    }
     println!(
         "overload: server RSS peak {:.0} MB (VmHWM), highest per-second sample {:.0} MB",
         peak_kb as f64 / 1024.0,

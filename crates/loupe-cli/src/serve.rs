@@ -35,7 +35,7 @@ pub struct ServeArgs {
     #[arg(long, env = "LOUPE_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,
     /// Spans that may wait for the writer before new requests get 503 / UNAVAILABLE.
-    #[arg(long, env = "LOUPE_MAX_QUEUED_SPANS", default_value_t = 50_000)]
+    #[arg(long, env = "LOUPE_MAX_QUEUED_SPANS", default_value_t = 20_000)]
     pub max_queued_spans: usize,
     /// A price book (JSON, the shape of the built-in one) whose models replace or add to the
     /// built-in prices.

@@ -18,7 +18,7 @@ pub use logs::{PreparedLogs, convert_logs};
 pub use mlflow::{prepare_traces_json, spans_from_traces_json};
 pub use otlp::{Prepared, convert_request};
 pub use otlp_json::{decode_json, decode_json_as};
-pub use queue::{IngestQueue, QueueConfig, WriterHandle};
+pub use queue::{Admission, IngestQueue, QueueConfig, WriterHandle};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;

@@ -10,6 +10,12 @@
 //! Log records (span events) take permits from the same budget: they are written at once, not
 //! batched, but an overload of logs is refused as one of spans is, and both together never
 //! hold more than the budget in memory.
+//!
+//! Before that, a request body is admitted ([`IngestQueue::admit`]) against a budget of bytes
+//! being read and decoded, and refused at once when the span budget is spent: under overload
+//! the spans' budget alone left every body of thousands of connections in memory, waiting for
+//! the decode threads only to be refused afterwards (1.6 GB RSS at twice capacity, figures in
+//! docs/performance.md).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,13 +34,16 @@ pub struct QueueConfig {
     pub max_queued_spans: usize,
     /// The most spans in one batch (one [`TraceStore::write_spans`] call).
     pub max_batch_spans: usize,
+    /// Request bytes that may be read and decoded at once ([`IngestQueue::admit`]).
+    pub max_decoding_bytes: usize,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
-            max_queued_spans: 50_000,
+            max_queued_spans: 20_000,
             max_batch_spans: 20_000,
+            max_decoding_bytes: 8 << 20,
         }
     }
 }
@@ -45,12 +54,17 @@ struct Job {
     _permit: OwnedSemaphorePermit,
 }
 
+/// A request body's share of the decoding budget ([`IngestQueue::admit`]); returned on drop.
+pub struct Admission(OwnedSemaphorePermit);
+
 /// The sending side, shared by every transport. Cheap to clone.
 #[derive(Clone)]
 pub struct IngestQueue {
     tx: mpsc::UnboundedSender<Job>,
     budget: Arc<Semaphore>,
     max_queued: u32,
+    decoding: Arc<Semaphore>,
+    max_decoding: u32,
     closing: Arc<AtomicBool>,
     decoders: Arc<PriorityPool>,
     store: Arc<dyn TraceStore>,
@@ -80,6 +94,7 @@ impl IngestQueue {
     pub fn start(store: Arc<dyn TraceStore>, config: QueueConfig) -> (Self, WriterHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let max_queued = u32::try_from(config.max_queued_spans.max(1)).unwrap_or(u32::MAX);
+        let max_decoding = u32::try_from(config.max_decoding_bytes.max(1)).unwrap_or(u32::MAX);
         let closing = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(run_writer(store.clone(), rx, config.max_batch_spans.max(1)));
         (
@@ -87,6 +102,8 @@ impl IngestQueue {
                 tx,
                 budget: Arc::new(Semaphore::new(max_queued as usize)),
                 max_queued,
+                decoding: Arc::new(Semaphore::new(max_decoding as usize)),
+                max_decoding,
                 closing: closing.clone(),
                 decoders: Arc::new(PriorityPool::new(
                     "loupe-decode",
@@ -106,6 +123,43 @@ impl IngestQueue {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, IngestError> {
         self.decoders.run(f).await.map_err(IngestError::Store)
+    }
+
+    /// Admits a request body of `bytes` to be read or decoded, at once or not at all: refused
+    /// when the span budget is spent (its spans would be refused after decoding) or when too
+    /// many bytes are being decoded already. A body larger than the whole budget takes all of
+    /// it. Hold the admission until the decoded spans are submitted; call again with more bytes
+    /// when the body turns out larger than first admitted (chunked, compressed).
+    pub fn admit(
+        &self,
+        bytes: usize,
+        admitted: Option<Admission>,
+    ) -> Result<Admission, IngestError> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(IngestError::ShuttingDown);
+        }
+        if self.budget.available_permits() == 0 {
+            return Err(IngestError::Overloaded);
+        }
+        let held = admitted.as_ref().map_or(0, |a| a.0.num_permits());
+        let want = u32::try_from(bytes.saturating_sub(held))
+            .unwrap_or(u32::MAX)
+            .min(
+                self.max_decoding
+                    .saturating_sub(u32::try_from(held).unwrap_or(u32::MAX)),
+            );
+        let more = self
+            .decoding
+            .clone()
+            .try_acquire_many_owned(want)
+            .map_err(|_| IngestError::Overloaded)?;
+        Ok(match admitted {
+            Some(mut a) => {
+                a.0.merge(more);
+                a
+            }
+            None => Admission(more),
+        })
     }
 
     /// Permits for `items` spans or events, at once or not at all (the queue is full). A

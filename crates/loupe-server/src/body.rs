@@ -88,3 +88,10 @@ pub fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, Bod
     }
     Ok(Bytes::from(out))
 }
+
+/// Reads and drops up to `limit` bytes of a body that is refused unread, so that the client,
+/// still sending it, gets the answer instead of a reset connection. Holds one frame at a time.
+pub async fn discard(body: Body, limit: usize) {
+    let mut body = Limited::new(body, limit);
+    while let Some(Ok(_)) = body.frame().await {}
+}

@@ -63,7 +63,8 @@ pub(crate) async fn project_from(
     Some(crate::mlflow::project_for_experiment_id(state, &id).await)
 }
 
-/// Reads the bounded body and decodes it on ingest's decode threads
+/// Admits the body against the decoding budget ([`loupe_ingest::IngestQueue::admit`]), reads
+/// it within its bounds and decodes it on ingest's decode threads
 /// ([`loupe_ingest::IngestQueue::cpu`]: one per core, at nice 5, so the span writer gets the
 /// CPU first), as decode, normalize and compress are CPU work. Shared by both signals.
 async fn decode<T: Send + 'static>(
@@ -73,10 +74,29 @@ async fn decode<T: Send + 'static>(
     f: impl FnOnce(&[u8], Encoding) -> Result<T, IngestError> + Send + 'static,
 ) -> Result<(Encoding, T), OtlpError> {
     let encoding = encoding_of(headers)?;
+    let retry = state.config.retry_after_secs;
+    let refused = |e| OtlpError::from_ingest(e, encoding, retry);
+    // Admitted before the body is read where its length is declared, and for what it turned
+    // out to be once read: an overload is refused before it costs memory or decode time.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let admitted = match state.queue.admit(declared, None) {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            crate::body::discard(body, state.config.max_request_bytes).await;
+            return Err(refused(e));
+        }
+    };
     let bytes = read_limited(headers, body, state.config.max_request_bytes)
         .await
         .map_err(|e| OtlpError::new(e.status, e.message, encoding))?;
-    let retry = state.config.retry_after_secs;
+    let _admitted = state
+        .queue
+        .admit(bytes.len(), Some(admitted))
+        .map_err(refused)?;
     let decoded = state
         .queue
         .cpu(move || f(&bytes, encoding))
