@@ -477,6 +477,20 @@ pub(crate) struct Load {
 }
 
 impl Load {
+    /// Sends one OTLP/HTTP protobuf export of traces to `url`.
+    pub(crate) async fn export(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .post(format!("{url}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+    }
+
     /// A load on `urls` (in turn) of copies of `templates`, with up to `connections` idle
     /// connections kept.
     pub(crate) fn new(
@@ -532,13 +546,7 @@ impl Load {
                 let body = template.fresh(&mut rng, now_ns(), 60_000_000_000, &mut ids);
                 let endpoint = self.endpoint()?;
                 let start = Instant::now();
-                let sent = self
-                    .client
-                    .post(format!("{}/v1/traces", endpoint.url))
-                    .header("content-type", "application/x-protobuf")
-                    .body(body)
-                    .send()
-                    .await;
+                let sent = self.export(&endpoint.url, body).await;
                 let status = match sent {
                     Ok(resp) => {
                         let status = resp.status();

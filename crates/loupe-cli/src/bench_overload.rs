@@ -69,14 +69,7 @@ impl OpenLoop {
     }
 
     async fn send(self: Arc<Self>, body: Vec<u8>, ids: Vec<[u8; 16]>) {
-        let sent = self
-            .load
-            .client
-            .post(format!("{}/v1/traces", self.url))
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
-            .await;
+        let sent = self.load.export(&self.url, body).await;
         match sent {
             Ok(resp) if resp.status().is_success() => {
                 if resp.bytes().await.is_ok() {

@@ -14,8 +14,7 @@
 //! Before that, a request body is admitted ([`IngestQueue::admit`]) against a budget of bytes
 //! being read and decoded, and refused at once when the span budget is spent: under overload
 //! the spans' budget alone left every body of thousands of connections in memory, waiting for
-//! the decode threads only to be refused afterwards (1.6 GB RSS at twice capacity, figures in
-//! docs/performance.md).
+//! the decode threads only to be refused afterwards (figures in docs/performance.md, "Memory").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

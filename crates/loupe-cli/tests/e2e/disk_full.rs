@@ -148,7 +148,7 @@ async fn a_full_disk_refuses_writes_clearly_and_ingest_resumes_when_space_is_fre
     };
     let data = mount.dir.join("data");
     let server = ChildServer::start(&data).await;
-    // Leave about 12 MB: a few hundred traces fit, then the disk is full.
+    // Leave a little room, so that some traces are stored before the disk fills.
     let ballast = mount.dir.join("ballast");
     let keep = 12u64 << 20;
     let fill = mount.free_bytes().saturating_sub(keep);
