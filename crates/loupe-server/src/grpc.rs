@@ -1,6 +1,11 @@
 //! OTLP/gRPC `TraceService`: the same ingest path as HTTP, gzip accepted.
+//!
+//! tonic reads and decodes a message before the handler runs, so admission comes in two steps:
+//! an interceptor refuses a request before its message is read when the span budget is spent,
+//! and the handler admits the decoded message's size against the decoding budget before it
+//! waits for a decode thread (as HTTP does before reading the body).
 
-use loupe_ingest::IngestError;
+use loupe_ingest::{IngestError, IngestQueue};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -13,7 +18,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prost::Message;
 use tonic::codec::CompressionEncoding;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::AppState;
@@ -24,12 +32,25 @@ pub(crate) struct Otlp {
     state: AppState,
 }
 
-pub(crate) fn service(state: AppState) -> TraceServiceServer<Otlp> {
+pub(crate) fn service(state: AppState) -> InterceptedService<TraceServiceServer<Otlp>, Admit> {
     let limit = state.config.max_request_bytes;
-    TraceServiceServer::new(Otlp { state })
+    let admit = Admit(state.queue.clone());
+    let server = TraceServiceServer::new(Otlp { state })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit)
+        .max_decoding_message_size(limit);
+    InterceptedService::new(server, admit)
+}
+
+/// Refuses a request before its message is read when the queue would refuse its spans.
+#[derive(Clone)]
+pub(crate) struct Admit(IngestQueue);
+
+impl Interceptor for Admit {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.0.admit(0, None).map_err(to_status)?;
+        Ok(request)
+    }
 }
 
 /// gRPC's table of failures.
@@ -59,6 +80,11 @@ impl TraceService for Otlp {
         })
         .await;
         let req = request.into_inner();
+        let _admitted = self
+            .state
+            .queue
+            .admit(req.encoded_len(), None)
+            .map_err(to_status)?;
         let prices = self.state.prices.clone();
         let prepared = self
             .state
@@ -85,12 +111,16 @@ pub(crate) struct OtlpLogs {
     state: AppState,
 }
 
-pub(crate) fn logs_service(state: AppState) -> LogsServiceServer<OtlpLogs> {
+pub(crate) fn logs_service(
+    state: AppState,
+) -> InterceptedService<LogsServiceServer<OtlpLogs>, Admit> {
     let limit = state.config.max_request_bytes;
-    LogsServiceServer::new(OtlpLogs { state })
+    let admit = Admit(state.queue.clone());
+    let server = LogsServiceServer::new(OtlpLogs { state })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit)
+        .max_decoding_message_size(limit);
+    InterceptedService::new(server, admit)
 }
 
 #[tonic::async_trait]
@@ -100,6 +130,11 @@ impl LogsService for OtlpLogs {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let req = request.into_inner();
+        let _admitted = self
+            .state
+            .queue
+            .admit(req.encoded_len(), None)
+            .map_err(to_status)?;
         let prepared = self
             .state
             .queue

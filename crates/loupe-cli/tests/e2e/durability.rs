@@ -76,6 +76,7 @@ async fn full_queue_answers_503_and_unavailable_never_buffers() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert_eq!(err.message(), "the write queue is full; retry later");
     // log records take from the same budget: refused too, over HTTP and gRPC
     let log = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
         {"timeUnixNano": "1700000000001000000", "eventName": "gen_ai.user.message",
