@@ -127,7 +127,7 @@ impl IngestQueue {
     /// Admits a request body of `bytes` to be read or decoded, at once or not at all: refused
     /// when the span budget is spent (its spans would be refused after decoding) or when too
     /// many bytes are being decoded already. A body larger than the whole budget takes all of
-    /// it. Hold the admission until the decoded spans are submitted; call again with more bytes
+    /// it. Hold the admission until the body is decoded; call again with more bytes
     /// when the body turns out larger than first admitted (chunked, compressed).
     pub fn admit(
         &self,

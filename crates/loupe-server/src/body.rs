@@ -23,6 +23,14 @@ fn too_large(limit: usize, what: &str) -> BodyError {
     }
 }
 
+/// The body's length as its `Content-Length` declares it, if it does.
+pub fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Reads the whole body (chunked or not), refusing more than `limit` bytes, then undoes any
 /// `Content-Encoding` (gzip, deflate), refusing output larger than `limit` too.
 pub async fn read_limited(
@@ -30,11 +38,7 @@ pub async fn read_limited(
     body: Body,
     limit: usize,
 ) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(too_large(limit, "size"));
     }
     let encoding = headers

@@ -53,6 +53,26 @@ impl Interceptor for Admit {
     }
 }
 
+/// Converts a decoded message on ingest's decode threads, admitted against the decoding
+/// budget while it waits for them and is converted (as HTTP holds a body's admission until it
+/// is decoded, not while its spans are written).
+async fn convert<R: Message + Send + 'static, T: Send + 'static>(
+    state: &AppState,
+    req: R,
+    f: impl FnOnce(R) -> Result<T, IngestError> + Send + 'static,
+) -> Result<T, Status> {
+    let _admitted = state
+        .queue
+        .admit(req.encoded_len(), None)
+        .map_err(to_status)?;
+    state
+        .queue
+        .cpu(move || f(req))
+        .await
+        .map_err(to_status)?
+        .map_err(to_status)
+}
+
 /// gRPC's table of failures.
 fn to_status(e: IngestError) -> Status {
     let f = Failure::from(e);
@@ -79,20 +99,11 @@ impl TraceService for Otlp {
                 .map(str::to_string)
         })
         .await;
-        let req = request.into_inner();
-        let _admitted = self
-            .state
-            .queue
-            .admit(req.encoded_len(), None)
-            .map_err(to_status)?;
         let prices = self.state.prices.clone();
-        let prepared = self
-            .state
-            .queue
-            .cpu(move || loupe_ingest::convert_request(req, project.as_deref(), &prices))
-            .await
-            .map_err(to_status)?
-            .map_err(to_status)?;
+        let prepared = convert(&self.state, request.into_inner(), move |req| {
+            loupe_ingest::convert_request(req, project.as_deref(), &prices)
+        })
+        .await?;
         self.state
             .queue
             .submit(prepared.spans)
@@ -129,19 +140,12 @@ impl LogsService for OtlpLogs {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let req = request.into_inner();
-        let _admitted = self
-            .state
-            .queue
-            .admit(req.encoded_len(), None)
-            .map_err(to_status)?;
-        let prepared = self
-            .state
-            .queue
-            .cpu(move || loupe_ingest::convert_logs(req))
-            .await
-            .map_err(to_status)?
-            .map_err(to_status)?;
+        let prepared = convert(
+            &self.state,
+            request.into_inner(),
+            loupe_ingest::convert_logs,
+        )
+        .await?;
         self.state
             .queue
             .submit_events(prepared.events)

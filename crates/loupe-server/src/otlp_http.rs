@@ -78,11 +78,7 @@ async fn decode<T: Send + 'static>(
     let refused = |e| OtlpError::from_ingest(e, encoding, retry);
     // Admitted before the body is read where its length is declared, and for what it turned
     // out to be once read: an overload is refused before it costs memory or decode time.
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
+    let declared = crate::body::declared_length(headers).unwrap_or(0);
     let admitted = match state.queue.admit(declared, None) {
         Ok(admitted) => admitted,
         Err(e) => {
@@ -101,8 +97,8 @@ async fn decode<T: Send + 'static>(
         .queue
         .cpu(move || f(&bytes, encoding))
         .await
-        .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?
-        .map_err(|e| OtlpError::from_ingest(e, encoding, retry))?;
+        .map_err(refused)?
+        .map_err(refused)?;
     Ok((encoding, decoded))
 }
 
