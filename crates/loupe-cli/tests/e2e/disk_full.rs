@@ -101,22 +101,26 @@ fn trace_hex(t: u32) -> String {
     hex(&id)
 }
 
-/// Sends traces `from..` (20 per request) until one is refused; returns the acknowledged ones
-/// and the refusal.
-async fn send_until_refused(url: &str, from: u32) -> (Vec<u32>, reqwest::Response) {
+/// Sends traces `from..` (20 per request, at most `requests`) until one is refused; returns
+/// the acknowledged ones and the refusal, if there was one.
+async fn send_until_refused(
+    url: &str,
+    from: u32,
+    requests: usize,
+) -> (Vec<u32>, Option<reqwest::Response>) {
     let mut acked = Vec::new();
     let mut t = from;
-    for _ in 0..2_000 {
+    for _ in 0..requests {
         let traces: Vec<u32> = (t..t + 20).collect();
         t += 20;
         let spans = traces.iter().flat_map(|&t| bulky_trace(t, 2_048)).collect();
         let resp = post_pb(url, &request(spans)).await;
         if resp.status() != 200 {
-            return (acked, resp);
+            return (acked, Some(resp));
         }
         acked.extend(traces);
     }
-    panic!("the disk never filled");
+    (acked, None)
 }
 
 async fn span_count(url: &str, t: u32) -> Option<u64> {
@@ -148,6 +152,17 @@ async fn a_full_disk_refuses_writes_clearly_and_ingest_resumes_when_space_is_fre
     };
     let data = mount.dir.join("data");
     let server = ChildServer::start(&data).await;
+    // One request committed before the disk fills (the group commit is timed, so wait for it):
+    // what must stay readable while it is full.
+    let (committed, first) = send_until_refused(&server.url, 1, 1).await;
+    assert!(first.is_none(), "the empty disk took the first request");
+    for _ in 0..100 {
+        if span_count(&server.url, committed[0]).await == Some(5) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(span_count(&server.url, committed[0]).await, Some(5));
     // Leave a little room, so that some traces are stored before the disk fills.
     let ballast = mount.dir.join("ballast");
     let keep = 12u64 << 20;
@@ -166,8 +181,10 @@ async fn a_full_disk_refuses_writes_clearly_and_ingest_resumes_when_space_is_fre
         })
         .unwrap();
 
-    let (acked, refused) = send_until_refused(&server.url, 1).await;
+    let (mut acked, refused) = send_until_refused(&server.url, 21, 2_000).await;
+    let refused = refused.expect("the disk never filled");
     assert!(!acked.is_empty(), "some traces fit before the disk filled");
+    acked.splice(0..0, committed);
     assert_eq!(refused.status(), 503, "a full disk is a retryable refusal");
     assert!(refused.headers().contains_key("retry-after"));
     let st = rpc_status(&refused.bytes().await.unwrap());
